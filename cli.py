@@ -1,0 +1,122 @@
+"""The ``maskface`` command line: generate, types, preview (train/eval/unmask come next)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+
+import click
+
+from . import __version__
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S",
+                        stream=sys.stderr)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="maskface")
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+def main(verbose: bool) -> None:
+    """maskface: synthetic masked-face datasets and mask removal."""
+    _setup_logging(verbose)
+
+
+@main.command()
+@click.option("--src", default="demo", show_default=True,
+              help="'celeba', 'demo', a folder of images (recursive) or a .txt list of paths.")
+@click.option("--out", default="out/generate", show_default=True, type=click.Path(),
+              help="Output directory (shards per split, manifest.json, failures.jsonl).")
+@click.option("--types", default="all", show_default=True,
+              help="'all' or a comma list of mask types (see `maskface types`).")
+@click.option("--per-face", default="1", show_default=True,
+              help="Mask types per face: a number (drawn per face from the seed) or 'all'.")
+@click.option("--jobs", default=-1, show_default=True, help="Worker processes; -1 = all cores.")
+@click.option("--seed", default=0, show_default=True, help="Same seed, same bytes.")
+@click.option("--size", default=256, show_default=True, help="Side of the aligned face crop.")
+@click.option("--landmarks-cache", type=click.Path(), default=None,
+              help="Landmark cache file (.npz); default OUT/landmarks.npz. Reuse one to "
+                   "re-render without detecting (MediaPipe then need not be installed).")
+@click.option("--scheduler", default=None,
+              help="Dask scheduler address (tcp://host:8786): run the shards on that cluster.")
+@click.option("--shard-index", type=int, default=None, help="This machine's part (0-based)...")
+@click.option("--num-shards", type=int, default=None, help="...of this many parts.")
+@click.option("--shard-size", default=256, show_default=True, help="Source images per shard.")
+@click.option("--split-ratios", default="0.8,0.1,0.1", show_default=True,
+              help="train,val,test ratios where the source has no official split.")
+@click.option("--celeba-root", type=click.Path(), default=None,
+              help="CelebA directory (else $MASKFACE_CELEBA, else ~/data/celeba).")
+@click.option("--templates", "template_dirs", multiple=True, type=click.Path(exists=True),
+              help="Extra directory of mask templates (repeatable).")
+@click.option("--image-format", type=click.Choice(["jpg", "png"]), default="jpg",
+              show_default=True, help="png stores pairs losslessly (masked == clean outside "
+                                      "the mask, on disk too).")
+@click.option("--jpeg-quality", default=95, show_default=True)
+@click.option("--limit", type=int, default=None, help="Use only the first N sources (by key).")
+@click.option("--progress/--no-progress", default=None,
+              help="Progress bar (default: on a terminal).")
+def generate(src, out, types, per_face, jobs, seed, size, landmarks_cache, scheduler,
+             shard_index, num_shards, shard_size, split_ratios, celeba_root, template_dirs,
+             image_format, jpeg_quality, limit, progress) -> None:
+    """Write masked/clean/mask training pairs as WebDataset tar shards."""
+    from .maskgen.pipeline import GenerateConfig, GenerateError, run_generate
+    from .maskgen.sources import SourceError
+    from .maskgen.split import parse_ratios
+
+    try:
+        cfg = GenerateConfig(
+            src=src, out=out, types=types, per_face=per_face, seed=seed, size=size,
+            shard_size=shard_size, split_ratios=parse_ratios(split_ratios),
+            celeba_root=celeba_root, jpeg_quality=jpeg_quality, image_format=image_format,
+            templates=tuple(template_dirs), limit=limit, jobs=jobs,
+            landmarks_cache=landmarks_cache, scheduler=scheduler, shard_index=shard_index,
+            num_shards=num_shards, progress=progress)
+        s = run_generate(cfg)
+    except (GenerateError, SourceError, ValueError) as e:
+        raise click.ClickException(str(e)) from e
+    d = s.as_dict()
+    fails = ", ".join(f"{k} {v}" for k, v in d["failures"].items()) or "none"
+    click.echo(f"faces in {s.faces_in}, masked {s.faces_ok}, pairs out {s.pairs}, "
+               f"failures: {fails}; {s.seconds:.1f} s, {d['faces_per_s'] or 0:.1f} faces/s"
+               + (f" ({s.skipped_shards} shards already done)" if s.skipped_shards else ""),
+               err=True)
+    click.echo(f"output: {out}", err=True)
+
+
+@main.command("types")
+@click.option("--templates", "template_dirs", multiple=True, type=click.Path(exists=True))
+@click.option("--verbose", "detail", is_flag=True, help="Also print each type's description.")
+def types_cmd(template_dirs, detail) -> None:
+    """List the registered mask types, one per line."""
+    from .maskgen.templates import registry
+
+    for name, t in registry(tuple(template_dirs)).items():
+        click.echo(f"{name}\t{t.description}" if detail else name)
+
+
+@main.command()
+@click.option("--src", default="demo", show_default=True)
+@click.option("--out", default="preview.png", show_default=True, type=click.Path())
+@click.option("--types", default="all", show_default=True)
+@click.option("--faces", default=6, show_default=True, help="Rows (faces) in the sheet.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--size", default=192, show_default=True, help="Tile size in the sheet.")
+@click.option("--celeba-root", type=click.Path(), default=None)
+@click.option("--templates", "template_dirs", multiple=True, type=click.Path(exists=True))
+def preview(src, out, types, faces, seed, size, celeba_root, template_dirs) -> None:
+    """A contact sheet PNG: each face clean, then with every selected mask type."""
+    from .maskgen.preview import make_sheet
+
+    try:
+        info = make_sheet(src, out, types=types, faces=faces, seed=seed, size=size,
+                          celeba_root=celeba_root, templates=tuple(template_dirs))
+    except ValueError as e:
+        raise click.ClickException(str(e)) from e
+    click.echo(json.dumps(info), err=True)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

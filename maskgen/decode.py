@@ -1,0 +1,97 @@
+"""Turn the bytes of any image file into an upright RGB uint8 array, or say why not.
+
+Users point maskgen at folders they did not curate: zero-byte files, truncated JPEGs, text files
+named ``.jpg``, CMYK, 16-bit PNGs, photos rotated by EXIF. Every one of them either decodes to a
+plain RGB array or raises :class:`BadImage` with a reason that goes into ``failures.jsonl``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import warnings
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+# Faces in huge photos are found at this resolution; more only costs time (see decode_image).
+MAX_WORKING_SIDE = 4096
+# Below this a face cannot carry a 256 px crop worth training on; FaceMesh still gets a try.
+MIN_SIDE = 16
+# PIL refuses images above ~179 Mpx as decompression bombs; we decode big JPEGs reduced
+# (draft mode), so allow large files but still refuse absurd headers.
+Image.MAX_IMAGE_PIXELS = 40_000 * 40_000
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+
+class BadImage(ValueError):
+    """An input that cannot be used; ``reason`` is a short machine-friendly tag."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+def decode_image(data: bytes, max_side: int = MAX_WORKING_SIDE) -> np.ndarray:
+    """Decode image bytes to an upright ``(H, W, 3)`` uint8 RGB array.
+
+    EXIF orientation is applied; grayscale, palette, CMYK, alpha and 16-bit inputs are converted
+    (alpha is composited over mid-gray so transparent areas do not turn black). Images whose longer
+    side exceeds ``max_side`` are reduced (JPEGs in the decoder itself, which is much faster).
+
+    Raises:
+        BadImage: with reason ``empty``, ``not-an-image``, ``truncated``, ``corrupt`` or
+            ``too-small``.
+    """
+    if not data:
+        raise BadImage("empty", "zero-byte file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            if img.format == "JPEG" and max(img.size) > max_side:
+                img.draft("RGB", (img.size[0] * max_side // max(img.size),
+                                  img.size[1] * max_side // max(img.size)))
+            img.load()
+    except UnidentifiedImageError as e:
+        raise BadImage("not-an-image", "no known image format") from e
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise BadImage("too-large", str(e)) from e
+    except OSError as e:
+        msg = str(e)
+        reason = "truncated" if "truncated" in msg or "broken data" in msg else "corrupt"
+        raise BadImage(reason, msg) from e
+    except (ValueError, SyntaxError, EOFError) as e:  # PIL raises these for mangled headers
+        raise BadImage("corrupt", str(e)) from e
+
+    # A broken EXIF block should not cost the picture: keep it as stored.
+    with contextlib.suppress(Exception):
+        img = ImageOps.exif_transpose(img)
+    rgb = _to_rgb(img)
+    h, w = rgb.shape[:2]
+    if min(h, w) < MIN_SIDE:
+        raise BadImage("too-small", f"{w}x{h} px")
+    if max(h, w) > max_side:
+        import cv2
+
+        s = max_side / max(h, w)
+        rgb = cv2.resize(rgb, (max(1, round(w * s)), max(1, round(h * s))),
+                         interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(rgb)
+
+
+def _to_rgb(img: Image.Image) -> np.ndarray:
+    mode = img.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        a = np.asarray(img).astype(np.float64)
+        hi = 65535.0 if mode.startswith("I;16") or a.max() > 255 else 255.0
+        g = np.clip(a / hi * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return np.repeat(g[..., None], 3, axis=2)
+    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info):
+        rgba = np.asarray(img.convert("RGBA")).astype(np.float32)
+        a = rgba[..., 3:4] / 255.0
+        return (rgba[..., :3] * a + 128.0 * (1.0 - a) + 0.5).astype(np.uint8)
+    if mode != "RGB":
+        img = img.convert("RGB")
+    return np.asarray(img)

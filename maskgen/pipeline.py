@@ -1,0 +1,446 @@
+"""``maskface generate``: plan shards, run them in parallel, resume, and account for every input.
+
+The run is split into shard tasks, each a fixed, sorted list of source images of one split. A
+task's output depends only on its images, the templates and the seed, so the shards are the same
+bytes whatever ``--jobs`` is, on one machine or on a Dask cluster. A finished task leaves its
+shard (renamed into place when whole) and a small state file; a re-run skips those and redoes
+the rest. When every task is done, the parent writes ``manifest.json``, ``failures.jsonl`` and
+the merged landmark cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import sys
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__
+from .landmark_cache import CacheEntry, LandmarkCache, digest_bytes
+from .sources import SourceItem, read_source, resolve_source
+from .split import SPLITS
+from .templates import registry, select_types
+
+log = logging.getLogger("maskface.generate")
+
+STATE_DIR = ".state"
+
+
+class GenerateError(RuntimeError):
+    """The run as a whole cannot go on (bad arguments, no usable image, foreign output dir)."""
+
+
+@dataclass(frozen=True)
+class GenerateConfig:
+    """Everything that decides a run's output (and how it is executed)."""
+
+    src: str = "demo"
+    out: str = "out/generate"
+    types: str = "all"
+    per_face: str = "1"  # a number, or "all"
+    seed: int = 0
+    size: int = 256
+    shard_size: int = 256  # source images per shard
+    split_ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    celeba_root: str | None = None
+    jpeg_quality: int = 95
+    image_format: str = "jpg"  # "jpg", or "png" for byte-exact pairs on disk
+    templates: tuple[str, ...] = ()  # extra template directories
+    limit: int | None = None  # first N sources (by key) only
+    # Execution only: these never change the output.
+    jobs: int = -1
+    landmarks_cache: str | None = None
+    scheduler: str | None = None
+    shard_index: int | None = None
+    num_shards: int | None = None
+    progress: bool | None = None  # None: a bar on a terminal, log lines otherwise
+
+    def output_fingerprint(self, source_desc: str) -> dict:
+        """The settings that decide the bytes written; a resume must match them."""
+        return {"source": source_desc, "types": self.types, "per_face": self.per_face,
+                "seed": self.seed, "size": self.size, "shard_size": self.shard_size,
+                "split_ratios": list(self.split_ratios), "jpeg_quality": self.jpeg_quality,
+                "image_format": self.image_format, "templates": list(self.templates),
+                "limit": self.limit, "version": __version__}
+
+
+@dataclass
+class ShardTask:
+    split: str
+    index: int
+    items: list[SourceItem]
+
+    @property
+    def name(self) -> str:
+        return f"shard-{self.index:06d}"
+
+    @property
+    def state_name(self) -> str:
+        return f"{self.split}-{self.index:06d}"
+
+
+@dataclass
+class Summary:
+    faces_in: int = 0
+    faces_ok: int = 0
+    pairs: int = 0
+    skipped_shards: int = 0
+    failures: Counter = field(default_factory=Counter)
+    seconds: float = 0.0
+    stage_seconds: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["failures"] = dict(sorted(self.failures.items()))
+        d["faces_per_s"] = round(self.faces_in / self.seconds, 2) if self.seconds else None
+        d["pairs_per_s"] = round(self.pairs / self.seconds, 2) if self.seconds else None
+        return d
+
+
+def plan_tasks(items: list[SourceItem], shard_size: int) -> list[ShardTask]:
+    """Group items (sorted by key) into shard tasks per split, in a fixed global order."""
+    tasks = []
+    for split in SPLITS:
+        chunk = [i for i in items if i.split == split]
+        for n, start in enumerate(range(0, len(chunk), shard_size)):
+            tasks.append(ShardTask(split, n, chunk[start:start + shard_size]))
+    return tasks
+
+
+def run_generate(cfg: GenerateConfig) -> Summary:
+    """Run (or resume) a generation; returns the summary of what this invocation did."""
+    t_start = time.perf_counter()
+    out = Path(cfg.out)
+    type_names = select_types(cfg.types, cfg.templates)
+    _check_options(cfg, type_names)
+    source_desc, items = resolve_source(cfg.src, celeba_root=cfg.celeba_root,
+                                        ratios=cfg.split_ratios)
+    if cfg.limit is not None:
+        items = items[: cfg.limit]
+    tasks = plan_tasks(items, cfg.shard_size)
+    state = out / STATE_DIR
+    state.mkdir(parents=True, exist_ok=True)
+    _claim_output(state, cfg.output_fingerprint(source_desc))
+
+    mine = tasks
+    if cfg.num_shards:
+        mine = [t for k, t in enumerate(tasks) if k % cfg.num_shards == cfg.shard_index]
+    done = {t.state_name for t in mine if _is_complete(out, t)}
+    pending = [t for t in mine if t.state_name not in done]
+
+    cache_path = Path(cfg.landmarks_cache) if cfg.landmarks_cache else out / "landmarks.npz"
+    cache = LandmarkCache.load(cache_path)
+    for t in tasks:  # detections of shards finished before an interruption
+        part = state / f"{t.state_name}.landmarks.npz"
+        if part.exists():
+            cache.update(LandmarkCache.load(part).entries)
+
+    summary = Summary(skipped_shards=len(done))
+    log.info("%s: %d images in %d shards (%d already done), types: %s", source_desc, len(items),
+             len(mine), len(done), ",".join(type_names))
+    results = _execute(pending, cfg, type_names, cache, summary)
+    for r in results:
+        summary.faces_in += r["faces_in"]
+        summary.faces_ok += r["faces_ok"]
+        summary.pairs += r["pairs"]
+        summary.failures.update(f["reason"] for f in r["failures"])
+        for k, v in r["seconds"].items():
+            summary.stage_seconds[k] = round(summary.stage_seconds.get(k, 0.0) + v, 3)
+
+    complete = all(_is_complete(out, t) for t in tasks)
+    if complete:
+        _finalize(out, cfg, source_desc, tasks, type_names, cache, cache_path)
+    summary.seconds = round(time.perf_counter() - t_start, 3)
+    (state / "last_run.json").write_text(json.dumps(summary.as_dict(), indent=1))
+    if complete:
+        manifest = json.loads((out / "manifest.json").read_text())
+        if manifest["pairs"] == 0:
+            raise GenerateError(
+                f"no usable image in {source_desc}: {manifest['failed_sources']} sources "
+                f"failed ({', '.join(f'{k}: {v}' for k, v in manifest['failures'].items())}); "
+                f"see {out / 'failures.jsonl'}")
+    else:
+        left = sum(not _is_complete(out, t) for t in tasks)
+        log.info("this part is done; %d of %d shards of the whole run are still to do (run the "
+                 "other parts, then the same command without --shard-index to finish)", left,
+                 len(tasks))
+    return summary
+
+
+def _check_options(cfg: GenerateConfig, type_names: list[str]) -> None:
+    if cfg.per_face != "all" and (not cfg.per_face.isdigit() or int(cfg.per_face) < 1):
+        raise GenerateError(f"--per-face must be a positive number or 'all', got {cfg.per_face!r}")
+    if cfg.size < 64 or cfg.size > 2048:
+        raise GenerateError(f"--size must be between 64 and 2048, got {cfg.size}")
+    if cfg.image_format not in ("jpg", "png"):
+        raise GenerateError(f"--image-format must be jpg or png, got {cfg.image_format!r}")
+    if (cfg.shard_index is None) != (cfg.num_shards is None):
+        raise GenerateError("--shard-index and --num-shards go together")
+    if cfg.num_shards is not None and not 0 <= cfg.shard_index < cfg.num_shards:
+        raise GenerateError(f"--shard-index must be in [0, {cfg.num_shards}), "
+                            f"got {cfg.shard_index}")
+    if cfg.shard_size < 1:
+        raise GenerateError("--shard-size must be at least 1")
+    for n in type_names:
+        if not n.replace("-", "").isalnum():
+            raise GenerateError(f"mask type name {n!r}: use letters, digits and '-' only")
+
+
+def _claim_output(state: Path, fingerprint: dict) -> None:
+    """Refuse to mix two different runs in one output directory."""
+    f = state / "config.json"
+    text = json.dumps(fingerprint, indent=1, sort_keys=True)
+    if f.exists():
+        old = json.loads(f.read_text())
+        if old != fingerprint:
+            diff = sorted(k for k in {*old, *fingerprint} if old.get(k) != fingerprint.get(k))
+            raise GenerateError(
+                f"{state.parent} holds a run with other settings ({', '.join(diff)} differ); "
+                "use another --out, or delete that directory to start over")
+        return
+    _atomic_write(f, text)
+
+
+def _is_complete(out: Path, t: ShardTask) -> bool:
+    return ((out / STATE_DIR / f"{t.state_name}.json").exists()
+            and (out / t.split / f"{t.name}.tar").exists())
+
+
+def _execute(pending: list[ShardTask], cfg: GenerateConfig, type_names: list[str],
+             cache: LandmarkCache, summary: Summary) -> list[dict]:
+    if not pending:
+        return []
+    from joblib import Parallel, delayed, parallel_config
+
+    jobs = cfg.jobs if cfg.jobs and cfg.jobs > 0 else (os.cpu_count() or 1)
+    work = (delayed(generate_shard)(t, cfg, type_names, cache.subset([i.key for i in t.items]))
+            for t in pending)
+    results = []
+    bar = _progress(cfg, sum(len(t.items) for t in pending))
+    client = None
+    backend: dict = {"backend": "loky"} if jobs > 1 else {}
+    if cfg.scheduler:
+        try:
+            from dask.distributed import Client
+        except ImportError as e:
+            raise GenerateError("--scheduler needs Dask: pip install 'maskface[dask]'") from e
+        client = Client(cfg.scheduler)
+        backend = {"backend": "dask"}
+        jobs = -1
+    try:
+        with parallel_config(**backend):
+            runner = Parallel(n_jobs=jobs, return_as="generator_unordered")
+            for r in runner(work):
+                results.append(r)
+                bar(r)
+    finally:
+        bar(None)
+        if client is not None:
+            client.close()
+    return results
+
+
+def _progress(cfg: GenerateConfig, total: int):
+    """A callback taking each shard result (None at the end): tqdm on a terminal, else logs."""
+    show_bar = cfg.progress if cfg.progress is not None else sys.stderr.isatty()
+    t0 = time.perf_counter()
+    seen = {"faces": 0, "pairs": 0, "fail": 0, "last": 0.0}
+    bar = None
+    if show_bar:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, unit="face", desc="generate", dynamic_ncols=True)
+
+    def update(r: dict | None) -> None:
+        if r is None:
+            if bar is not None:
+                bar.close()
+            return
+        seen["faces"] += r["faces_in"]
+        seen["pairs"] += r["pairs"]
+        seen["fail"] += len(r["failures"])
+        if bar is not None:
+            bar.update(r["faces_in"])
+            bar.set_postfix(pairs=seen["pairs"], failed=seen["fail"])
+        else:
+            el = time.perf_counter() - t0
+            if el - seen["last"] > 5 or seen["faces"] == total:
+                seen["last"] = el
+                log.info("%d/%d faces, %d pairs, %d failures, %.1f faces/s", seen["faces"],
+                         total, seen["pairs"], seen["fail"], seen["faces"] / max(el, 1e-9))
+
+    return update
+
+
+def _key_seed(*parts: object) -> int:
+    """A stable 64-bit integer from any strings/ints (Python's hash() is salted per process)."""
+    h = hashlib.blake2b("\x1f".join(str(p) for p in parts).encode(), digest_size=8)
+    return int.from_bytes(h.digest(), "big")
+
+
+def choose_types(key: str, seed: int, type_names: list[str], per_face: str) -> list[str]:
+    """Which mask types a face gets: all of them, or ``per_face`` drawn from (seed, key)."""
+    if per_face == "all" or int(per_face) >= len(type_names):
+        return list(type_names)
+    rng = np.random.default_rng(_key_seed(seed, key, "types"))
+    pick = rng.choice(len(type_names), size=int(per_face), replace=False)
+    return [type_names[i] for i in sorted(pick)]
+
+
+def generate_shard(task: ShardTask, cfg: GenerateConfig, type_names: list[str],
+                   cache_entries: dict[str, CacheEntry]) -> dict:
+    """Produce one shard (runs in a worker). Returns counts, failures, timings."""
+    from .align import align_face
+    from .decode import BadImage, decode_image
+    from .encode import encode_jpeg, encode_png_gray, encode_png_rgb
+    from .landmarks import NoFace, detect_landmarks
+    from .pose import head_pose
+    from .render import RenderError, prepare_face, render_mask
+    from .shards import ShardWriter
+
+    out = Path(cfg.out)
+    templates = registry(cfg.templates)
+    secs = Counter()
+    failures: list[dict] = []
+    new_cache: dict[str, CacheEntry] = {}
+    faces_ok = pairs = 0
+    type_counts: Counter = Counter()
+    ext = cfg.image_format
+
+    def fail(item: SourceItem, reason: str, detail: str = "", mask_type: str | None = None):
+        rec = {"source": item.key, "ref": item.ref, "split": item.split, "reason": reason,
+               "detail": detail}
+        if mask_type:
+            rec["type"] = mask_type
+        failures.append(rec)
+
+    def encode(img: np.ndarray) -> bytes:
+        return encode_jpeg(img, cfg.jpeg_quality) if ext == "jpg" else encode_png_rgb(img)
+
+    writer = ShardWriter(out / task.split / f"{task.name}.tar")
+    with writer:
+        for item in task.items:
+            t = time.perf_counter()
+            try:
+                data = read_source(item)
+            except OSError as e:
+                fail(item, "unreadable", f"{type(e).__name__}: {e}")
+                continue
+            digest = digest_bytes(data)
+            t2 = time.perf_counter()
+            secs["read"] += t2 - t
+            try:
+                rgb = decode_image(data)
+            except BadImage as e:
+                fail(item, e.reason, e.detail)
+                continue
+            finally:
+                t3 = time.perf_counter()
+                secs["decode"] += t3 - t2
+            entry = cache_entries.get(item.key)
+            if entry is None or entry.digest != digest:
+                try:
+                    det = detect_landmarks(rgb)
+                    entry = CacheEntry(digest, det.points, "", "", det.faces_found)
+                except NoFace as e:
+                    entry = CacheEntry(digest, None, e.reason, e.detail, 0)
+                new_cache[item.key] = entry
+            t4 = time.perf_counter()
+            secs["detect"] += t4 - t3
+            if entry.points is None:
+                fail(item, entry.reason, entry.detail)
+                continue
+            crop, m, pts = align_face(rgb, entry.points, cfg.size)
+            scale = float(np.sqrt(abs(np.linalg.det(m[:, :2]))))
+            pose = head_pose(entry.points)
+            clean_bytes = encode(crop)
+            context = prepare_face(crop)
+            # Tenths of a pixel as integers: exact enough, and ~4x faster to write than floats.
+            landmarks = np.round(pts * 10).astype(np.int32).tolist()
+            t5 = time.perf_counter()
+            secs["align"] += t5 - t4
+            faces_ok += 1
+            for name in choose_types(item.key, cfg.seed, type_names, cfg.per_face):
+                t6 = time.perf_counter()
+                rng = np.random.default_rng(_key_seed(cfg.seed, item.key, name))
+                try:
+                    r = render_mask(crop, pts, templates[name], rng, source_scale=scale,
+                                    context=context)
+                except RenderError as e:
+                    fail(item, e.reason, e.detail, name)
+                    continue
+                t7 = time.perf_counter()
+                secs["render"] += t7 - t6
+                key = f"{item.key}_{name}"
+                meta = {"key": key, "source": item.key, "source_ref": item.ref,
+                        "split": item.split, "type": name, **r.meta, "wear": "proper",
+                        "seed": cfg.seed, "size": cfg.size,
+                        "alignment": np.round(m, 6).tolist(), "pose": pose,
+                        "faces_found": entry.faces_found,
+                        "landmarks_unit": 0.1, "landmarks": landmarks}
+                writer.write(key, {f"masked.{ext}": encode(r.masked), f"clean.{ext}": clean_bytes,
+                                   "mask.png": encode_png_gray(r.mask),
+                                   "json": json.dumps(meta, separators=(",", ":")).encode()})
+                pairs += 1
+                type_counts[name] += 1
+                secs["encode_write"] += time.perf_counter() - t7
+
+    state = out / STATE_DIR
+    if new_cache:
+        LandmarkCache(new_cache).save(state / f"{task.state_name}.landmarks.npz")
+    result = {"split": task.split, "shard": task.name, "faces_in": len(task.items),
+              "faces_ok": faces_ok, "pairs": pairs, "types": dict(sorted(type_counts.items())),
+              "failures": failures,
+              "seconds": {k: round(v, 4) for k, v in secs.items()}}
+    _atomic_write(state / f"{task.state_name}.json", json.dumps(result))
+    return result
+
+
+def _finalize(out: Path, cfg: GenerateConfig, source_desc: str, tasks: list[ShardTask],
+              type_names: list[str], cache: LandmarkCache, cache_path: Path) -> None:
+    """Write manifest.json, failures.jsonl and the merged landmark cache (all deterministic)."""
+    states = [json.loads((out / STATE_DIR / f"{t.state_name}.json").read_text()) for t in tasks]
+    failures = sorted((f for s in states for f in s["failures"]),
+                      key=lambda f: (f["source"], f.get("type", "")))
+    _atomic_write(out / "failures.jsonl", "".join(json.dumps(f) + "\n" for f in failures))
+    splits: dict[str, dict] = {}
+    per_type: Counter = Counter()
+    for t, s in zip(tasks, states, strict=True):
+        sp = splits.setdefault(t.split, {"shards": [], "pairs": 0, "faces": 0})
+        sp["shards"].append({"path": f"{t.split}/{t.name}.tar", "pairs": s["pairs"]})
+        sp["pairs"] += s["pairs"]
+        sp["faces"] += s["faces_ok"]
+    reasons = Counter(f["reason"] for f in failures if "type" not in f)
+    failed_sources = len({f["source"] for f in failures if "type" not in f})
+    for s in states:
+        per_type.update(s["types"])
+    manifest = {
+        "format": "maskface-shards/1", "version": __version__,
+        "config": cfg.output_fingerprint(source_desc), "types": type_names,
+        "sources": sum(len(t.items) for t in tasks), "failed_sources": failed_sources,
+        "pairs": sum(s["pairs"] for s in states), "failures": dict(sorted(reasons.items())),
+        "render_failures": sum(1 for f in failures if "type" in f),
+        "pairs_per_type": dict(sorted(per_type.items())), "splits": splits,
+        "members": [f"{{key}}.masked.{cfg.image_format}", f"{{key}}.clean.{cfg.image_format}",
+                    "{key}.mask.png", "{key}.json"],
+    }
+    _atomic_write(out / "manifest.json", json.dumps(manifest, indent=1))
+    for t in tasks:
+        part = out / STATE_DIR / f"{t.state_name}.landmarks.npz"
+        if part.exists():
+            cache.update(LandmarkCache.load(part).entries)
+    if len(cache):
+        cache.save(cache_path)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)

@@ -1,0 +1,153 @@
+"""Piecewise-affine warp of a template's texture onto a face, over a grid of triangles.
+
+Each grid cell of a template is split into two triangles; each triangle gets its own affine map
+from face pixels back to texture pixels, so the texture bends along the landmark mesh (a single
+homography, the usual baseline, cannot follow a jaw or a turned head). Triangles are painted far
+to near, and triangles seen from behind are dropped, so the near side of a turned face hides the
+far side as it should.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import cv2
+import numpy as np
+
+from .landmarks import LEFT_EYE, RIGHT_EYE
+from .templates import Template
+
+
+def face_frame(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """Unit vectors along the eye line and down the face, and the inter-ocular distance."""
+    le = points[list(LEFT_EYE), :2].mean(0)
+    re = points[list(RIGHT_EYE), :2].mean(0)
+    d = re - le
+    iod = float(np.linalg.norm(d)) + 1e-6
+    x = d / iod
+    y = np.array([-x[1], x[0]], np.float32)
+    return x.astype(np.float32), y, iod
+
+
+def _catmull_rom_matrix(n: int, factor: int) -> np.ndarray:
+    """The linear map from ``n`` control values to ``(n - 1) * factor + 1`` values on the
+    Catmull-Rom curve through them (ends extended linearly)."""
+    eye = np.eye(n, dtype=np.float64)
+    ext = np.concatenate([2 * eye[:1] - eye[1:2], eye, 2 * eye[-1:] - eye[-2:-1]])
+    rows = []
+    for i in range(n - 1):
+        p0, p1, p2, p3 = ext[i], ext[i + 1], ext[i + 2], ext[i + 3]
+        for t in np.arange(factor) / factor:
+            rows.append(0.5 * ((2 * p1) + (-p0 + p2) * t + (2 * p0 - 5 * p1 + 4 * p2 - p3) * t**2
+                               + (-p0 + 3 * p1 - 3 * p2 + p3) * t**3))
+    rows.append(eye[-1])
+    return np.array(rows)
+
+
+@dataclass(frozen=True)
+class TemplateMesh:
+    """A template's dense (refined) grid, precomputed: everything but the face is constant."""
+
+    shape: tuple[int, int]  # dense rows, columns
+    weights: np.ndarray  # (N, 478): node = weights @ landmarks
+    offsets: np.ndarray  # (N, 2) in face units (eye-line, down)
+    uv: np.ndarray  # (N, 2) texture coordinates in [0, 1]
+    tris: np.ndarray  # (T, 3) node indices
+
+
+@lru_cache(maxsize=64)
+def template_mesh(t: Template, factor: int = 2) -> TemplateMesh:
+    """Refine a template's anchor grid ``factor`` times with Catmull-Rom splines. Anchors are
+    linear in the landmarks and the spline is linear in the anchors, so the dense grid is one
+    matrix applied to the landmarks."""
+    R, C = t.shape
+    flat = [a for row in t.anchors for a in row]
+    w = np.zeros((R * C, 478))
+    off = np.zeros((R * C, 2))
+    for k, a in enumerate(flat):
+        for i, x in zip(a.indices, a.weights, strict=True):
+            w[k, i] += x
+        off[k] = a.offset
+    mr, mc = _catmull_rom_matrix(R, factor), _catmull_rom_matrix(C, factor)
+    dense = np.kron(mr, mc)  # (Rd*Cd, R*C)
+    uu, vv = np.meshgrid(np.array(t.u), np.array(t.v))
+    uv = dense @ np.stack([uu.ravel(), vv.ravel()], 1)
+    Rd, Cd = mr.shape[0], mc.shape[0]
+    r, c = np.meshgrid(np.arange(Rd - 1), np.arange(Cd - 1), indexing="ij")
+    a, b, d, e = r * Cd + c, r * Cd + c + 1, (r + 1) * Cd + c, (r + 1) * Cd + c + 1
+    tris = np.concatenate([np.stack([a, b, d], -1).reshape(-1, 3),
+                           np.stack([e, d, b], -1).reshape(-1, 3)])
+    return TemplateMesh((Rd, Cd), (dense @ w).astype(np.float32),
+                        (dense @ off).astype(np.float32), uv.astype(np.float32), tris)
+
+
+def mesh_nodes(mesh: TemplateMesh, points: np.ndarray) -> np.ndarray:
+    """Where the dense grid's nodes land on a face: ``(N, 3)`` (x, y, depth z)."""
+    pos = mesh.weights @ points.astype(np.float32)
+    x, y, iod = face_frame(points)
+    pos[:, :2] += iod * (mesh.offsets[:, :1] * x + mesh.offsets[:, 1:2] * y)
+    return pos
+
+
+def bounding_box(xy: np.ndarray, size: int, margin: int = 2) -> tuple[int, int, int, int]:
+    """Integer box (x0, y0, x1, y1) around points, clipped to a ``size`` square."""
+    xy = np.asarray(xy).reshape(-1, 2)
+    x0 = int(np.clip(np.floor(xy[:, 0].min()) - margin, 0, size))
+    y0 = int(np.clip(np.floor(xy[:, 1].min()) - margin, 0, size))
+    x1 = int(np.clip(np.ceil(xy[:, 0].max()) + margin + 1, 0, size))
+    y1 = int(np.clip(np.ceil(xy[:, 1].max()) + margin + 1, 0, size))
+    return x0, y0, x1, y1
+
+
+def warp_maps(mesh: TemplateMesh, nodes: np.ndarray, box: tuple[int, int, int, int],
+              tex_shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per-pixel texture coordinates over ``box`` of the crop for a mesh placed at ``nodes``.
+
+    Returns ``(map_x, map_y)`` in texture pixels (-10 outside the mesh), ready for
+    ``cv2.remap``; or None when the mesh covers no pixel of the box.
+    """
+    th, tw = tex_shape
+    x0, y0, x1, y1 = box
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return None
+    F = nodes[:, :2].astype(np.float64)[mesh.tris]  # (T, 3, 2) face
+    Tx = (mesh.uv * [tw - 1, th - 1])[mesh.tris].astype(np.float64)  # (T, 3, 2) texture
+    # Affine per triangle: tex = Tx0 + J (p - F0), J = dT @ inv(dF), with 2x2 inverses by hand.
+    dF1, dF2 = F[:, 1] - F[:, 0], F[:, 2] - F[:, 0]
+    det_f = dF1[:, 0] * dF2[:, 1] - dF2[:, 0] * dF1[:, 1]
+    dT1, dT2 = Tx[:, 1] - Tx[:, 0], Tx[:, 2] - Tx[:, 0]
+    det_t = dT1[:, 0] * dT2[:, 1] - dT2[:, 0] * dT1[:, 1]
+    # Keep front-facing, non-degenerate triangles only (seen from behind on a turned head).
+    keep = (np.sign(det_f) == np.sign(det_t)) & (np.abs(det_f) > 2e-3)
+    if not keep.any():
+        return None
+    safe = np.where(keep, det_f, 1.0)
+    inv = np.stack([np.stack([dF2[:, 1], -dF2[:, 0]], -1),
+                    np.stack([-dF1[:, 1], dF1[:, 0]], -1)], 1) / safe[:, None, None]
+    dT = np.stack([dT1, dT2], -1)  # (T, 2, 2) columns dT1, dT2
+    J = dT @ inv  # (T, 2, 2)
+    c = Tx[:, 0] - np.einsum("tij,tj->ti", J, F[:, 0])
+    coef = np.empty((len(F) + 1, 6), np.float32)
+    coef[0] = (0, 0, -10, 0, 0, -10)  # id 0: outside the mesh, far outside the texture
+    coef[1:] = np.concatenate([J[:, 0], c[:, :1], J[:, 1], c[:, 1:]], 1)
+
+    # Paint triangle ids (id + 1) far to near (larger z is farther in FaceMesh).
+    z = nodes[:, 2][mesh.tris].mean(1)
+    order = np.argsort(-z, kind="stable")
+    ids = np.zeros((y1 - y0, x1 - x0), np.int32)
+    polys = np.round((F - [x0, y0]) * 16).astype(np.int32)
+    for k in order[keep[order]]:
+        cv2.fillConvexPoly(ids, polys[k], int(k) + 1, cv2.LINE_8, shift=4)
+    cf = coef[ids]  # (h, w, 6)
+    xx = np.arange(x0, x1, dtype=np.float32)[None, :]
+    yy = np.arange(y0, y1, dtype=np.float32)[:, None]
+    mx = cf[..., 0] * xx + cf[..., 1] * yy + cf[..., 2]
+    my = cf[..., 3] * xx + cf[..., 4] * yy + cf[..., 5]
+    return mx, my
+
+
+def _signed_area(tri: np.ndarray) -> np.ndarray:
+    a, b, c = tri[:, 0], tri[:, 1], tri[:, 2]
+    return 0.5 * ((b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1])
+                  - (c[:, 0] - a[:, 0]) * (b[:, 1] - a[:, 1]))

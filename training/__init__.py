@@ -1,0 +1,1 @@
+"""training: RA-UNet mask removal on maskgen shards (not yet built)."""
