@@ -18,9 +18,14 @@ import numpy as np
 NUM_LANDMARKS = 478
 # FaceMesh finds faces in a 128 px detector input; tiny pictures are upscaled to this first.
 MIN_DETECT_SIDE = 256
-# Retries: (border added on each side as a fraction of the longer side, upscale factor).
-# Padding helps faces that touch the frame (the detector wants some context around a face).
-RETRIES: tuple[tuple[float, float], ...] = ((0.0, 1.0), (0.25, 1.0), (0.5, 1.0), (1.0, 1.0))
+# Attempts in order: "mesh" runs FaceMesh on the picture padded by a fraction of its longer side
+# (padding helps faces that touch the frame); "boxes" finds face boxes with MediaPipe's
+# full-range detector first and meshes a crop around the largest (small faces in big photos,
+# which FaceMesh's own short-range detector misses); "plain-mesh" is FaceMesh without the iris
+# model, which sometimes accepts a face the iris model rejects.
+ATTEMPTS: tuple[tuple[str, float], ...] = (
+    ("mesh", 0.0), ("mesh", 0.25), ("boxes", 0.0), ("mesh", 0.5), ("mesh", 1.0),
+    ("plain-mesh", 0.0), ("plain-mesh", 0.25))
 # Eyes and mouth; the mean of each group is the anchor that alignment uses.
 LEFT_EYE = (33, 133, 159, 145, 160, 144, 158, 153)  # subject's right eye, image left
 RIGHT_EYE = (362, 263, 386, 374, 385, 380, 387, 373)
@@ -47,7 +52,7 @@ class Detection:
 
     points: np.ndarray
     faces_found: int
-    attempt: int  # index into RETRIES that succeeded
+    attempt: int  # index into ATTEMPTS that succeeded
 
 
 @contextmanager
@@ -99,20 +104,68 @@ def detect_landmarks(rgb: np.ndarray) -> Detection:
         import cv2
 
         base = cv2.resize(rgb, (round(w * up), round(h * up)), interpolation=cv2.INTER_CUBIC)
-    attempts = [(p, s, True) for p, s in RETRIES] + [(p, s, False) for p, s in RETRIES[:2]]
-    for attempt, (pad_frac, scale, refine) in enumerate(attempts):
-        pts, n = _run(base, pad_frac, scale, refine)
+    for attempt, (how, pad_frac) in enumerate(ATTEMPTS):
+        if how == "boxes":
+            pts, n = _run_on_boxes(base)
+        else:
+            pts, n = _run(base, pad_frac, refine=how == "mesh")
         if pts is not None:
-            if not refine:
+            if pts.shape[0] == 468:
                 pts = _with_estimated_irises(pts)
             pts = pts / np.float32(up)
             _check(pts, w, h)
             return Detection(pts.astype(np.float32), n, attempt)
-    raise NoFace("no-face", f"FaceMesh found no face in {w}x{h} px after {len(attempts)} tries "
-                            "(padding, no-iris model)")
+    raise NoFace("no-face", f"no face found in {w}x{h} px after {len(ATTEMPTS)} tries "
+                            "(FaceMesh with padding, full-range face detector)")
 
 
-def _run(img: np.ndarray, pad_frac: float, scale: float, refine: bool = True
+@lru_cache(maxsize=1)
+def get_box_detector():
+    """This process's MediaPipe full-range face detector (faces down to a few % of the frame)."""
+    get_detector(True)  # same import checks and log silencing
+    import mediapipe as mp
+
+    with _quiet_stderr():
+        return mp.solutions.face_detection.FaceDetection(model_selection=1,
+                                                         min_detection_confidence=0.4)
+
+
+def _run_on_boxes(img: np.ndarray) -> tuple[np.ndarray | None, int]:
+    """Find face boxes, then mesh a square crop of twice the largest box around it."""
+    h, w = img.shape[:2]
+    res = get_box_detector().process(np.ascontiguousarray(img))
+    if not res.detections:
+        return None, 0
+    boxes = []
+    for d in res.detections:
+        b = d.location_data.relative_bounding_box
+        boxes.append((b.width * w * b.height * h, b.xmin * w, b.ymin * h, b.width * w,
+                      b.height * h))
+    _, bx, by, bw, bh = max(boxes)
+    side = 2.0 * max(bw, bh)
+    cx, cy = bx + bw / 2, by + bh / 2
+    x0, y0 = int(round(cx - side / 2)), int(round(cy - side / 2))
+    x1, y1 = x0 + int(round(side)), y0 + int(round(side))
+    crop = img[max(0, y0):max(0, y1), max(0, x0):max(0, x1)]
+    if min(crop.shape[:2]) < 8:
+        return None, len(boxes)
+    import cv2
+
+    # Upscale small crops so the face fills FaceMesh's input at a useful resolution.
+    scale = max(1.0, 256.0 / min(crop.shape[:2]))
+    if scale > 1.0:
+        crop = cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
+    for pad_frac in (0.0, 0.25):
+        pts, _ = _run(crop, pad_frac)
+        if pts is not None:
+            pts = pts / scale
+            pts[:, 0] += max(0, x0)
+            pts[:, 1] += max(0, y0)
+            return pts, len(boxes)
+    return None, len(boxes)
+
+
+def _run(img: np.ndarray, pad_frac: float, refine: bool = True
          ) -> tuple[np.ndarray | None, int]:
     import cv2
 
@@ -120,8 +173,6 @@ def _run(img: np.ndarray, pad_frac: float, scale: float, refine: bool = True
     work = img
     if pad:
         work = cv2.copyMakeBorder(img, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(0, 0, 0))
-    if scale != 1.0:
-        work = cv2.resize(work, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
     res = get_detector(refine).process(np.ascontiguousarray(work))
     faces = res.multi_face_landmarks
     if not faces:
@@ -135,7 +186,6 @@ def _run(img: np.ndarray, pad_frac: float, scale: float, refine: bool = True
         if area > best_area:
             best, best_area = a, area
     assert best is not None
-    best = best / scale
     best[:, :2] -= pad
     return best, len(faces)
 

@@ -75,9 +75,24 @@ def _split_name(name: str) -> tuple[str, str]:
     return key, ext
 
 
+def _check_complete(path: Path) -> None:
+    """A whole tar ends with two zero blocks; a shard cut at a member boundary would otherwise
+    read as a shorter, valid one."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            f.seek(max(0, size - 1024))
+            tail = f.read(1024)
+    except OSError as e:
+        raise ShardError(f"{path}: unreadable ({e})") from e
+    if size < 1024 or size % 512 or tail.count(0) != 1024:
+        raise ShardError(f"{path}: truncated shard (no end-of-archive marker)")
+
+
 def iter_samples(path: str | os.PathLike) -> Iterator[dict]:
     """Yield ``{"__key__": key, ext: bytes, ...}`` for each sample of a shard, in order."""
     path = Path(path)
+    _check_complete(path)
     current: dict | None = None
     try:
         with tarfile.open(path, mode="r:") as tar:

@@ -1,0 +1,35 @@
+"""Alignment puts eyes and mouth where the canonical layout says, whatever the input pose."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from maskface.maskgen.align import (
+    CANONICAL,
+    align_face,
+    similarity_from_points,
+    transform_points,
+)
+from maskface.maskgen.landmarks import anchor_points, detect_landmarks
+
+
+def test_similarity_recovers_a_known_transform():
+    rng = np.random.default_rng(0)
+    src = rng.uniform(0, 100, (10, 2))
+    ang, s, t = 0.4, 1.7, np.array([5.0, -3.0])
+    r = s * np.array([[np.cos(ang), -np.sin(ang)], [np.sin(ang), np.cos(ang)]])
+    m = similarity_from_points(src, src @ r.T + t)
+    np.testing.assert_allclose(m[:, :2], r, atol=1e-9)
+    np.testing.assert_allclose(m[:, 2], t, atol=1e-9)
+
+
+@pytest.mark.parametrize("size", [128, 256])
+def test_aligned_anchors_sit_at_the_canonical_layout(astronaut, size):
+    det = detect_landmarks(astronaut)
+    crop, m, pts = align_face(astronaut, det.points, size)
+    assert crop.shape == (size, size, 3)
+    np.testing.assert_allclose(anchor_points(pts), CANONICAL * size, atol=0.04 * size)
+    np.testing.assert_allclose(pts[:, :2], transform_points(det.points, m)[:, :2], atol=1e-3)
+    # The chin (landmark 152) is inside the crop, with room for a mask below it.
+    assert pts[152, 1] < 0.95 * size

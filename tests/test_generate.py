@@ -1,0 +1,214 @@
+"""maskface generate end to end: outputs, determinism, resume, scale-out, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from maskface.cli import main
+from maskface.maskgen.landmark_cache import LandmarkCache
+from maskface.maskgen.shards import decode_sample, iter_samples
+
+pytest.importorskip("mediapipe")
+
+
+def generate(*args: str) -> None:
+    res = CliRunner().invoke(main, ["generate", "--no-progress", *args],
+                             catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+
+
+def outputs(out: Path) -> dict[str, bytes]:
+    """Every file a run leaves, except run-time bookkeeping (timings, cache)."""
+    files = {}
+    for p in sorted(out.rglob("*")):
+        rel = str(p.relative_to(out))
+        if p.is_file() and not rel.startswith(".state") and rel != "landmarks.npz":
+            files[rel] = p.read_bytes()
+    return files
+
+
+@pytest.fixture(scope="module")
+def mixed_folder(tmp_path_factory, face_folder, bad_folder) -> Path:
+    root = tmp_path_factory.mktemp("mixed")
+    shutil.copytree(face_folder, root / "faces")
+    shutil.copytree(bad_folder, root / "bad", symlinks=True)
+    return root
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, mixed_folder) -> Path:
+    out = tmp_path_factory.mktemp("ref") / "out"
+    generate("--src", str(mixed_folder), "--out", str(out), "--jobs", "1", "--shard-size", "3",
+             "--seed", "5", "--per-face", "all")
+    return out
+
+
+def test_outputs_and_accounting(reference, mixed_folder):
+    m = json.loads((reference / "manifest.json").read_text())
+    fails = [json.loads(line) for line in (reference / "failures.jsonl").read_text().splitlines()]
+    reasons = {f["source"]: f["reason"] for f in fails}
+    # Every awkward-but-valid picture was used; every bad one is accounted for with a reason.
+    assert reasons == {"bad__empty": "empty", "bad__truncated": "truncated",
+                       "bad__text": "not-an-image", "bad__noface": "no-face",
+                       "bad__dangling": "unreadable", "bad__tiny": reasons.get("bad__tiny")}
+    assert reasons["bad__tiny"] in ("no-face", "too-small")
+    assert m["sources"] == 17 and m["failed_sources"] == len(fails) == 6
+    assert m["pairs"] == 2 * (17 - 6) == sum(m["pairs_per_type"].values())
+    seen = 0
+    for split in m["splits"].values():
+        for shard in split["shards"]:
+            for raw in iter_samples(reference / shard["path"]):
+                s = decode_sample(raw)
+                meta = s["json"]
+                assert meta["type"] in ("surgical", "cloth") and meta["seed"] == 5
+                assert np.array(meta["landmarks"]).shape == (478, 3)
+                assert s["masked"].shape == s["clean"].shape == (256, 256, 3)
+                assert set(np.unique(s["mask"])) <= {0, 255} and s["mask"].any()
+                # Away from the mask, the decoded JPEGs agree up to JPEG noise.
+                far = cv2_dilate(s["mask"], 17) == 0
+                diff = np.abs(s["masked"].astype(int) - s["clean"])[far]
+                assert diff.mean() < 1.0
+                seen += 1
+    assert seen == m["pairs"]
+    assert not list(reference.rglob("*.partial"))
+
+
+def cv2_dilate(mask: np.ndarray, k: int) -> np.ndarray:
+    import cv2
+
+    return cv2.dilate(mask, np.ones((k, k), np.uint8))
+
+
+def test_png_pairs_are_byte_exact_outside_the_mask(tmp_path, face_folder):
+    out = tmp_path / "png"
+    generate("--src", str(face_folder), "--out", str(out), "--jobs", "1", "--image-format",
+             "png", "--limit", "2")
+    for tar in out.rglob("*.tar"):
+        for raw in iter_samples(tar):
+            s = decode_sample(raw)
+            outside = s["mask"] == 0
+            assert np.array_equal(s["masked"][outside], s["clean"][outside])
+            assert (s["masked"] != s["clean"]).any(axis=2)[~outside].mean() > 0.9
+
+
+def test_same_bytes_whatever_the_number_of_jobs(tmp_path, reference, mixed_folder):
+    out = tmp_path / "j2"
+    generate("--src", str(mixed_folder), "--out", str(out), "--jobs", "2", "--shard-size", "3",
+             "--seed", "5", "--per-face", "all")
+    assert outputs(out) == outputs(reference)
+
+
+def test_other_seed_other_masks_same_split(tmp_path, reference, mixed_folder):
+    out = tmp_path / "seed6"
+    generate("--src", str(mixed_folder), "--out", str(out), "--jobs", "1", "--shard-size", "3",
+             "--seed", "6", "--per-face", "all",
+             "--landmarks-cache", str(reference / "landmarks.npz"))
+    a, b = outputs(reference), outputs(out)
+    assert sorted(k for k in a if k.endswith(".tar")) == sorted(k for k in b if k.endswith(".tar"))
+    assert any(a[k] != b[k] for k in a if k.endswith(".tar"))
+
+
+def test_changed_settings_in_the_same_output_are_refused(tmp_path, reference, mixed_folder):
+    res = CliRunner().invoke(main, ["generate", "--src", str(mixed_folder), "--out",
+                                    str(reference), "--shard-size", "3", "--seed", "99",
+                                    "--per-face", "all"])
+    assert res.exit_code != 0 and "seed" in res.output
+
+
+def test_rendering_from_the_cache_needs_no_mediapipe(tmp_path, reference, mixed_folder):
+    out = tmp_path / "nomp"
+    code = ("import sys; sys.modules['mediapipe'] = None; from maskface.cli import main; "
+            "main()")
+    subprocess.run([sys.executable, "-c", code, "generate", "--no-progress", "--src",
+                    str(mixed_folder), "--out", str(out), "--jobs", "1", "--shard-size", "3",
+                    "--seed", "5", "--per-face", "all", "--landmarks-cache",
+                    str(reference / "landmarks.npz")], check=True, capture_output=True)
+    assert outputs(out) == outputs(reference)
+    cache = LandmarkCache.load(reference / "landmarks.npz")
+    assert len(cache) == 17 - 4  # everything that decoded; no-face results are cached too
+    assert cache.entries["bad__noface"].reason == "no-face"
+
+
+def test_killed_run_resumes_to_the_same_result(tmp_path, face_folder):
+    src = tmp_path / "many"
+    for i in range(4):
+        shutil.copytree(face_folder, src / f"copy{i}")
+    args = ["generate", "--no-progress", "--src", str(src), "--jobs", "1", "--shard-size", "2",
+            "--per-face", "all"]
+    whole = tmp_path / "whole"
+    subprocess.run([sys.executable, "-m", "maskface.cli", *args, "--out", str(whole)],
+                   check=True, capture_output=True)
+
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "maskface.cli", *args, "--out", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if len(list((out / ".state").glob("*-0*.json"))) >= 3:
+            break
+        time.sleep(0.005)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_before = len(list((out / ".state").glob("*-0*.json")))
+    assert 0 < done_before < 12, "the kill should land mid-run"
+    assert not (out / "manifest.json").exists()
+    res = subprocess.run([sys.executable, "-m", "maskface.cli", *args, "--out", str(out)],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert "shards already done" in res.stderr
+    assert outputs(out) == outputs(whole)
+
+
+def test_parts_on_several_machines_make_the_whole(tmp_path, reference, mixed_folder):
+    out = tmp_path / "parts"
+    common = ["--src", str(mixed_folder), "--out", str(out), "--jobs", "1", "--shard-size", "3",
+              "--seed", "5", "--per-face", "all"]
+    generate(*common, "--shard-index", "0", "--num-shards", "2")
+    first = {p.name for p in (out / ".state").glob("*-0*.json")}
+    assert first and not (out / "manifest.json").exists()
+    generate(*common, "--shard-index", "1", "--num-shards", "2")
+    second = {p.name for p in (out / ".state").glob("*-0*.json")} - first
+    assert second and not (first & second)
+    assert outputs(out) == outputs(reference)
+
+
+def test_dask_cluster_on_loopback(tmp_path, reference, mixed_folder):
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  host="127.0.0.1", dashboard_address=None) as cluster:
+        out = tmp_path / "dask"
+        generate("--src", str(mixed_folder), "--out", str(out), "--shard-size", "3", "--seed",
+                 "5", "--per-face", "all", "--scheduler", cluster.scheduler_address)
+    assert outputs(out) == outputs(reference)
+
+
+def test_a_source_with_no_usable_image_fails_clearly(tmp_path, bad_folder):
+    src = tmp_path / "allbad"
+    src.mkdir()
+    for name in ("empty.jpg", "text.png", "truncated.jpg"):
+        shutil.copy(bad_folder / name, src / name)
+    res = CliRunner().invoke(main, ["generate", "--src", str(src), "--out", str(tmp_path / "o")])
+    assert res.exit_code != 0
+    assert "no usable image" in res.output and "failures.jsonl" in res.output
+    res = CliRunner().invoke(main, ["generate", "--src", str(tmp_path / "nothing-here")])
+    assert res.exit_code != 0
+
+
+def test_demo_and_types_commands(tmp_path):
+    res = CliRunner().invoke(main, ["types"])
+    assert res.exit_code == 0 and {"surgical", "cloth"} <= set(res.output.split())
+    out = tmp_path / "demo"
+    generate("--src", "demo", "--out", str(out), "--types", "surgical", "--limit", "4")
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["pairs"] == 4 and m["pairs_per_type"] == {"surgical": 4}

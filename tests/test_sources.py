@@ -1,0 +1,91 @@
+"""Sources: folders, lists and CelebA as users download it, with stable keys and splits."""
+
+from __future__ import annotations
+
+import zipfile
+
+import pytest
+
+from maskface.maskgen.sources import (
+    SourceError,
+    celeba_items,
+    read_source,
+    resolve_source,
+    safe_key,
+)
+from maskface.maskgen.split import celeba_split_by_id, hash_split
+
+
+def test_folder_is_recursive_and_case_blind(face_folder):
+    desc, items = resolve_source(str(face_folder))
+    assert desc.startswith("folder:")
+    keys = [i.key for i in items]
+    assert len(keys) == 6 and len(set(keys)) == 6
+    assert "sub__deeper__small" in keys and "sub__mirror" in keys
+    assert all("." not in k and "/" not in k for k in keys)
+    assert read_source(items[0])[:2] in (b"\xff\xd8", b"BM", b"\x89P", b"RI")
+
+
+def test_list_file(tmp_path, face_folder):
+    lst = tmp_path / "faces.txt"
+    lst.write_text(f"# my faces\n{face_folder / 'astronaut.jpg'}\n{face_folder / 'gray.png'}\n")
+    _, items = resolve_source(str(lst))
+    assert len(items) == 2
+
+
+def test_colliding_names_get_distinct_keys(tmp_path, face_folder):
+    (tmp_path / "a.jpg").write_bytes((face_folder / "astronaut.jpg").read_bytes())
+    (tmp_path / "a.png").write_bytes((face_folder / "gray.png").read_bytes())
+    _, items = resolve_source(str(tmp_path))
+    assert len({i.key for i in items}) == 2
+
+
+def test_splits_are_stable_and_follow_ratios():
+    keys = [f"img{i}" for i in range(4000)]
+    splits = [hash_split(k) for k in keys]
+    assert splits == [hash_split(k) for k in keys]
+    assert 0.77 < splits.count("train") / 4000 < 0.83
+    assert hash_split("x", (0, 0, 1)) == "test"
+    assert celeba_split_by_id(1) == "train" and celeba_split_by_id(182637) == "val"
+    assert celeba_split_by_id(182638) == "test"
+
+
+def _celeba_files(face_folder):
+    data = (face_folder / "astronaut.jpg").read_bytes()
+    return {"000001.jpg": data, "162771.jpg": data, "182638.jpg": data}
+
+
+def test_celeba_folder_zip_and_partition(tmp_path, face_folder):
+    files = _celeba_files(face_folder)
+    d = tmp_path / "extracted" / "img_align_celeba"
+    d.mkdir(parents=True)
+    for n, b in files.items():
+        (d / n).write_bytes(b)
+    items = celeba_items(tmp_path / "extracted")
+    assert [(i.key, i.split) for i in items] == [
+        ("000001", "train"), ("162771", "val"), ("182638", "test")]
+
+    z = tmp_path / "zipped"
+    z.mkdir()
+    with zipfile.ZipFile(z / "img_align_celeba.zip", "w") as zf:
+        for n, b in files.items():
+            zf.writestr(f"img_align_celeba/{n}", b)
+    (z / "list_eval_partition.txt").write_text("000001.jpg 2\n162771.jpg 0\n182638.jpg 1\n")
+    items = celeba_items(z)
+    assert [i.split for i in items] == ["test", "train", "val"]  # the file wins
+    assert items[0].kind == "zip" and read_source(items[0]) == files["000001.jpg"]
+
+
+def test_missing_celeba_says_where_to_get_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("MASKFACE_CELEBA", str(tmp_path / "nowhere"))
+    with pytest.raises(SourceError, match="img_align_celeba.zip.*"):
+        resolve_source("celeba")
+
+
+def test_bad_src_argument():
+    with pytest.raises(SourceError, match="not 'celeba', 'demo'"):
+        resolve_source("/no/such/thing")
+
+
+def test_safe_key():
+    assert safe_key("a b/c.d") == "a_b_c_d"
