@@ -180,7 +180,7 @@ def _run(img: np.ndarray, pad_frac: float, refine: bool = True
     hh, ww = work.shape[:2]
     best, best_area = None, -1.0
     for f in faces:
-        a = np.array([(p.x * ww, p.y * hh, p.z * ww) for p in f.landmark], dtype=np.float64)
+        a = _landmark_array(f) * np.array([ww, hh, ww], np.float64)
         span = a[:, :2].max(0) - a[:, :2].min(0)
         area = float(span[0] * span[1])
         if area > best_area:
@@ -188,6 +188,30 @@ def _run(img: np.ndarray, pad_frac: float, refine: bool = True
     assert best is not None
     best[:, :2] -= pad
     return best, len(faces)
+
+
+# A NormalizedLandmark with x, y, z set serialises to 17 bytes: the list field's tag and length,
+# then three float fields, each a tag byte and 4 little-endian bytes.
+_LANDMARK_RECORD = np.dtype([("head", "u1", 3), ("x", "<f4"), ("ty", "u1"), ("y", "<f4"),
+                             ("tz", "u1"), ("z", "<f4")])
+_HEAD = np.array([0x0A, 0x0F, 0x0D], np.uint8)
+
+
+def _landmark_array(face) -> np.ndarray:
+    """(N, 3) normalised x, y, z of a NormalizedLandmarkList.
+
+    Reading 478 protobuf messages attribute by attribute costs ~0.35 ms a face; decoding the
+    serialised bytes with one numpy view costs ~20 us. The layout is checked record by record,
+    and anything unexpected (e.g. visibility fields) takes the slow, general path.
+    """
+    raw = face.SerializeToString()
+    n = len(face.landmark)
+    if len(raw) == 17 * n:
+        rec = np.frombuffer(raw, _LANDMARK_RECORD)
+        if ((rec["head"] == _HEAD).all() and (rec["ty"] == 0x15).all()
+                and (rec["tz"] == 0x1D).all()):
+            return np.stack([rec["x"], rec["y"], rec["z"]], 1).astype(np.float64)
+    return np.array([(p.x, p.y, p.z) for p in face.landmark], np.float64)
 
 
 def _with_estimated_irises(pts: np.ndarray) -> np.ndarray:

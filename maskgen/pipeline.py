@@ -297,6 +297,8 @@ def choose_types(key: str, seed: int, type_names: list[str], per_face: str) -> l
 def generate_shard(task: ShardTask, cfg: GenerateConfig, type_names: list[str],
                    cache_entries: dict[str, CacheEntry]) -> dict:
     """Produce one shard (runs in a worker). Returns counts, failures, timings."""
+    import cv2
+
     from .align import align_face
     from .decode import BadImage, decode_image
     from .encode import encode_jpeg, encode_png_gray, encode_png_rgb
@@ -305,6 +307,8 @@ def generate_shard(task: ShardTask, cfg: GenerateConfig, type_names: list[str],
     from .render import RenderError, prepare_face, render_mask
     from .shards import ShardWriter
 
+    # Parallelism is across shard processes; OpenCV's own threads would only contend.
+    cv2.setNumThreads(1)
     out = Path(cfg.out)
     templates = registry(cfg.templates)
     secs = Counter()

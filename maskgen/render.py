@@ -18,7 +18,9 @@ from .warp import bounding_box, face_frame, mesh_nodes, template_mesh, warp_maps
 
 # Alpha below this changes no 8-bit pixel value: treated as not covered.
 ALPHA_MIN = 1.0 / 255.0
-REFINE = 2
+# Spline refinement of template grids (rows, columns): columns carry the mask's outline along
+# the jaw and cheeks, so they get more points than the few rows.
+REFINE = (1, 2)
 
 
 class RenderError(ValueError):
@@ -47,13 +49,16 @@ def prepare_face(face: np.ndarray) -> FaceContext:
     small = cv2.resize(gray, (64, 64), interpolation=cv2.INTER_AREA).astype(np.float32)
     low = cv2.GaussianBlur(small, (0, 0), 3.0)
     # A white mask should not outshine the brightest things in a dim photo.
-    exposure = float(np.clip(np.percentile(small[::2, ::2], 97) / 235.0, 0.35, 1.03))
+    sub = np.sort(small[::2, ::2], axis=None)
+    exposure = float(np.clip(sub[int(0.97 * (sub.size - 1))] / 235.0, 0.35, 1.03))
     # Light relative to the lower face (where masks sit in the canonical crop), softened.
     mean = max(float(low[34:60, 16:48].mean()), 1.0)
     rel = np.clip(low * (1.0 / mean), 0.55, 1.35) ** 0.8 * exposure
     shade = cv2.resize(rel, (size, size), interpolation=cv2.INTER_LINEAR)
-    g = gray[::2, ::2].astype(np.float32)
-    noise = float(np.median(np.abs(g - cv2.blur(g, (3, 3)))) * 1.2)
+    c0, c1 = size // 4, 3 * size // 4  # the face's middle is enough to judge the grain
+    g = gray[c0:c1:2, c0:c1:2].astype(np.float32)
+    res = np.abs(g - cv2.blur(g, (3, 3))).ravel()
+    noise = float(np.partition(res, res.size // 2)[res.size // 2] * 1.2)
     return FaceContext(shade, exposure, noise)
 
 
@@ -76,7 +81,8 @@ def render_mask(face: np.ndarray, points: np.ndarray, template: Template,
     tex = draw_texture(template.texture)
     th, tw = tex.shape[:2]
     mesh = template_mesh(template, REFINE)
-    nodes = mesh_nodes(mesh, points)
+    frame = face_frame(points)
+    nodes = mesh_nodes(mesh, points, frame)
     box = bounding_box(nodes[:, :2], size)
     maps = warp_maps(mesh, nodes, box, (th, tw))
     if maps is None:
@@ -105,12 +111,9 @@ def render_mask(face: np.ndarray, points: np.ndarray, template: Template,
     masked = face.copy()
     mask = np.zeros(face.shape[:2], np.uint8)
     if template.loops == "ear":
-        reach = 0.4 * face_frame(points)[2]  # loops end within this of the ear landmarks
-        ears = points[[127, 234, 356, 454], :2]
-        lbox = bounding_box(np.concatenate([nodes[:, :2], ears - reach, ears + reach]), size)
-        loop_alpha = ear_loops(nodes.reshape(*mesh.shape, 3), points, lbox)
         loop_col = np.clip(base * 0.95 + 12, 0, 255) * ctx.exposure
-        _composite(masked, mask, lbox, loop_alpha, loop_col, blur)
+        for lbox, loop_alpha in ear_loops(nodes.reshape(*mesh.shape, 3), points, frame, size):
+            _composite(masked, mask, lbox, loop_alpha, loop_col, blur)
     _composite(masked, mask, box, alpha, colour, blur,
                rng.standard_normal(3, dtype=np.float32) if ctx.noise > 0.3 else None,
                ctx.noise)
@@ -124,25 +127,21 @@ def _composite(img: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, int]
                noise_pick: np.ndarray | None = None, noise: float = 0.0) -> None:
     """Blend a layer into ``img`` in place over ``box``; mark touched pixels in ``mask``.
 
-    ``colour`` is an (h, w, 3) image or one RGB triple (blended sparsely). Alpha below
+    ``colour`` is an (h, w, 3) image or one RGB triple. Alpha below
     ``ALPHA_MIN`` is zeroed, so every pixel outside ``mask`` keeps its exact value.
     """
     x0, y0, x1, y1 = box
     alpha = cv2.GaussianBlur(alpha, (0, 0), blur)
     alpha[alpha < ALPHA_MIN] = 0.0
-    if np.ndim(colour) == 1:  # a thin layer of one colour (loops): blend only where it is
-        ys, xs = np.nonzero(alpha)
-        a = alpha[ys, xs][:, None]
-        sub = img[y0:y1, x0:x1]
-        px = sub[ys, xs].astype(np.float32)
-        sub[ys, xs] = np.clip(px + a * (np.asarray(colour, np.float32) - px) + 0.5, 0, 255
-                              ).astype(np.uint8)
-        mask[y0:y1, x0:x1][ys, xs] = 255
-        return
     crop = img[y0:y1, x0:x1].astype(np.float32)
-    colour = cv2.GaussianBlur(colour, (0, 0), blur)
-    if noise_pick is not None:
-        colour += _grain(colour.shape[:2], noise_pick) * noise
+    if np.ndim(colour) == 1:  # one colour (loops)
+        rgb = colour
+        colour = np.empty_like(crop)
+        colour[:] = rgb
+    else:
+        colour = cv2.GaussianBlur(colour, (0, 0), blur)
+        if noise_pick is not None:
+            colour += _grain(colour.shape[:2], noise_pick) * noise
     # cv2.blendLinear: (a * colour + (1 - a) * crop), one pass in C; a == 0 gives crop exactly.
     out = cv2.blendLinear(colour, crop, alpha, 1.0 - alpha)
     img[y0:y1, x0:x1] = cv2.convertScaleAbs(out)
@@ -215,26 +214,35 @@ def _contrast_colour(base: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.clip(rng.uniform(150, 245, 3), 0, 255).astype(np.float32)
 
 
-def ear_loops(nodes: np.ndarray, points: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
-    """Alpha (h, w) of thin elastic loops from the mask's side edges to the ears, drawn
-    anti-aliased with sub-pixel precision; the far side of a turned head gets none."""
-    x0, y0, x1, y1 = box
-    layer = np.zeros((y1 - y0, x1 - x0), np.uint8)
-    xdir, ydir, iod = face_frame(points)
+def ear_loops(nodes: np.ndarray, points: np.ndarray,
+              frame: tuple[np.ndarray, np.ndarray, float], size: int
+              ) -> list[tuple[tuple[int, int, int, int], np.ndarray]]:
+    """Thin elastic loops from the mask's side edges to the ears, drawn anti-aliased with
+    sub-pixel precision: ``(box, alpha)`` per visible side (the far side of a turned head gets
+    none, the face hides it there)."""
+    xdir, ydir, iod = frame
     thick = max(1, round(0.022 * iod))
+    t = np.linspace(0, 1, 16)[:, None]
+    out = []
     for side, contour, ear_lm in ((0, 234, 127), (-1, 454, 356)):
         col = nodes[:, side, :2]
-        top, bottom = col[0], col[-1]
         outward = -xdir if side == 0 else xdir
         width = abs(float((points[contour, :2] - points[4, :2]) @ xdir))
         if width < 0.45 * iod:
             continue
         ear = points[ear_lm, :2] + outward * 0.12 * iod
         ear_low = points[contour, :2] + outward * 0.14 * iod + ydir * 0.25 * iod
-        t = np.linspace(0, 1, 16)[:, None]
-        for start, end in ((top, ear), (bottom, ear_low)):
+        curves = []
+        for start, end in ((col[0], ear), (col[-1], ear_low)):
             ctrl = (start + end) / 2 + outward * 0.08 * iod
-            curve = (1 - t) ** 2 * start + 2 * (1 - t) * t * ctrl + t**2 * end
-            pts = np.round((curve - [x0, y0]) * 16).astype(np.int32)
+            curves.append((1 - t) ** 2 * start + 2 * (1 - t) * t * ctrl + t**2 * end)
+        box = bounding_box(np.concatenate(curves), size, margin=thick + 2)
+        x0, y0, x1, y1 = box
+        if x1 - x0 < 2 or y1 - y0 < 2:
+            continue
+        layer = np.zeros((y1 - y0, x1 - x0), np.uint8)
+        for c in curves:
+            pts = np.round((c - [x0, y0]) * 16).astype(np.int32)
             cv2.polylines(layer, [pts], False, 255, thick, cv2.LINE_AA, shift=4)
-    return layer.astype(np.float32) * (1.0 / 255.0)
+        out.append((box, layer.astype(np.float32) * (1.0 / 255.0)))
+    return out

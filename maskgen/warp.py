@@ -18,11 +18,14 @@ import numpy as np
 from .landmarks import LEFT_EYE, RIGHT_EYE
 from .templates import Template
 
+_LEFT_EYE = np.array(LEFT_EYE)
+_RIGHT_EYE = np.array(RIGHT_EYE)
+
 
 def face_frame(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     """Unit vectors along the eye line and down the face, and the inter-ocular distance."""
-    le = points[list(LEFT_EYE), :2].mean(0)
-    re = points[list(RIGHT_EYE), :2].mean(0)
+    le = points[_LEFT_EYE, :2].sum(0) * (1.0 / len(LEFT_EYE))
+    re = points[_RIGHT_EYE, :2].sum(0) * (1.0 / len(RIGHT_EYE))
     d = re - le
     iod = float(np.linalg.norm(d)) + 1e-6
     x = d / iod
@@ -57,10 +60,10 @@ class TemplateMesh:
 
 
 @lru_cache(maxsize=64)
-def template_mesh(t: Template, factor: int = 2) -> TemplateMesh:
-    """Refine a template's anchor grid ``factor`` times with Catmull-Rom splines. Anchors are
-    linear in the landmarks and the spline is linear in the anchors, so the dense grid is one
-    matrix applied to the landmarks."""
+def template_mesh(t: Template, factor: tuple[int, int] = (1, 2)) -> TemplateMesh:
+    """Refine a template's anchor grid by ``factor`` (rows, columns) with Catmull-Rom splines.
+    Anchors are linear in the landmarks and the spline is linear in the anchors, so the dense
+    grid is one matrix applied to the landmarks."""
     R, C = t.shape
     flat = [a for row in t.anchors for a in row]
     w = np.zeros((R * C, 478))
@@ -69,7 +72,7 @@ def template_mesh(t: Template, factor: int = 2) -> TemplateMesh:
         for i, x in zip(a.indices, a.weights, strict=True):
             w[k, i] += x
         off[k] = a.offset
-    mr, mc = _catmull_rom_matrix(R, factor), _catmull_rom_matrix(C, factor)
+    mr, mc = _catmull_rom_matrix(R, factor[0]), _catmull_rom_matrix(C, factor[1])
     dense = np.kron(mr, mc)  # (Rd*Cd, R*C)
     uu, vv = np.meshgrid(np.array(t.u), np.array(t.v))
     uv = dense @ np.stack([uu.ravel(), vv.ravel()], 1)
@@ -82,10 +85,12 @@ def template_mesh(t: Template, factor: int = 2) -> TemplateMesh:
                         (dense @ off).astype(np.float32), uv.astype(np.float32), tris)
 
 
-def mesh_nodes(mesh: TemplateMesh, points: np.ndarray) -> np.ndarray:
-    """Where the dense grid's nodes land on a face: ``(N, 3)`` (x, y, depth z)."""
+def mesh_nodes(mesh: TemplateMesh, points: np.ndarray,
+               frame: tuple[np.ndarray, np.ndarray, float] | None = None) -> np.ndarray:
+    """Where the dense grid's nodes land on a face: ``(N, 3)`` (x, y, depth z). ``frame`` is
+    :func:`face_frame` of the points, when the caller has it."""
     pos = mesh.weights @ points.astype(np.float32)
-    x, y, iod = face_frame(points)
+    x, y, iod = frame if frame is not None else face_frame(points)
     pos[:, :2] += iod * (mesh.offsets[:, :1] * x + mesh.offsets[:, 1:2] * y)
     return pos
 
@@ -139,7 +144,7 @@ def warp_maps(mesh: TemplateMesh, nodes: np.ndarray, box: tuple[int, int, int, i
     polys = np.round((F - [x0, y0]) * 16).astype(np.int32)
     for k in order[keep[order]]:
         cv2.fillConvexPoly(ids, polys[k], int(k) + 1, cv2.LINE_8, shift=4)
-    cf = coef[ids]  # (h, w, 6)
+    cf = np.take(coef, ids, axis=0)  # (h, w, 6)
     xx = np.arange(x0, x1, dtype=np.float32)[None, :]
     yy = np.arange(y0, y1, dtype=np.float32)[:, None]
     mx = cf[..., 0] * xx + cf[..., 1] * yy + cf[..., 2]

@@ -1,0 +1,98 @@
+"""Benchmark `maskface generate`: faces/s cold (detecting) and warm (landmark cache), for
+--jobs 1 and 2, one mask type and all types; time per stage; share of faces masked.
+
+    python bench/generate.py [--src ../shared/data/celeba-wild] [--limit N] [--jobs 1,2]
+
+Each configuration runs as its own `maskface generate` process (start-up included) into a
+fresh output directory. Cold runs detect landmarks; warm runs re-render from the landmark cache
+that the cold --jobs 1 run of the same source wrote. Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+DEFAULT_SRC = Path(__file__).resolve().parents[2] / "shared" / "data" / "celeba-wild"
+
+
+def run(src: str, out: Path, jobs: int, types: str, per_face: str, cache: Path | None,
+        limit: int | None) -> dict:
+    cmd = [sys.executable, "-m", "maskface.cli", "generate", "--no-progress", "--src", src,
+           "--out", str(out), "--jobs", str(jobs), "--types", types, "--per-face", per_face]
+    if cache is not None:
+        cmd += ["--landmarks-cache", str(cache)]
+    if limit:
+        cmd += ["--limit", str(limit)]
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    s = json.loads((out / ".state" / "last_run.json").read_text())
+    m = json.loads((out / "manifest.json").read_text())
+    busy = sum(s["stage_seconds"].values())
+    return {
+        "jobs": jobs, "types": types, "per_face": per_face, "wall_s": round(wall, 2),
+        "faces": s["faces_in"], "faces_masked": s["faces_ok"], "pairs": s["pairs"],
+        "faces_per_s": round(s["faces_in"] / wall, 1),
+        "pairs_per_s": round(s["pairs"] / wall, 1),
+        "pairs_per_s_per_core": round(s["pairs"] / wall / jobs, 1),
+        "faces_per_s_per_core": round(s["faces_in"] / wall / jobs, 1),
+        "ms_per_face_by_stage": {k: round(1000 * v / max(s["faces_in"], 1), 3)
+                                 for k, v in s["stage_seconds"].items()},
+        "worker_busy_share": round(busy / (wall * jobs), 3),
+        "failures": m["failures"], "render_failures": m["render_failures"],
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--src", default=str(DEFAULT_SRC))
+    ap.add_argument("--limit", type=int, default=None)
+    ap.add_argument("--jobs", default="1,2")
+    ap.add_argument("--keep", default=None, help="Keep outputs in this directory.")
+    args = ap.parse_args()
+    if not Path(args.src).exists():
+        sys.exit(f"no source at {args.src} (pass --src)")
+    root = Path(args.keep or tempfile.mkdtemp(prefix="maskface-bench-"))
+    jobs = [int(j) for j in args.jobs.split(",")]
+    results = []
+    cache = None
+    for warm in (False, True):
+        for types, per_face in (("surgical", "1"), ("all", "all")):
+            for j in jobs:
+                name = f"{'warm' if warm else 'cold'}-{types}-j{j}"
+                out = root / name
+                use = cache if warm else None
+                r = run(args.src, out, j, types, per_face, use, args.limit)
+                r["run"] = name
+                r["landmarks"] = "cache" if warm else "detect"
+                results.append(r)
+                print(json.dumps(r), file=sys.stderr)
+                if not warm and cache is None:
+                    cache = out / "landmarks.npz"
+    by = {r["run"]: r for r in results}
+    first = results[0]
+    summary = {
+        "bench": "generate", "src": args.src, "limit": args.limit,
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                    "processor": platform.processor() or platform.machine()},
+        "faces": first["faces"],
+        "success_rate": round(first["faces_masked"] / first["faces"], 5),
+        "runs": results,
+    }
+    if {"cold-surgical-j1", "cold-surgical-j2"} <= by.keys():
+        for kind in ("cold-surgical", "warm-surgical", "cold-all", "warm-all"):
+            summary[f"speedup_j2_{kind}"] = round(by[f"{kind}-j2"]["pairs_per_s"]
+                                                  / by[f"{kind}-j1"]["pairs_per_s"], 2)
+    print(json.dumps(summary, indent=1))
+
+
+if __name__ == "__main__":
+    main()
