@@ -100,19 +100,28 @@ def types_cmd(template_dirs, detail) -> None:
 @main.command()
 @click.option("--src", default="demo", show_default=True)
 @click.option("--out", default="preview.png", show_default=True, type=click.Path())
+@click.option("--shards", "shard_dir", type=click.Path(exists=True), default=None,
+              help="Instead of rendering, show pairs a `generate` run wrote to this directory "
+                   "(masked | mask | clean).")
+@click.option("--samples", default=24, show_default=True, help="Pairs shown with --shards.")
 @click.option("--types", default="all", show_default=True)
 @click.option("--faces", default=6, show_default=True, help="Rows (faces) in the sheet.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--size", default=192, show_default=True, help="Tile size in the sheet.")
 @click.option("--celeba-root", type=click.Path(), default=None)
 @click.option("--templates", "template_dirs", multiple=True, type=click.Path(exists=True))
-def preview(src, out, types, faces, seed, size, celeba_root, template_dirs) -> None:
-    """A contact sheet PNG: each face clean, then with every selected mask type."""
-    from .maskgen.preview import make_sheet
+def preview(src, out, shard_dir, samples, types, faces, seed, size, celeba_root,
+            template_dirs) -> None:
+    """A contact sheet PNG: each face clean, then with every selected mask type (or, with
+    --shards, the pairs a run wrote)."""
+    from .maskgen.preview import make_sheet, sheet_from_shards
 
     try:
-        info = make_sheet(src, out, types=types, faces=faces, seed=seed, size=size,
-                          celeba_root=celeba_root, templates=tuple(template_dirs))
+        if shard_dir:
+            info = sheet_from_shards(shard_dir, out, samples=samples)
+        else:
+            info = make_sheet(src, out, types=types, faces=faces, seed=seed, size=size,
+                              celeba_root=celeba_root, templates=tuple(template_dirs))
     except ValueError as e:
         raise click.ClickException(str(e)) from e
     click.echo(json.dumps(info), err=True)

@@ -51,3 +51,43 @@ def make_sheet(src: str, out: str, *, types: str = "all", faces: int = 6, seed: 
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(out), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
     return {"out": str(out), "faces": used, "columns": ["clean", *names], "skipped": skipped}
+
+
+def sheet_from_shards(out_dir: str, path: str, *, samples: int = 24, columns: int = 4,
+                      split: str | None = None) -> dict:
+    """A PNG of generated pairs, as they were written: masked | mask | clean per sample,
+    ``columns`` samples per row, taken in order from the run's shards."""
+    import json
+
+    from .shards import decode_sample, iter_samples
+
+    manifest = json.loads((Path(out_dir) / "manifest.json").read_text())
+    tiles, keys = [], []
+    for name, sp in manifest["splits"].items():
+        if split and name != split:
+            continue
+        for shard in sp["shards"]:
+            for raw in iter_samples(Path(out_dir) / shard["path"]):
+                s = decode_sample(raw)
+                masked = s.get("masked")
+                clean = s.get("clean")
+                mask = np.repeat(s["mask"][..., None], 3, axis=2)
+                tiles.append(np.hstack([masked, mask, clean]))
+                keys.append(s["__key__"])
+                if len(tiles) >= samples:
+                    break
+            if len(tiles) >= samples:
+                break
+        if len(tiles) >= samples:
+            break
+    if not tiles:
+        raise ValueError(f"no samples in {out_dir}")
+    while len(tiles) % columns:
+        tiles.append(np.zeros_like(tiles[0]))
+    gap = np.full((tiles[0].shape[0], 6, 3), 255, np.uint8)
+    rows = [np.hstack([x for t in tiles[i:i + columns] for x in (t, gap)][:-1])
+            for i in range(0, len(tiles), columns)]
+    sheet = np.vstack(rows)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
+    return {"out": str(path), "samples": keys}

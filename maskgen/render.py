@@ -40,6 +40,7 @@ class FaceContext:
     shade: np.ndarray  # (S, S) float32: light relative to the lower face's mean, x exposure
     exposure: float
     noise: float
+    grayscale: bool  # a black-and-white photo gets a black-and-white mask
 
 
 def prepare_face(face: np.ndarray) -> FaceContext:
@@ -59,7 +60,9 @@ def prepare_face(face: np.ndarray) -> FaceContext:
     g = gray[c0:c1:2, c0:c1:2].astype(np.float32)
     res = np.abs(g - cv2.blur(g, (3, 3))).ravel()
     noise = float(np.partition(res, res.size // 2)[res.size // 2] * 1.2)
-    return FaceContext(shade, exposure, noise)
+    sample = face[::8, ::8].astype(np.int16)
+    grayscale = bool(np.abs(sample - sample[..., :1]).max() <= 2)
+    return FaceContext(shade, exposure, noise, grayscale)
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,8 @@ def render_mask(face: np.ndarray, points: np.ndarray, template: Template,
     base = np.array(template.palette[rng.integers(len(template.palette))], np.float32)
     base = np.clip(base * rng.uniform(0.92, 1.06) + rng.normal(0, 4, 3), 0, 255)
     base = base.astype(np.float32)
+    if ctx.grayscale:
+        base[:] = float(base @ np.array([0.299, 0.587, 0.114], np.float32))
     pattern = template.patterns[rng.integers(len(template.patterns))]
     x0, y0, x1, y1 = box
     shade = (detail * ctx.shade[y0:y1, x0:x1])[..., None]
@@ -104,6 +109,8 @@ def render_mask(face: np.ndarray, points: np.ndarray, template: Template,
     else:
         colour = apply_pattern(pattern, base, mx * (1 / (tw - 1)), my * (1 / (th - 1)),
                                template.texture.aspect, rng)
+        if ctx.grayscale:
+            colour[:] = (colour @ np.array([0.299, 0.587, 0.114], np.float32))[..., None]
         colour *= shade
 
     # Match the photo: soften when the source was upscaled, add its grain.
@@ -116,7 +123,7 @@ def render_mask(face: np.ndarray, points: np.ndarray, template: Template,
             _composite(masked, mask, lbox, loop_alpha, loop_col, blur)
     _composite(masked, mask, box, alpha, colour, blur,
                rng.standard_normal(3, dtype=np.float32) if ctx.noise > 0.3 else None,
-               ctx.noise)
+               ctx.noise, ctx.grayscale)
     meta = {"colour": "#{:02x}{:02x}{:02x}".format(*(int(c) for c in base)), "pattern": pattern,
             "coverage": round(float(np.count_nonzero(mask)) / mask.size, 5)}
     return Rendered(masked, mask, meta)
@@ -124,7 +131,8 @@ def render_mask(face: np.ndarray, points: np.ndarray, template: Template,
 
 def _composite(img: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, int],
                alpha: np.ndarray, colour: np.ndarray, blur: float,
-               noise_pick: np.ndarray | None = None, noise: float = 0.0) -> None:
+               noise_pick: np.ndarray | None = None, noise: float = 0.0,
+               mono: bool = False) -> None:
     """Blend a layer into ``img`` in place over ``box``; mark touched pixels in ``mask``.
 
     ``colour`` is an (h, w, 3) image or one RGB triple. Alpha below
@@ -141,7 +149,8 @@ def _composite(img: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, int]
     else:
         colour = cv2.GaussianBlur(colour, (0, 0), blur)
         if noise_pick is not None:
-            colour += _grain(colour.shape[:2], noise_pick) * noise
+            grain = _grain(colour.shape[:2], noise_pick)
+            colour += (grain[..., :1] if mono else grain) * noise
     # cv2.blendLinear: (a * colour + (1 - a) * crop), one pass in C; a == 0 gives crop exactly.
     out = cv2.blendLinear(colour, crop, alpha, 1.0 - alpha)
     img[y0:y1, x0:x1] = cv2.convertScaleAbs(out)

@@ -79,3 +79,12 @@ def test_type_selection():
     assert select_types("surgical, cloth") == ["surgical", "cloth"]
     with pytest.raises(ValueError, match="unknown mask type"):
         select_types("surgical,nope")
+
+
+def test_black_and_white_photo_gets_a_black_and_white_mask(aligned):
+    crop, pts = aligned
+    gray = np.repeat(crop.mean(2, keepdims=True).astype(np.uint8), 3, axis=2)
+    for seed in range(4):
+        r = render_mask(gray, pts, registry()["cloth"], np.random.default_rng(seed))
+        assert np.array_equal(r.masked[..., 0], r.masked[..., 1])
+        assert np.array_equal(r.masked[..., 1], r.masked[..., 2])
