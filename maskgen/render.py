@@ -12,9 +12,10 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from .raster import PATTERNS, paint_layer
 from .templates import Template
 from .texture import draw_texture
-from .warp import bounding_box, face_frame, mesh_nodes, template_mesh, warp_maps
+from .warp import bounding_box, face_frame, mesh_nodes, template_mesh, triangle_maps
 
 # Alpha below this changes no 8-bit pixel value: treated as not covered.
 ALPHA_MIN = 1.0 / 255.0
@@ -86,41 +87,40 @@ def render_mask(face: np.ndarray, points: np.ndarray, template: Template,
     mesh = template_mesh(template, REFINE)
     frame = face_frame(points)
     nodes = mesh_nodes(mesh, points, frame)
-    box = bounding_box(nodes[:, :2], size)
-    maps = warp_maps(mesh, nodes, box, (th, tw))
-    if maps is None:
+    box = x0, y0, x1, y1 = bounding_box(nodes[:, :2], size)
+    if x1 - x0 < 2 or y1 - y0 < 2:
         raise RenderError("mask-off-crop", "the mask grid covers no pixel of the crop")
-    mx, my = maps
-    warped = cv2.remap(tex, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
-                       borderValue=(0, 0, 0, 0))
-    detail, alpha = warped[..., 0], warped[..., 1]
 
     # Appearance: base colour (jittered), pattern, fabric detail, then the face's own light.
     base = np.array(template.palette[rng.integers(len(template.palette))], np.float32)
     base = np.clip(base * rng.uniform(0.92, 1.06) + rng.normal(0, 4, 3), 0, 255)
     base = base.astype(np.float32)
-    if ctx.grayscale:
-        base[:] = float(base @ np.array([0.299, 0.587, 0.114], np.float32))
     pattern = template.patterns[rng.integers(len(template.patterns))]
-    x0, y0, x1, y1 = box
-    shade = (detail * ctx.shade[y0:y1, x0:x1])[..., None]
-    if pattern == "plain":
-        colour = shade * base
-    else:
-        colour = apply_pattern(pattern, base, mx * (1 / (tw - 1)), my * (1 / (th - 1)),
-                               template.texture.aspect, rng)
-        if ctx.grayscale:
-            colour[:] = (colour @ np.array([0.299, 0.587, 0.114], np.float32))[..., None]
-        colour *= shade
+    pid, params, colours, fields = pattern_params(pattern, base, rng)
+    if ctx.grayscale:
+        colours = np.repeat(colours @ _LUMA[:, None], 3, axis=1).astype(np.float32)
+        base = colours[0]
+    tris, coef, order = triangle_maps(mesh, nodes, (th, tw))
+    colour, alpha = paint_layer(x0, y0, x1, y1, tris, coef, order, tex, ctx.shade, colours,
+                                pid, params, fields, template.texture.aspect)
+    if not alpha.any():
+        raise RenderError("mask-off-crop", "the mask covers no pixel of the crop")
 
     # Match the photo: soften when the source was upscaled, add its grain.
     blur = max(0.45, 0.5 * source_scale)
     masked = face.copy()
     mask = np.zeros(face.shape[:2], np.uint8)
     if template.loops == "ear":
-        loop_col = np.clip(base * 0.95 + 12, 0, 255) * ctx.exposure
-        for lbox, loop_alpha in ear_loops(nodes.reshape(*mesh.shape, 3), points, frame, size):
-            _composite(masked, mask, lbox, loop_alpha, loop_col, blur)
+        # Thin anti-aliased lines straight into the picture; the pixels they changed join the
+        # binary mask.
+        loop_col = (np.clip(base * 0.95 + 12, 0, 255) * ctx.exposure).tolist()
+        curves = ear_loops(nodes.reshape(*mesh.shape, 3), points, frame)
+        if curves:
+            thick = max(1, round(0.022 * frame[2]))
+            cv2.polylines(masked, curves, False, loop_col, thick, cv2.LINE_AA, shift=4)
+            lx0, ly0, lx1, ly1 = bounding_box(np.concatenate(curves) / 16.0, size, thick + 2)
+            d = cv2.absdiff(masked[ly0:ly1, lx0:lx1], face[ly0:ly1, lx0:lx1])
+            mask[ly0:ly1, lx0:lx1][(d[..., 0] | d[..., 1] | d[..., 2]) > 0] = 255
     _composite(masked, mask, box, alpha, colour, blur,
                rng.standard_normal(3, dtype=np.float32) if ctx.noise > 0.3 else None,
                ctx.noise, ctx.grayscale)
@@ -135,22 +135,17 @@ def _composite(img: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, int]
                mono: bool = False) -> None:
     """Blend a layer into ``img`` in place over ``box``; mark touched pixels in ``mask``.
 
-    ``colour`` is an (h, w, 3) image or one RGB triple. Alpha below
+    ``colour`` is an (h, w, 3) float32 image. Alpha below
     ``ALPHA_MIN`` is zeroed, so every pixel outside ``mask`` keeps its exact value.
     """
     x0, y0, x1, y1 = box
     alpha = cv2.GaussianBlur(alpha, (0, 0), blur)
     alpha[alpha < ALPHA_MIN] = 0.0
     crop = img[y0:y1, x0:x1].astype(np.float32)
-    if np.ndim(colour) == 1:  # one colour (loops)
-        rgb = colour
-        colour = np.empty_like(crop)
-        colour[:] = rgb
-    else:
-        colour = cv2.GaussianBlur(colour, (0, 0), blur)
-        if noise_pick is not None:
-            grain = _grain(colour.shape[:2], noise_pick)
-            colour += (grain[..., :1] if mono else grain) * noise
+    colour = cv2.GaussianBlur(colour, (0, 0), blur)
+    if noise_pick is not None:
+        grain = _grain(colour.shape[:2], noise_pick)
+        colour += (grain[..., :1] if mono else grain) * noise
     # cv2.blendLinear: (a * colour + (1 - a) * crop), one pass in C; a == 0 gives crop exactly.
     out = cv2.blendLinear(colour, crop, alpha, 1.0 - alpha)
     img[y0:y1, x0:x1] = cv2.convertScaleAbs(out)
@@ -171,49 +166,36 @@ def _grain(shape: tuple[int, int], pick: np.ndarray) -> np.ndarray:
     return _GRAIN[oy:oy + h, ox:ox + w]
 
 
-def apply_pattern(pattern: str, base: np.ndarray, u: np.ndarray, v: np.ndarray, aspect: float,
-                  rng: np.random.Generator) -> np.ndarray:
-    """Per-pixel RGB (h, w, 3) float32 of a fabric pattern at texture coordinates (u, v)."""
-    h, w = u.shape
-    out = np.empty((h, w, 3), np.float32)
-    out[:] = base
-    if pattern == "plain":
-        return out
-    second = _contrast_colour(base, rng)
-    x, y = u * aspect, v  # isotropic texture units
+_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+
+
+def pattern_params(pattern: str, base: np.ndarray, rng: np.random.Generator
+                   ) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
+    """Draw a fabric pattern's parameters: (pattern id, parameters, colours (K, 3) with the
+    base colour first, random fields for camouflage)."""
+    if pattern not in PATTERNS:
+        raise ValueError(f"unknown pattern {pattern!r}; known: {', '.join(PATTERNS)}")
+    pid = PATTERNS.index(pattern)
+    params = np.zeros(6, np.float32)
+    fields = np.zeros((0, 2, 2), np.float32)
+    colours = [base]
+    if pattern != "plain":
+        colours.append(_contrast_colour(base, rng))
     if pattern == "stripes":
-        freq = rng.uniform(7, 16)
         ang = rng.choice([0.0, np.pi / 2, np.pi / 4, -np.pi / 4])
-        t = x * np.cos(ang) + y * np.sin(ang)
-        sel = (np.sin(2 * np.pi * freq * t + rng.uniform(0, 6.3)) > rng.uniform(-0.3, 0.5))
+        width = rng.uniform(0.25, 0.6)  # share of each period in the second colour
+        params[:] = (rng.uniform(7, 16), np.cos(ang), np.sin(ang), rng.uniform(0, 1), 0.0, width)
     elif pattern == "checks":
-        freq = rng.uniform(5, 11)
-        sel = (np.sin(2 * np.pi * freq * x) > 0) ^ (np.sin(2 * np.pi * freq * y) > 0)
+        params[0] = rng.uniform(2.5, 5.5)  # squares per unit (two squares per period)
     elif pattern == "dots":
-        freq = rng.uniform(7, 14)
-        fx, fy = (x * freq) % 1 - 0.5, (y * freq + 0.5 * (np.floor(x * freq) % 2)) % 1 - 0.5
-        sel = fx**2 + fy**2 < rng.uniform(0.04, 0.09)
+        params[:2] = (rng.uniform(7, 14), rng.uniform(0.04, 0.09))
     elif pattern == "floral":
-        freq = rng.uniform(4, 7)
-        cx, cy = (x * freq) % 1 - 0.5, (y * freq) % 1 - 0.5
-        r, th = np.hypot(cx, cy), np.arctan2(cy, cx)
-        sel = r < 0.18 + 0.12 * np.cos(5 * th)
-        sel |= r < 0.06
+        params[0] = rng.uniform(4, 7)
     elif pattern == "camo":
-        sel = np.zeros((h, w), bool)
-        cols = [second, np.clip(base * 0.6, 0, 255), np.clip(base * 1.2 + 15, 0, 255)]
-        for col in cols:
-            field = cv2.resize(rng.normal(0, 1, (6, 9)).astype(np.float32), (64, 40),
-                               interpolation=cv2.INTER_CUBIC)
-            fm = cv2.remap(field, u * 63, v * 39, cv2.INTER_LINEAR,
-                           borderMode=cv2.BORDER_REFLECT)
-            s = fm > 0.45
-            out[s] = col
-        return out
-    else:
-        raise ValueError(f"unknown pattern {pattern!r}")
-    out[sel] = second
-    return out
+        colours += [np.clip(base * 0.6, 0, 255), np.clip(base * 1.2 + 15, 0, 255)]
+        fields = np.stack([cv2.resize(rng.normal(0, 1, (6, 9)).astype(np.float32), (64, 40),
+                                      interpolation=cv2.INTER_CUBIC) for _ in range(3)])
+    return pid, params, np.array(colours, np.float32), fields
 
 
 def _contrast_colour(base: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -224,13 +206,11 @@ def _contrast_colour(base: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def ear_loops(nodes: np.ndarray, points: np.ndarray,
-              frame: tuple[np.ndarray, np.ndarray, float], size: int
-              ) -> list[tuple[tuple[int, int, int, int], np.ndarray]]:
-    """Thin elastic loops from the mask's side edges to the ears, drawn anti-aliased with
-    sub-pixel precision: ``(box, alpha)`` per visible side (the far side of a turned head gets
-    none, the face hides it there)."""
+              frame: tuple[np.ndarray, np.ndarray, float]) -> list[np.ndarray]:
+    """Elastic ear loops from the mask's side edges to the ears, as polylines in 1/16 pixel
+    fixed point (for ``cv2.polylines(..., shift=4)``). The far side of a turned head gets
+    none: the face hides it there."""
     xdir, ydir, iod = frame
-    thick = max(1, round(0.022 * iod))
     t = np.linspace(0, 1, 16)[:, None]
     out = []
     for side, contour, ear_lm in ((0, 234, 127), (-1, 454, 356)):
@@ -241,17 +221,8 @@ def ear_loops(nodes: np.ndarray, points: np.ndarray,
             continue
         ear = points[ear_lm, :2] + outward * 0.12 * iod
         ear_low = points[contour, :2] + outward * 0.14 * iod + ydir * 0.25 * iod
-        curves = []
         for start, end in ((col[0], ear), (col[-1], ear_low)):
             ctrl = (start + end) / 2 + outward * 0.08 * iod
-            curves.append((1 - t) ** 2 * start + 2 * (1 - t) * t * ctrl + t**2 * end)
-        box = bounding_box(np.concatenate(curves), size, margin=thick + 2)
-        x0, y0, x1, y1 = box
-        if x1 - x0 < 2 or y1 - y0 < 2:
-            continue
-        layer = np.zeros((y1 - y0, x1 - x0), np.uint8)
-        for c in curves:
-            pts = np.round((c - [x0, y0]) * 16).astype(np.int32)
-            cv2.polylines(layer, [pts], False, 255, thick, cv2.LINE_AA, shift=4)
-        out.append((box, layer.astype(np.float32) * (1.0 / 255.0)))
+            curve = (1 - t) ** 2 * start + 2 * (1 - t) * t * ctrl + t**2 * end
+            out.append(np.round(curve * 16).astype(np.int32))
     return out

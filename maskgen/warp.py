@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-import cv2
 import numpy as np
 
 from .landmarks import LEFT_EYE, RIGHT_EYE
@@ -105,17 +104,16 @@ def bounding_box(xy: np.ndarray, size: int, margin: int = 2) -> tuple[int, int, 
     return x0, y0, x1, y1
 
 
-def warp_maps(mesh: TemplateMesh, nodes: np.ndarray, box: tuple[int, int, int, int],
-              tex_shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray] | None:
-    """Per-pixel texture coordinates over ``box`` of the crop for a mesh placed at ``nodes``.
+def triangle_maps(mesh: TemplateMesh, nodes: np.ndarray, tex_shape: tuple[int, int]
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The mesh's triangles on the face and their face-to-texture affine maps.
 
-    Returns ``(map_x, map_y)`` in texture pixels (-10 outside the mesh), ready for
-    ``cv2.remap``; or None when the mesh covers no pixel of the box.
+    Returns ``(tris, coef, order)``: face-space triangles (T, 3, 2); per triangle the map to
+    texture pixels ``u = c0 x + c1 y + c2, v = c3 x + c4 y + c5`` (T, 6); and the indices of
+    the triangles to paint, far to near (larger z is farther in FaceMesh), without those seen
+    from behind (the far side of a turned head) or degenerate.
     """
     th, tw = tex_shape
-    x0, y0, x1, y1 = box
-    if x1 - x0 < 2 or y1 - y0 < 2:
-        return None
     F = nodes[:, :2].astype(np.float64)[mesh.tris]  # (T, 3, 2) face
     Tx = (mesh.uv * [tw - 1, th - 1])[mesh.tris].astype(np.float64)  # (T, 3, 2) texture
     # Affine per triangle: tex = Tx0 + J (p - F0), J = dT @ inv(dF), with 2x2 inverses by hand.
@@ -123,36 +121,13 @@ def warp_maps(mesh: TemplateMesh, nodes: np.ndarray, box: tuple[int, int, int, i
     det_f = dF1[:, 0] * dF2[:, 1] - dF2[:, 0] * dF1[:, 1]
     dT1, dT2 = Tx[:, 1] - Tx[:, 0], Tx[:, 2] - Tx[:, 0]
     det_t = dT1[:, 0] * dT2[:, 1] - dT2[:, 0] * dT1[:, 1]
-    # Keep front-facing, non-degenerate triangles only (seen from behind on a turned head).
     keep = (np.sign(det_f) == np.sign(det_t)) & (np.abs(det_f) > 2e-3)
-    if not keep.any():
-        return None
     safe = np.where(keep, det_f, 1.0)
     inv = np.stack([np.stack([dF2[:, 1], -dF2[:, 0]], -1),
                     np.stack([-dF1[:, 1], dF1[:, 0]], -1)], 1) / safe[:, None, None]
-    dT = np.stack([dT1, dT2], -1)  # (T, 2, 2) columns dT1, dT2
-    J = dT @ inv  # (T, 2, 2)
+    J = np.stack([dT1, dT2], -1) @ inv  # (T, 2, 2)
     c = Tx[:, 0] - np.einsum("tij,tj->ti", J, F[:, 0])
-    coef = np.empty((len(F) + 1, 6), np.float32)
-    coef[0] = (0, 0, -10, 0, 0, -10)  # id 0: outside the mesh, far outside the texture
-    coef[1:] = np.concatenate([J[:, 0], c[:, :1], J[:, 1], c[:, 1:]], 1)
-
-    # Paint triangle ids (id + 1) far to near (larger z is farther in FaceMesh).
+    coef = np.concatenate([J[:, 0], c[:, :1], J[:, 1], c[:, 1:]], 1)
     z = nodes[:, 2][mesh.tris].mean(1)
     order = np.argsort(-z, kind="stable")
-    ids = np.zeros((y1 - y0, x1 - x0), np.int32)
-    polys = np.round((F - [x0, y0]) * 16).astype(np.int32)
-    for k in order[keep[order]]:
-        cv2.fillConvexPoly(ids, polys[k], int(k) + 1, cv2.LINE_8, shift=4)
-    cf = np.take(coef, ids, axis=0)  # (h, w, 6)
-    xx = np.arange(x0, x1, dtype=np.float32)[None, :]
-    yy = np.arange(y0, y1, dtype=np.float32)[:, None]
-    mx = cf[..., 0] * xx + cf[..., 1] * yy + cf[..., 2]
-    my = cf[..., 3] * xx + cf[..., 4] * yy + cf[..., 5]
-    return mx, my
-
-
-def _signed_area(tri: np.ndarray) -> np.ndarray:
-    a, b, c = tri[:, 0], tri[:, 1], tri[:, 2]
-    return 0.5 * ((b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1])
-                  - (c[:, 0] - a[:, 0]) * (b[:, 1] - a[:, 1]))
+    return F, coef, order[keep[order]].astype(np.int64)

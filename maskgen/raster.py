@@ -1,0 +1,162 @@
+"""The per-pixel core of rendering, compiled with numba: rasterise a template's triangles over a
+face, sample its texture and paint its fabric pattern, in one pass over the mask's box.
+
+Done with numpy this took ~30 array passes and ~2 ms a mask; one compiled loop takes a tenth of
+that. Everything here is a pure function of its arrays. Patterns (ids in ``PATTERNS``) are
+functions of the texture coordinates, so they bend with the mask.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+PATTERNS = ("plain", "stripes", "checks", "dots", "floral", "camo")
+
+
+@njit(cache=True, nogil=True)
+def _pattern(pid: int, u: float, v: float, aspect: float, p: np.ndarray,
+             fields: np.ndarray) -> int:
+    """Which colour a pattern puts at (u, v): 0 = base, 1.. = ``second`` colours."""
+    x = u * aspect
+    y = v
+    if pid == 1:  # stripes: p = freq, cos and sin of the angle, phase; stripe = [p4, p5)
+        t = (p[0] * (x * p[1] + y * p[2]) + p[3]) % 1.0
+        return 1 if p[4] <= t < p[5] else 0
+    if pid == 2:  # checks: p = freq
+        return int(math.floor(x * p[0]) + math.floor(y * p[0])) & 1
+    if pid == 3:  # dots on a staggered grid: p = freq, radius^2
+        gx = x * p[0]
+        fx = gx % 1.0 - 0.5
+        fy = (y * p[0] + 0.5 * (math.floor(gx) % 2)) % 1.0 - 0.5
+        return 1 if fx * fx + fy * fy < p[1] else 0
+    if pid == 4:  # five-petal flowers: p = freq
+        cx = (x * p[0]) % 1.0 - 0.5
+        cy = (y * p[0]) % 1.0 - 0.5
+        r = math.hypot(cx, cy)
+        return 1 if r < 0.18 + 0.12 * math.cos(5 * math.atan2(cy, cx)) or r < 0.06 else 0
+    if pid == 5:  # camouflage: blobs where smooth random fields exceed a level, layered
+        k = 0
+        fh, fw = fields.shape[1], fields.shape[2]
+        for i in range(fields.shape[0]):
+            if _sample_field(fields[i], u * (fw - 1), v * (fh - 1)) > 0.45:
+                k = i + 1
+        return k
+    return 0
+
+
+@njit(cache=True, nogil=True)
+def _sample_field(f: np.ndarray, x: float, y: float) -> float:
+    h, w = f.shape
+    x = min(max(x, 0.0), w - 1.001)
+    y = min(max(y, 0.0), h - 1.001)
+    x0 = int(x)
+    y0 = int(y)
+    fx = x - x0
+    fy = y - y0
+    return ((1 - fy) * ((1 - fx) * f[y0, x0] + fx * f[y0, x0 + 1])
+            + fy * ((1 - fx) * f[y0 + 1, x0] + fx * f[y0 + 1, x0 + 1]))
+
+
+@njit(cache=True, nogil=True)
+def _fill_triangle(owner: np.ndarray, t: np.ndarray, k: int, x0: int, y0: int) -> None:
+    """Write ``k`` into the pixels (centres at integer coordinates) inside triangle ``t``,
+    row by row: each edge bounds x on a row, so only the covered span is visited."""
+    h, w = owner.shape
+    ys = min(t[0, 1], t[1, 1], t[2, 1])
+    ye = max(t[0, 1], t[1, 1], t[2, 1])
+    r0 = max(int(math.ceil(ys)) - y0, 0)
+    r1 = min(int(math.floor(ye)) - y0, h - 1)
+    for r in range(r0, r1 + 1):
+        py = r + y0
+        lo = -1e30
+        hi = 1e30
+        # Intersect the row with each edge's inner side: the span is [lo, hi].
+        inside_all = True
+        for e in range(3):
+            ax, ay = t[e, 0], t[e, 1]
+            bx, by = t[(e + 1) % 3, 0], t[(e + 1) % 3, 1]
+            cx, cy = t[(e + 2) % 3, 0], t[(e + 2) % 3, 1]
+            # f(x) = (bx-ax)(py-ay) - (by-ay)(x-ax); the inner side has the sign of f(c).
+            fc = (bx - ax) * (cy - ay) - (by - ay) * (cx - ax)
+            slope = -(by - ay)
+            const = (bx - ax) * (py - ay) + (by - ay) * ax
+            if fc < 0:
+                slope = -slope
+                const = -const
+            tol = 1e-7 * abs(fc)
+            if slope > 0:
+                lo = max(lo, (-const - tol) / slope)
+            elif slope < 0:
+                hi = min(hi, (-const - tol) / slope)
+            elif const < -tol:
+                inside_all = False
+        if not inside_all or lo > hi:
+            continue
+        c0 = max(int(math.ceil(lo)) - x0, 0)
+        c1 = min(int(math.floor(hi)) - x0, w - 1)
+        for c in range(c0, c1 + 1):
+            owner[r, c] = k
+
+
+@njit(cache=True, nogil=True)
+def paint_layer(x0: int, y0: int, x1: int, y1: int, tris: np.ndarray, coef: np.ndarray,
+                order: np.ndarray, tex: np.ndarray, shade: np.ndarray, colours: np.ndarray,
+                pid: int, params: np.ndarray, fields: np.ndarray, aspect: float
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Colour ``(h, w, 3)`` and alpha ``(h, w)`` of a mask over the box [x0, x1) x [y0, y1).
+
+    ``tris`` (T, 3, 2) are face-space triangles and ``coef`` (T, 6) their affine maps to texture
+    pixels (u = c0 x + c1 y + c2, v = c3 x + c4 y + c5); they are painted in ``order`` (far to
+    near), later ones covering earlier ones. ``tex`` (th, tw, 2) holds fabric detail and alpha;
+    ``shade`` is the face's light over the whole crop; ``colours`` (K, 3) the base colour then the
+    pattern's other colours.
+    """
+    h = y1 - y0
+    w = x1 - x0
+    owner = np.full((h, w), -1, np.int32)
+    for k in order:
+        _fill_triangle(owner, tris[k], k, x0, y0)
+
+    th, tw = tex.shape[0], tex.shape[1]
+    colour = np.zeros((h, w, 3), np.float32)
+    alpha = np.zeros((h, w), np.float32)
+    inv_u = 1.0 / (tw - 1)
+    inv_v = 1.0 / (th - 1)
+    for j in range(h):
+        py = j + y0
+        for i in range(w):
+            k = owner[j, i]
+            if k < 0:
+                continue
+            px = i + x0
+            tu = coef[k, 0] * px + coef[k, 1] * py + coef[k, 2]
+            tv = coef[k, 3] * px + coef[k, 4] * py + coef[k, 5]
+            # Bilinear texture sample (detail, alpha); zero outside the texture.
+            if tu < 0.0 or tv < 0.0 or tu > tw - 1 or tv > th - 1:
+                continue
+            ix = min(int(tu), tw - 2)
+            iy = min(int(tv), th - 2)
+            fx = tu - ix
+            fy = tv - iy
+            w00 = (1 - fx) * (1 - fy)
+            w01 = fx * (1 - fy)
+            w10 = (1 - fx) * fy
+            w11 = fx * fy
+            a = (w00 * tex[iy, ix, 1] + w01 * tex[iy, ix + 1, 1] + w10 * tex[iy + 1, ix, 1]
+                 + w11 * tex[iy + 1, ix + 1, 1])
+            if a <= 0.0:
+                continue
+            d = (w00 * tex[iy, ix, 0] + w01 * tex[iy, ix + 1, 0] + w10 * tex[iy + 1, ix, 0]
+                 + w11 * tex[iy + 1, ix + 1, 0])
+            s = d * shade[py, px]
+            c = 0
+            if pid != 0:
+                c = _pattern(pid, tu * inv_u, tv * inv_v, aspect, params, fields)
+            alpha[j, i] = a
+            colour[j, i, 0] = colours[c, 0] * s
+            colour[j, i, 1] = colours[c, 1] * s
+            colour[j, i, 2] = colours[c, 2] * s
+    return colour, alpha
