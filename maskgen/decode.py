@@ -46,6 +46,9 @@ def decode_image(data: bytes, max_side: int = MAX_WORKING_SIDE) -> np.ndarray:
     """
     if not data:
         raise BadImage("empty", "zero-byte file")
+    fast = _decode_plain_jpeg(data, max_side)
+    if fast is not None:
+        return fast
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -79,6 +82,45 @@ def decode_image(data: bytes, max_side: int = MAX_WORKING_SIDE) -> np.ndarray:
         rgb = cv2.resize(rgb, (max(1, round(w * s)), max(1, round(h * s))),
                          interpolation=cv2.INTER_AREA)
     return np.ascontiguousarray(rgb)
+
+
+def _jpeg_info(data: bytes) -> tuple[int, int, int] | None:
+    """(components, width, height) from a JPEG's frame header, or None if it has none."""
+    i, n = 2, len(data)
+    while i + 9 < n:
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        seg = int.from_bytes(data[i + 2:i + 4], "big")
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            h = int.from_bytes(data[i + 5:i + 7], "big")
+            w = int.from_bytes(data[i + 7:i + 9], "big")
+            return data[i + 9], w, h
+        i += 2 + seg
+    return None
+
+
+def _decode_plain_jpeg(data: bytes, max_side: int) -> np.ndarray | None:
+    """OpenCV's decoder for the common case, about twice as fast as PIL's: a complete
+    (ends with its EOI marker) 8-bit YCbCr or grayscale JPEG of normal size. OpenCV applies
+    EXIF orientation itself. Anything else returns None and goes through PIL, which reports
+    truncation and odd colour spaces properly."""
+    if data[:2] != b"\xff\xd8" or data[-2:] != b"\xff\xd9":
+        return None
+    info = _jpeg_info(data)
+    if info is None or info[0] not in (1, 3) or not min(info[1:]) >= MIN_SIDE:
+        return None
+    if max(info[1:]) > max_side:
+        return None
+    import cv2
+
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if bgr is None:
+        return None
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 def _to_rgb(img: Image.Image) -> np.ndarray:

@@ -9,7 +9,6 @@ and a truncated shard is an error that names the file.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import tarfile
@@ -23,6 +22,37 @@ class ShardError(ValueError):
     """A shard that is truncated, corrupt or holds unsafe members."""
 
 
+_BLOCK = 512
+_RECORD = 20 * _BLOCK  # tar archives are padded to whole records, as tarfile does
+
+
+def _member_header(name: str, size: int) -> bytes:
+    """A ustar header for a plain file: mode 644, owner 0, time 0 (so bytes are reproducible).
+
+    Written by hand because ``tarfile.addfile`` costs ~60 us a member, a fifth of the time it
+    takes to render a mask. Names that do not fit ustar go through tarfile's PAX headers.
+    """
+    raw = name.encode("utf-8")
+    if len(raw) > 100 or not name.isascii():
+        info = tarfile.TarInfo(name)
+        info.size, info.mode, info.mtime = size, 0o644, 0
+        return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+    head = bytearray(_BLOCK)
+    head[0:len(raw)] = raw
+    head[100:108] = b"0000644\0"
+    head[108:116] = b"0000000\0"
+    head[116:124] = b"0000000\0"
+    head[124:136] = b"%011o\0" % size
+    head[136:148] = b"00000000000\0"
+    head[148:156] = b" " * 8
+    head[156] = ord("0")
+    head[257:265] = b"ustar\x0000"
+    head[329:337] = b"0000000\0"
+    head[337:345] = b"0000000\0"
+    head[148:156] = b"%06o\0 " % sum(head)
+    return bytes(head)
+
+
 class ShardWriter:
     """Write one shard; use as a context manager. Nothing appears under ``path`` until the
     whole shard is written (an exception leaves only the ``.partial`` file, later redone)."""
@@ -32,30 +62,32 @@ class ShardWriter:
         self.tmp = self.path.with_name(self.path.name + PARTIAL_SUFFIX)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file = open(self.tmp, "wb")  # noqa: SIM115 (closed in close/abort)
-        self._tar = tarfile.open(fileobj=self._file, mode="w", format=tarfile.PAX_FORMAT)  # noqa: SIM115
+        self._size = 0
         self.count = 0
 
     def write(self, key: str, members: dict[str, bytes]) -> None:
         """Add one sample: ``members`` maps extension (``masked.jpg``...) to bytes."""
         if not key or "." in key or "/" in key:
             raise ValueError(f"invalid sample key {key!r}")
+        parts = []
         for ext, data in members.items():
-            info = tarfile.TarInfo(f"{key}.{ext}")
-            info.size = len(data)
-            info.mode = 0o644
-            info.mtime = 0
-            self._tar.addfile(info, io.BytesIO(data))
+            parts += [_member_header(f"{key}.{ext}", len(data)), data,
+                      bytes(-len(data) % _BLOCK)]
+        blob = b"".join(parts)
+        self._file.write(blob)
+        self._size += len(blob)
         self.count += 1
 
     def close(self) -> None:
-        self._tar.close()
+        end = 2 * _BLOCK  # the end-of-archive marker: two zero blocks
+        end += -(self._size + end) % _RECORD
+        self._file.write(bytes(end))
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()
         os.replace(self.tmp, self.path)
 
     def abort(self) -> None:
-        self._tar.close()
         self._file.close()
 
     def __enter__(self) -> ShardWriter:

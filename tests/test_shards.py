@@ -74,3 +74,17 @@ def test_png_mask_encoder_is_lossless():
     m[0, 0] = 7
     out = cv2.imdecode(np.frombuffer(encode_png_gray(m), np.uint8), cv2.IMREAD_UNCHANGED)
     assert out.dtype == np.uint8 and np.array_equal(out, m)
+
+
+def test_headers_are_standard_tar(tmp_path):
+    """Our hand-written headers read back with tarfile, long names included."""
+    long_key = "k" * 120
+    with ShardWriter(tmp_path / "s.tar") as w:
+        w.write("short", {"json": b'{"a": 1}', "mask.png": bytes(range(256)) * 3})
+        w.write(long_key, {"json": b"{}"})
+    with tarfile.open(tmp_path / "s.tar") as tar:
+        members = tar.getmembers()
+        assert [m.name for m in members] == ["short.json", "short.mask.png", f"{long_key}.json"]
+        assert all(m.isreg() and m.mode == 0o644 and m.mtime == 0 for m in members)
+        assert tar.extractfile(members[1]).read() == bytes(range(256)) * 3
+    assert (tmp_path / "s.tar").stat().st_size % (20 * 512) == 0
