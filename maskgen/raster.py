@@ -104,15 +104,15 @@ def _fill_triangle(owner: np.ndarray, t: np.ndarray, k: int, x0: int, y0: int) -
 @njit(cache=True, nogil=True)
 def paint_layer(x0: int, y0: int, x1: int, y1: int, tris: np.ndarray, coef: np.ndarray,
                 order: np.ndarray, tex: np.ndarray, shade: np.ndarray, colours: np.ndarray,
-                pid: int, params: np.ndarray, fields: np.ndarray, aspect: float
-                ) -> tuple[np.ndarray, np.ndarray]:
+                pid: int, params: np.ndarray, fields: np.ndarray, aspect: float,
+                feature_colour: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Colour ``(h, w, 3)`` and alpha ``(h, w)`` of a mask over the box [x0, x1) x [y0, y1).
 
     ``tris`` (T, 3, 2) are face-space triangles and ``coef`` (T, 6) their affine maps to texture
     pixels (u = c0 x + c1 y + c2, v = c3 x + c4 y + c5); they are painted in ``order`` (far to
-    near), later ones covering earlier ones. ``tex`` (th, tw, 2) holds fabric detail and alpha;
-    ``shade`` is the face's light over the whole crop; ``colours`` (K, 3) the base colour then the
-    pattern's other colours.
+    near), later ones covering earlier ones. ``tex`` (th, tw, 3) holds fabric detail, alpha and
+    feature weight; ``shade`` is the face's light over the whole crop; ``colours`` (K, 3) the
+    base colour then the pattern's other colours; features (valves...) get ``feature_colour``.
     """
     h = y1 - y0
     w = x1 - x0
@@ -151,12 +151,13 @@ def paint_layer(x0: int, y0: int, x1: int, y1: int, tris: np.ndarray, coef: np.n
                 continue
             d = (w00 * tex[iy, ix, 0] + w01 * tex[iy, ix + 1, 0] + w10 * tex[iy + 1, ix, 0]
                  + w11 * tex[iy + 1, ix + 1, 0])
+            f = (w00 * tex[iy, ix, 2] + w01 * tex[iy, ix + 1, 2] + w10 * tex[iy + 1, ix, 2]
+                 + w11 * tex[iy + 1, ix + 1, 2])
             s = d * shade[py, px]
             c = 0
-            if pid != 0:
+            if pid != 0 and f < 1.0:
                 c = _pattern(pid, tu * inv_u, tv * inv_v, aspect, params, fields)
             alpha[j, i] = a
-            colour[j, i, 0] = colours[c, 0] * s
-            colour[j, i, 1] = colours[c, 1] * s
-            colour[j, i, 2] = colours[c, 2] * s
+            for ch in range(3):
+                colour[j, i, ch] = ((1.0 - f) * colours[c, ch] + f * feature_colour[ch]) * s
     return colour, alpha

@@ -97,12 +97,15 @@ def render_mask(face: np.ndarray, points: np.ndarray, template: Template,
     base = base.astype(np.float32)
     pattern = template.patterns[rng.integers(len(template.patterns))]
     pid, params, colours, fields = pattern_params(pattern, base, rng)
+    feature = np.array(template.feature_palette[rng.integers(len(template.feature_palette))]
+                       if template.feature_palette else base, np.float32)
     if ctx.grayscale:
         colours = np.repeat(colours @ _LUMA[:, None], 3, axis=1).astype(np.float32)
         base = colours[0]
+        feature[:] = float(feature @ _LUMA)
     tris, coef, order = triangle_maps(mesh, nodes, (th, tw))
     colour, alpha = paint_layer(x0, y0, x1, y1, tris, coef, order, tex, ctx.shade, colours,
-                                pid, params, fields, template.texture.aspect)
+                                pid, params, fields, template.texture.aspect, feature)
     if not alpha.any():
         raise RenderError("mask-off-crop", "the mask covers no pixel of the crop")
 
@@ -110,13 +113,14 @@ def render_mask(face: np.ndarray, points: np.ndarray, template: Template,
     blur = max(0.45, 0.5 * source_scale)
     masked = face.copy()
     mask = np.zeros(face.shape[:2], np.uint8)
-    if template.loops == "ear":
+    if template.loops != "none":
         # Thin anti-aliased lines straight into the picture; the pixels they changed join the
         # binary mask.
-        loop_col = (np.clip(base * 0.95 + 12, 0, 255) * ctx.exposure).tolist()
-        curves = ear_loops(nodes.reshape(*mesh.shape, 3), points, frame)
+        head = template.loops == "head"
+        loop_col = (np.clip(base * (0.8 if head else 0.95) + 12, 0, 255) * ctx.exposure).tolist()
+        curves = ear_loops(nodes.reshape(*mesh.shape, 3), points, frame, head)
         if curves:
-            thick = max(1, round(0.022 * frame[2]))
+            thick = max(1, round((0.035 if head else 0.022) * frame[2]))
             cv2.polylines(masked, curves, False, loop_col, thick, cv2.LINE_AA, shift=4)
             lx0, ly0, lx1, ly1 = bounding_box(np.concatenate(curves) / 16.0, size, thick + 2)
             d = cv2.absdiff(masked[ly0:ly1, lx0:lx1], face[ly0:ly1, lx0:lx1])
@@ -206,22 +210,31 @@ def _contrast_colour(base: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def ear_loops(nodes: np.ndarray, points: np.ndarray,
-              frame: tuple[np.ndarray, np.ndarray, float]) -> list[np.ndarray]:
-    """Elastic ear loops from the mask's side edges to the ears, as polylines in 1/16 pixel
-    fixed point (for ``cv2.polylines(..., shift=4)``). The far side of a turned head gets
-    none: the face hides it there."""
+              frame: tuple[np.ndarray, np.ndarray, float], head: bool = False
+              ) -> list[np.ndarray]:
+    """Elastic ear loops (or, with ``head``, straps running back around the head above and
+    below the ear) from the mask's side edges, as polylines in 1/16 pixel fixed point (for
+    ``cv2.polylines(..., shift=4)``). The far side of a turned head gets none: the face hides
+    it there."""
     xdir, ydir, iod = frame
     t = np.linspace(0, 1, 16)[:, None]
     out = []
+    rows = nodes.shape[0]
     for side, contour, ear_lm in ((0, 234, 127), (-1, 454, 356)):
         col = nodes[:, side, :2]
         outward = -xdir if side == 0 else xdir
         width = abs(float((points[contour, :2] - points[4, :2]) @ xdir))
         if width < 0.45 * iod:
             continue
-        ear = points[ear_lm, :2] + outward * 0.12 * iod
-        ear_low = points[contour, :2] + outward * 0.14 * iod + ydir * 0.25 * iod
-        for start, end in ((col[0], ear), (col[-1], ear_low)):
+        if head:
+            top = col[max(0, rows // 4)]
+            bottom = col[min(rows - 1, (3 * rows) // 4)]
+            ends = ((top, points[ear_lm, :2] + outward * 0.45 * iod - ydir * 0.25 * iod),
+                    (bottom, points[contour, :2] + outward * 0.4 * iod + ydir * 0.55 * iod))
+        else:
+            ends = ((col[0], points[ear_lm, :2] + outward * 0.12 * iod),
+                    (col[-1], points[contour, :2] + outward * 0.14 * iod + ydir * 0.25 * iod))
+        for start, end in ends:
             ctrl = (start + end) / 2 + outward * 0.08 * iod
             curve = (1 - t) ** 2 * start + 2 * (1 - t) * t * ctrl + t**2 * end
             out.append(np.round(curve * 16).astype(np.int32))

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -69,7 +69,11 @@ class Texture:
     style: str
     outline: tuple[tuple[float, float], ...]
     aspect: float = 1.6  # texture width / height, so patterns are not stretched
-    params: dict = field(default_factory=dict, hash=False, compare=False)
+    params_json: str = "{}"  # style parameters, as canonical JSON so textures hash by value
+
+    @property
+    def params(self) -> dict:
+        return json.loads(self.params_json)
 
 
 @dataclass(frozen=True)
@@ -84,8 +88,9 @@ class Template:
     texture: Texture
     palette: tuple[tuple[int, int, int], ...]
     patterns: tuple[str, ...] = ("plain",)
-    loops: str = "none"  # "ear" loops from the side edges to the ears, or "none"
+    loops: str = "none"  # "ear" loops, "head" straps, or "none"
     source: str = ""
+    feature_palette: tuple[tuple[int, int, int], ...] = ()  # colours of valves, cartridges
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -105,12 +110,16 @@ def template_from_dict(d: dict, source: str = "") -> Template:
             raise ValueError("grid u and v must increase")
         anchors = tuple(tuple(parse_anchor(a) for a in r) for r in rows)
         t = d["texture"]
+        params = {k: x for k, x in t.items() if k not in ("style", "outline", "aspect")}
         texture = Texture(t["style"], tuple((float(a), float(b)) for a, b in t["outline"]),
-                          float(t.get("aspect", 1.6)),
-                          {k: x for k, x in t.items() if k not in ("style", "outline", "aspect")})
+                          float(t.get("aspect", 1.6)), json.dumps(params, sort_keys=True))
         palette = tuple(tuple(int(c) for c in _hex(p)) for p in d["palette"])
+        loops = d.get("loops", "none")
+        if loops not in ("ear", "head", "none"):
+            raise ValueError(f"loops must be 'ear', 'head' or 'none', got {loops!r}")
+        features = tuple(tuple(int(c) for c in _hex(p)) for p in d.get("feature_palette", []))
         return Template(d["name"], d.get("description", ""), u, v, anchors, texture, palette,
-                        tuple(d.get("patterns", ["plain"])), d.get("loops", "none"), source)
+                        tuple(d.get("patterns", ["plain"])), loops, source, features)
     except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f"mask template {where}: {e}") from e
 

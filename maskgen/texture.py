@@ -33,7 +33,8 @@ def closed_spline(points: np.ndarray, per_segment: int = 16) -> np.ndarray:
 
 @lru_cache(maxsize=64)
 def draw_texture(tex: Texture, height: int = TEXTURE_HEIGHT) -> np.ndarray:
-    """``(H, W, 2)`` float32: channel 0 is a shading multiplier (~1), channel 1 the alpha."""
+    """``(H, W, 3)`` float32: a shading multiplier (~1), the alpha, and the weight of the
+    template's features (valves, cartridges: drawn in their own colour)."""
     w = round(height * tex.aspect)
     ss = _SUPERSAMPLE
     curve = closed_spline(np.array(tex.outline)) * [w * ss, height * ss]
@@ -45,29 +46,121 @@ def draw_texture(tex: Texture, height: int = TEXTURE_HEIGHT) -> np.ndarray:
     edge = cv2.resize(edge, (w, height), interpolation=cv2.INTER_AREA) / ss
 
     vv, uu = np.mgrid[0:height, 0:w].astype(np.float32)
-    u, v = uu / (w - 1), vv / (height - 1)
+    g = _Grid(uu / (w - 1), vv / (height - 1), uu, vv, edge / height, tex.aspect)
     rng = np.random.default_rng(12345)  # fixed: the same texture in every process and run
     grain = cv2.GaussianBlur(rng.normal(0, 1, (height, w)).astype(np.float32), (0, 0), 0.8)
-    detail = np.ones((height, w), np.float32)
-    p = tex.params
-    if tex.style == "pleated":
-        for vp in p.get("pleats", [0.35, 0.55, 0.75]):
-            d = (v - vp) / 0.045
-            # A fold: lit just above the crease, in shadow just below it.
-            detail += 0.07 * np.exp(-((d + 0.6) ** 2)) - 0.16 * np.exp(-((d - 0.35) ** 2) * 3)
-        wire = p.get("nose_wire", [0.04, 0.1])
-        in_wire = (v > wire[0]) & (v < wire[1]) & (np.abs(u - 0.5) < 0.12)
-        detail += 0.04 * in_wire
-        detail *= 1 - 0.07 * (edge < height * 0.035)  # stitched binding along the edge
-        detail += 0.015 * grain
-    elif tex.style == "cloth":
-        seam = np.exp(-(((u - 0.5) * w) / 1.4) ** 2)
-        detail *= 1 - 0.22 * seam
-        detail *= 1 - 0.08 * (edge < height * 0.03)  # hem
-        # Gentle cup shape: fabric darkens a little towards the sides.
-        detail *= 1 - 0.10 * (2 * np.abs(u - 0.5)) ** 2
-        weave = np.sin(uu * 2.1) * np.sin(vv * 2.1)
-        detail += 0.03 * grain + 0.015 * weave
+    style = _STYLES.get(tex.style)
+    if style is None:
+        raise ValueError(f"unknown texture style {tex.style!r}; known: {', '.join(_STYLES)}")
+    params = tex.params
+    detail = style(g, params) + 0.015 * grain
+    feature = np.zeros_like(detail)
+    for f in params.get("features", []):
+        detail, feature = _feature(g, f, detail, feature)
+    # Valves and cartridges stand proud of the outline: they are opaque where they are.
+    alpha = np.maximum(alpha, feature)
+    for win in params.get("windows", []):
+        # A clear panel: mostly see-through, with a faint sheen and a rim.
+        u0, v0, u1, v1 = win["rect"]
+        inside = _soft_box(g, u0, v0, u1, v1, 0.01)
+        alpha = alpha * (1 - inside * (1 - win.get("alpha", 0.2)))
+        detail = detail * (1 + 0.25 * inside * np.exp(-((g.u - u0 - 0.2 * (u1 - u0)) / 0.05) ** 2))
+    return np.dstack([detail, alpha, feature]).astype(np.float32)
+
+
+class _Grid:
+    """Texture-space coordinates shared by the style functions: u, v in [0, 1]; x = u * aspect
+    (isotropic units); edge = distance to the outline in texture heights."""
+
+    def __init__(self, u, v, uu, vv, edge, aspect):
+        self.u, self.v, self.uu, self.vv, self.edge = u, v, uu, vv, edge
+        self.x = u * aspect
+
+
+def _pleated(g: _Grid, p: dict) -> np.ndarray:
+    detail = np.ones_like(g.u)
+    for vp in p.get("pleats", [0.35, 0.55, 0.75]):
+        d = (g.v - vp) / 0.045
+        # A fold: lit just above the crease, in shadow just below it.
+        detail += 0.07 * np.exp(-((d + 0.6) ** 2)) - 0.16 * np.exp(-((d - 0.35) ** 2) * 3)
+    wire = p.get("nose_wire", [0.04, 0.1])
+    detail += 0.04 * ((g.v > wire[0]) & (g.v < wire[1]) & (np.abs(g.u - 0.5) < 0.12))
+    return detail * (1 - 0.07 * (g.edge < 0.035))  # stitched binding along the edge
+
+
+def _cloth(g: _Grid, p: dict) -> np.ndarray:
+    detail = np.ones_like(g.u)
+    if p.get("seam", True):
+        detail -= 0.22 * np.exp(-(((g.u - 0.5) * g.uu.shape[1]) / 1.4) ** 2)  # centre seam
+    detail *= 1 - 0.08 * (g.edge < 0.03)  # hem
+    detail *= 1 - 0.10 * (2 * np.abs(g.u - 0.5)) ** 2  # the sides turn away from the light
+    return detail + 0.015 * np.sin(g.uu * 2.1) * np.sin(g.vv * 2.1)  # weave
+
+
+def _cup(g: _Grid, p: dict) -> np.ndarray:
+    """A moulded dome (N95): lit in the middle, falling off towards a firm rim."""
+    r2 = ((g.u - 0.5) / 0.5) ** 2 + ((g.v - p.get("apex", 0.45)) / 0.55) ** 2
+    detail = 1.06 - 0.22 * np.clip(r2, 0, 1.2) ** 1.5
+    rim = (g.edge < 0.03)
+    detail = detail * (1 - 0.05 * rim) + 0.03 * (np.abs(g.edge - 0.03) < 0.006)
+    return detail
+
+
+def _folded(g: _Grid, p: dict) -> np.ndarray:
+    """Flat-fold respirators: a crease (vertical for KN95, horizontal for a duckbill), panels
+    angled to the light, and a welded border of small embossed dots."""
+    if p.get("fold", "vertical") == "vertical":
+        d = (g.u - 0.5) / 0.012
+        detail = np.where(g.u < 0.5, 1.03, 0.93) - 0.18 * np.exp(-d**2)
     else:
-        raise ValueError(f"unknown texture style {tex.style!r}")
-    return np.dstack([detail, alpha]).astype(np.float32)
+        d = (g.v - p.get("fold_at", 0.5)) / 0.015
+        detail = np.where(g.v < p.get("fold_at", 0.5), 1.04, 0.92) - 0.15 * np.exp(-d**2)
+    band = (g.edge > 0.012) & (g.edge < 0.045)
+    dots = (np.sin(g.uu * 1.3) * np.sin(g.vv * 1.3)) > 0.55
+    return detail * (1 - 0.05 * band) - 0.05 * (band & dots)
+
+
+def _rubber(g: _Grid, p: dict) -> np.ndarray:
+    """Moulded rubber or silicone: a strong highlight across the nose bridge and a dark rim."""
+    detail = 0.9 + 0.25 * np.exp(-(((g.u - 0.45) / 0.18) ** 2 + ((g.v - 0.22) / 0.12) ** 2))
+    detail -= 0.12 * ((g.v - 0.4) / 0.6).clip(0, 1) ** 2
+    return detail * (1 - 0.12 * (g.edge < 0.025))
+
+
+def _knit(g: _Grid, p: dict) -> np.ndarray:
+    """A stretchy knit tube (neck gaiter): fine vertical ribs and soft horizontal wrinkles."""
+    ribs = 0.04 * np.sin(g.uu * 1.6)
+    wrinkles = 0.05 * np.sin(g.v * 2 * np.pi * 4.5 + 2.0 * np.sin(g.u * 5.0))
+    return 1.0 + ribs + wrinkles - 0.08 * (2 * np.abs(g.u - 0.5)) ** 3
+
+
+def _bandana(g: _Grid, p: dict) -> np.ndarray:
+    """A folded square of cotton: a hem and loose diagonal drape folds."""
+    folds = 0.06 * np.sin((g.u * 3.0 + g.v * 2.0) * np.pi) * np.clip(g.v * 1.5, 0, 1)
+    return (1.0 + folds) * (1 - 0.07 * (g.edge < 0.02))
+
+
+_STYLES = {"pleated": _pleated, "cloth": _cloth, "cup": _cup, "folded": _folded,
+           "rubber": _rubber, "knit": _knit, "bandana": _bandana}
+
+
+def _soft_box(g: _Grid, u0: float, v0: float, u1: float, v1: float, soft: float) -> np.ndarray:
+    du = np.minimum(g.u - u0, u1 - g.u) / soft
+    dv = np.minimum(g.v - v0, v1 - g.v) / soft
+    return np.clip(np.minimum(du, dv), 0, 1)
+
+
+def _feature(g: _Grid, f: dict, detail: np.ndarray, feature: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """A round part (valve, filter cartridge): its own colour, a domed face and a rim."""
+    cu, cv = f["center"]
+    r = f["radius"]  # in texture heights
+    d = np.hypot(g.x - cu * g.x.max(), g.v - cv) / r
+    disc = np.clip((1.0 - d) * 40.0, 0, 1)  # anti-aliased edge
+    face = 1.08 - 0.25 * d**2 - 0.18 * ((d > 0.82) & (d < 0.92))
+    if f.get("ribs"):
+        face -= 0.06 * (np.sin(np.arctan2(g.v - cv, g.x - cu * g.x.max()) * f["ribs"]) > 0.6)
+    detail = detail * (1 - disc) + face * disc
+    shadow = np.clip(1.0 - (d - 1.0) / 0.25, 0, 1) * (d > 1.0)
+    detail = detail * (1 - 0.2 * shadow)  # the part casts a soft shadow on the fabric
+    return detail, np.maximum(feature, disc)

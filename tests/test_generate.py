@@ -21,6 +21,9 @@ from maskface.maskgen.shards import decode_sample, iter_samples
 
 pytest.importorskip("mediapipe")
 
+# Three types keep these runs quick; every type is rendered in test_render.py.
+TYPES = "surgical,cloth,n95-valve"
+
 
 def generate(*args: str) -> None:
     res = CliRunner().invoke(main, ["generate", "--no-progress", *args],
@@ -50,7 +53,7 @@ def mixed_folder(tmp_path_factory, face_folder, bad_folder) -> Path:
 def reference(tmp_path_factory, mixed_folder) -> Path:
     out = tmp_path_factory.mktemp("ref") / "out"
     generate("--src", str(mixed_folder), "--out", str(out), "--jobs", "1", "--shard-size", "3",
-             "--seed", "5", "--per-face", "all")
+             "--seed", "5", "--per-face", "all", "--types", TYPES)
     return out
 
 
@@ -64,14 +67,14 @@ def test_outputs_and_accounting(reference, mixed_folder):
                        "bad__dangling": "unreadable", "bad__tiny": reasons.get("bad__tiny")}
     assert reasons["bad__tiny"] in ("no-face", "too-small")
     assert m["sources"] == 17 and m["failed_sources"] == len(fails) == 6
-    assert m["pairs"] == 2 * (17 - 6) == sum(m["pairs_per_type"].values())
+    assert m["pairs"] == 3 * (17 - 6) == sum(m["pairs_per_type"].values())
     seen = 0
     for split in m["splits"].values():
         for shard in split["shards"]:
             for raw in iter_samples(reference / shard["path"]):
                 s = decode_sample(raw)
                 meta = s["json"]
-                assert meta["type"] in ("surgical", "cloth") and meta["seed"] == 5
+                assert meta["type"] in TYPES.split(",") and meta["seed"] == 5
                 assert np.array(meta["landmarks"]).shape == (478, 3)
                 assert s["masked"].shape == s["clean"].shape == (256, 256, 3)
                 assert set(np.unique(s["mask"])) <= {0, 255} and s["mask"].any()
@@ -105,14 +108,14 @@ def test_png_pairs_are_byte_exact_outside_the_mask(tmp_path, face_folder):
 def test_same_bytes_whatever_the_number_of_jobs(tmp_path, reference, mixed_folder):
     out = tmp_path / "j2"
     generate("--src", str(mixed_folder), "--out", str(out), "--jobs", "2", "--shard-size", "3",
-             "--seed", "5", "--per-face", "all")
+             "--seed", "5", "--per-face", "all", "--types", TYPES)
     assert outputs(out) == outputs(reference)
 
 
 def test_other_seed_other_masks_same_split(tmp_path, reference, mixed_folder):
     out = tmp_path / "seed6"
     generate("--src", str(mixed_folder), "--out", str(out), "--jobs", "1", "--shard-size", "3",
-             "--seed", "6", "--per-face", "all",
+             "--seed", "6", "--per-face", "all", "--types", TYPES,
              "--landmarks-cache", str(reference / "landmarks.npz"))
     a, b = outputs(reference), outputs(out)
     assert sorted(k for k in a if k.endswith(".tar")) == sorted(k for k in b if k.endswith(".tar"))
@@ -122,7 +125,7 @@ def test_other_seed_other_masks_same_split(tmp_path, reference, mixed_folder):
 def test_changed_settings_in_the_same_output_are_refused(tmp_path, reference, mixed_folder):
     res = CliRunner().invoke(main, ["generate", "--src", str(mixed_folder), "--out",
                                     str(reference), "--shard-size", "3", "--seed", "99",
-                                    "--per-face", "all"])
+                                    "--per-face", "all", "--types", TYPES])
     assert res.exit_code != 0 and "seed" in res.output
 
 
@@ -132,7 +135,7 @@ def test_rendering_from_the_cache_needs_no_mediapipe(tmp_path, reference, mixed_
             "main()")
     subprocess.run([sys.executable, "-c", code, "generate", "--no-progress", "--src",
                     str(mixed_folder), "--out", str(out), "--jobs", "1", "--shard-size", "3",
-                    "--seed", "5", "--per-face", "all", "--landmarks-cache",
+                    "--seed", "5", "--per-face", "all", "--types", TYPES, "--landmarks-cache",
                     str(reference / "landmarks.npz")], check=True, capture_output=True)
     assert outputs(out) == outputs(reference)
     cache = LandmarkCache.load(reference / "landmarks.npz")
@@ -145,7 +148,7 @@ def test_killed_run_resumes_to_the_same_result(tmp_path, face_folder):
     for i in range(4):
         shutil.copytree(face_folder, src / f"copy{i}")
     args = ["generate", "--no-progress", "--src", str(src), "--jobs", "1", "--shard-size", "2",
-            "--per-face", "all"]
+            "--per-face", "all", "--types", TYPES]
     whole = tmp_path / "whole"
     subprocess.run([sys.executable, "-m", "maskface.cli", *args, "--out", str(whole)],
                    check=True, capture_output=True)
@@ -173,7 +176,7 @@ def test_killed_run_resumes_to_the_same_result(tmp_path, face_folder):
 def test_parts_on_several_machines_make_the_whole(tmp_path, reference, mixed_folder):
     out = tmp_path / "parts"
     common = ["--src", str(mixed_folder), "--out", str(out), "--jobs", "1", "--shard-size", "3",
-              "--seed", "5", "--per-face", "all"]
+              "--seed", "5", "--per-face", "all", "--types", TYPES]
     generate(*common, "--shard-index", "0", "--num-shards", "2")
     first = {p.name for p in (out / ".state").glob("*-0*.json")}
     assert first and not (out / "manifest.json").exists()
@@ -189,7 +192,8 @@ def test_dask_cluster_on_loopback(tmp_path, reference, mixed_folder):
                                   host="127.0.0.1", dashboard_address=None) as cluster:
         out = tmp_path / "dask"
         generate("--src", str(mixed_folder), "--out", str(out), "--shard-size", "3", "--seed",
-                 "5", "--per-face", "all", "--scheduler", cluster.scheduler_address)
+                 "5", "--per-face", "all", "--types", TYPES, "--scheduler",
+                 cluster.scheduler_address)
     assert outputs(out) == outputs(reference)
 
 
@@ -207,7 +211,8 @@ def test_a_source_with_no_usable_image_fails_clearly(tmp_path, bad_folder):
 
 def test_demo_and_types_commands(tmp_path):
     res = CliRunner().invoke(main, ["types"])
-    assert res.exit_code == 0 and {"surgical", "cloth"} <= set(res.output.split())
+    assert res.exit_code == 0 and len(res.output.split()) >= 10
+    assert {"surgical", "cloth", "n95", "kn95", "gas-respirator", "bandana"} <= set(res.output.split())
     out = tmp_path / "demo"
     generate("--src", "demo", "--out", str(out), "--types", "surgical", "--limit", "4")
     m = json.loads((out / "manifest.json").read_text())
