@@ -212,7 +212,8 @@ def test_a_source_with_no_usable_image_fails_clearly(tmp_path, bad_folder):
 def test_demo_and_types_commands(tmp_path):
     res = CliRunner().invoke(main, ["types"])
     assert res.exit_code == 0 and len(res.output.split()) >= 10
-    assert {"surgical", "cloth", "n95", "kn95", "gas-respirator", "bandana"} <= set(res.output.split())
+    names = set(res.output.split())
+    assert {"surgical", "cloth", "n95", "kn95", "gas-respirator", "bandana"} <= names
     out = tmp_path / "demo"
     generate("--src", "demo", "--out", str(out), "--types", "surgical", "--limit", "4")
     m = json.loads((out / "manifest.json").read_text())
