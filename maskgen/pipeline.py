@@ -380,12 +380,23 @@ def generate_shard(task: ShardTask, cfg: GenerateConfig, type_names: list[str],
             faces_ok += 1
             for name in choose_types(item.key, cfg.seed, type_names, cfg.per_face):
                 t6 = time.perf_counter()
+                template = templates[name]
+                if abs(pose["yaw"]) > template.max_yaw:
+                    fail(item, "turned-too-far", f"yaw {pose['yaw']:.0f} degrees, this type "
+                                                 f"allows {template.max_yaw:.0f}", name)
+                    continue
                 rng = np.random.default_rng(_key_seed(cfg.seed, item.key, name))
                 try:
-                    r = render_mask(crop, pts, templates[name], rng, source_scale=scale,
+                    r = render_mask(crop, pts, template, rng, source_scale=scale,
                                     context=context)
                 except RenderError as e:
                     fail(item, e.reason, e.detail, name)
+                    continue
+                problem = r.placement.problem("proper", template.on_face)
+                if problem:
+                    # The geometry is deterministic per face and type: drawing again would
+                    # place it the same way, so the sample is recorded instead.
+                    fail(item, problem, json.dumps(r.placement.as_dict()), name)
                     continue
                 t7 = time.perf_counter()
                 secs["render"] += t7 - t6

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from .placement import Placement, check_placement
 from .raster import PATTERNS, paint_layer
 from .templates import Template
 from .texture import draw_texture
@@ -71,6 +72,7 @@ class Rendered:
     masked: np.ndarray  # (S, S, 3) uint8
     mask: np.ndarray  # (S, S) uint8, 0 or 255
     meta: dict
+    placement: Placement
 
 
 def render_mask(face: np.ndarray, points: np.ndarray, template: Template,
@@ -128,9 +130,13 @@ def render_mask(face: np.ndarray, points: np.ndarray, template: Template,
     _composite(masked, mask, box, alpha, colour, blur,
                rng.standard_normal(3, dtype=np.float32) if ctx.noise > 0.3 else None,
                ctx.noise, ctx.grayscale)
+    body = np.zeros(mask.shape, np.uint8)
+    body[y0:y1, x0:x1] = alpha > 0.05  # clear windows (alpha ~0.2) still cover
+    placement = check_placement(body, points)
     meta = {"colour": "#{:02x}{:02x}{:02x}".format(*(int(c) for c in base)), "pattern": pattern,
-            "coverage": round(float(np.count_nonzero(mask)) / mask.size, 5)}
-    return Rendered(masked, mask, meta)
+            "coverage": round(float(np.count_nonzero(mask)) / mask.size, 5),
+            "placement": placement.as_dict()}
+    return Rendered(masked, mask, meta, placement)
 
 
 def _composite(img: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, int],

@@ -91,6 +91,8 @@ class Template:
     loops: str = "none"  # "ear" loops, "head" straps, or "none"
     source: str = ""
     feature_palette: tuple[tuple[int, int, int], ...] = ()  # colours of valves, cartridges
+    on_face: bool = True  # False for types that may hang below the face (bandana, gaiter)
+    max_yaw: float = 60.0  # faces turned further (degrees) are recorded, not rendered
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -119,7 +121,8 @@ def template_from_dict(d: dict, source: str = "") -> Template:
             raise ValueError(f"loops must be 'ear', 'head' or 'none', got {loops!r}")
         features = tuple(tuple(int(c) for c in _hex(p)) for p in d.get("feature_palette", []))
         return Template(d["name"], d.get("description", ""), u, v, anchors, texture, palette,
-                        tuple(d.get("patterns", ["plain"])), loops, source, features)
+                        tuple(d.get("patterns", ["plain"])), loops, source, features,
+                        bool(d.get("on_face", True)), float(d.get("max_yaw", 60.0)))
     except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f"mask template {where}: {e}") from e
 

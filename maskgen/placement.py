@@ -1,0 +1,77 @@
+"""Checks that need no eyes: does a rendered mask sit where it should on this face?
+
+From the landmarks alone: for proper wear the mask covers the mouth and the nostrils, it leaves
+both eyes free, and (for types that sit on the face) little of it lies outside the face outline.
+Every sample carries these numbers in its metadata; the generator records a sample that fails
+instead of writing it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from .landmarks import FACE_OVAL, LEFT_EYE, RIGHT_EYE
+
+MOUTH_POINTS = (13, 14, 0, 17, 61, 291)  # inner lips, lip middles, corners
+NOSTRIL_POINTS = (98, 327, 2)  # both alae and the base of the nose
+# The lower eyelid and eye corners: a mask reaching these covers the eye.
+EYE_POINTS = (*LEFT_EYE, *RIGHT_EYE)
+
+
+@dataclass(frozen=True)
+class Placement:
+    mouth_covered: bool
+    nostrils_covered: bool
+    eyes_free: bool
+    off_face: float  # share of the mask's pixels outside the face outline (chin margin allowed)
+
+    def as_dict(self) -> dict:
+        return {"mouth_covered": self.mouth_covered, "nostrils_covered": self.nostrils_covered,
+                "eyes_free": self.eyes_free, "off_face": round(self.off_face, 4)}
+
+    def problem(self, wear: str = "proper", on_face: bool = True,
+                max_off_face: float = 0.25) -> str | None:
+        """The first reason this sample is wrong for its wear style, or None."""
+        if not self.eyes_free:
+            return "covers-eyes"
+        if wear == "proper" and not self.mouth_covered:
+            return "mouth-uncovered"
+        if wear == "proper" and not self.nostrils_covered:
+            return "nostrils-uncovered"
+        if on_face and self.off_face > max_off_face:
+            return "off-face"
+        return None
+
+
+def _inside(mask: np.ndarray, points: np.ndarray, idx: tuple[int, ...]) -> np.ndarray:
+    h, w = mask.shape
+    p = np.round(points[list(idx), :2]).astype(int)
+    ok = (p[:, 0] >= 0) & (p[:, 0] < w) & (p[:, 1] >= 0) & (p[:, 1] < h)
+    out = np.zeros(len(idx), bool)
+    out[ok] = mask[p[ok, 1], p[ok, 0]] > 0
+    return out
+
+
+def check_placement(body: np.ndarray, points: np.ndarray) -> Placement:
+    """Placement of a mask body (uint8/bool coverage, straps excluded) over a face's landmarks
+    (478, 2|3) in the same pixels."""
+    mouth = bool(_inside(body, points, MOUTH_POINTS).all())
+    nostrils = bool(_inside(body, points, NOSTRIL_POINTS).all())
+    eyes_free = not bool(_inside(body, points, EYE_POINTS).any())
+    # The face outline, extended a little below the chin where every mask wraps under it.
+    oval = points[list(FACE_OVAL), :2].astype(np.float64)
+    chin = points[152, :2]
+    centre = points[list(FACE_OVAL), :2].mean(0)
+    below = oval[:, 1] > centre[1]
+    oval[below] += (oval[below] - centre) * 0.12
+    face = np.zeros(body.shape, np.uint8)
+    cv2.fillPoly(face, [np.round(np.vstack([oval, chin]) * 16).astype(np.int32)], 1,
+                 cv2.LINE_8, shift=4)
+    cv2.fillConvexPoly(face, np.round(cv2.convexHull(oval.astype(np.float32))[:, 0] * 16)
+                       .astype(np.int32), 1, cv2.LINE_8, shift=4)
+    n = int(np.count_nonzero(body))
+    off = float(np.count_nonzero((body > 0) & (face == 0))) / n if n else 1.0
+    return Placement(mouth, nostrils, eyes_free, off)
