@@ -53,6 +53,7 @@ class GenerateConfig:
     jpeg_quality: int = 95
     image_format: str = "jpg"  # "jpg", or "png" for byte-exact pairs on disk
     templates: tuple[str, ...] = ()  # extra template directories
+    wear: str = "proper=1"  # wear styles with their probabilities
     limit: int | None = None  # first N sources (by key) only
     # Execution only: these never change the output.
     jobs: int = -1
@@ -68,6 +69,7 @@ class GenerateConfig:
                 "seed": self.seed, "size": self.size, "shard_size": self.shard_size,
                 "split_ratios": list(self.split_ratios), "jpeg_quality": self.jpeg_quality,
                 "image_format": self.image_format, "templates": list(self.templates),
+                "wear": self.wear,
                 "limit": self.limit, "version": __version__}
 
 
@@ -186,6 +188,7 @@ def _check_options(cfg: GenerateConfig, type_names: list[str]) -> None:
     if cfg.num_shards is not None and not 0 <= cfg.shard_index < cfg.num_shards:
         raise GenerateError(f"--shard-index must be in [0, {cfg.num_shards}), "
                             f"got {cfg.shard_index}")
+    parse_wear(cfg.wear)
     if cfg.shard_size < 1:
         raise GenerateError("--shard-size must be at least 1")
     for n in type_names:
@@ -285,6 +288,34 @@ def _key_seed(*parts: object) -> int:
     return int.from_bytes(h.digest(), "big")
 
 
+def parse_wear(spec: str) -> dict[str, float]:
+    """``"proper=0.8,nose-exposed=0.15,under-chin=0.05"`` -> probabilities (normalised)."""
+    from .warp import WEAR_SHIFT
+
+    out: dict[str, float] = {}
+    for part in spec.split(","):
+        name, _, p = part.strip().partition("=")
+        if name not in WEAR_SHIFT:
+            raise GenerateError(f"--wear: unknown style {name!r}; known: {', '.join(WEAR_SHIFT)}")
+        try:
+            out[name] = float(p) if p else 1.0
+        except ValueError as e:
+            raise GenerateError(f"--wear: {part!r} is not NAME=PROBABILITY") from e
+    total = sum(out.values())
+    if total <= 0 or min(out.values()) < 0:
+        raise GenerateError(f"--wear: probabilities must be >= 0 and not all 0, got {spec!r}")
+    return {k: v / total for k, v in out.items()}
+
+
+def choose_wear(key: str, seed: int, mask_type: str, probs: dict[str, float]) -> str:
+    """The wear style of one sample, drawn from (seed, key, type)."""
+    if len(probs) == 1:
+        return next(iter(probs))
+    rng = np.random.default_rng(_key_seed(seed, key, mask_type, "wear"))
+    names = sorted(probs)
+    return names[int(rng.choice(len(names), p=[probs[n] for n in names]))]
+
+
 def choose_types(key: str, seed: int, type_names: list[str], per_face: str) -> list[str]:
     """Which mask types a face gets: all of them, or ``per_face`` drawn from (seed, key)."""
     if per_face == "all" or int(per_face) >= len(type_names):
@@ -317,6 +348,7 @@ def generate_shard(task: ShardTask, cfg: GenerateConfig, type_names: list[str],
     faces_ok = pairs = 0
     type_counts: Counter = Counter()
     ext = cfg.image_format
+    wear_probs = parse_wear(cfg.wear)
 
     def fail(item: SourceItem, reason: str, detail: str = "", mask_type: str | None = None):
         rec = {"source": item.key, "ref": item.ref, "split": item.split, "reason": reason,
@@ -370,7 +402,7 @@ def generate_shard(task: ShardTask, cfg: GenerateConfig, type_names: list[str],
             # pixel as integers: exact enough, and ~4x faster to write than floats.
             face_json = json.dumps({
                 "source": item.key, "source_ref": item.ref, "split": item.split,
-                "wear": "proper", "seed": cfg.seed, "size": cfg.size,
+                "seed": cfg.seed, "size": cfg.size,
                 "alignment": np.round(m, 6).tolist(), "pose": pose,
                 "faces_found": entry.faces_found, "landmarks_unit": 0.1,
                 "landmarks": np.round(pts * 10).astype(np.int32).tolist()},
@@ -386,13 +418,14 @@ def generate_shard(task: ShardTask, cfg: GenerateConfig, type_names: list[str],
                                                  f"allows {template.max_yaw:.0f}", name)
                     continue
                 rng = np.random.default_rng(_key_seed(cfg.seed, item.key, name))
+                wear = choose_wear(item.key, cfg.seed, name, wear_probs)
                 try:
                     r = render_mask(crop, pts, template, rng, source_scale=scale,
-                                    context=context)
+                                    context=context, wear=wear)
                 except RenderError as e:
                     fail(item, e.reason, e.detail, name)
                     continue
-                problem = r.placement.problem("proper", template.on_face)
+                problem = r.placement.problem(wear, template.on_face)
                 if problem:
                     # The geometry is deterministic per face and type: drawing again would
                     # place it the same way, so the sample is recorded instead.

@@ -37,11 +37,15 @@ class Placement:
         """The first reason this sample is wrong for its wear style, or None."""
         if not self.eyes_free:
             return "covers-eyes"
-        if wear == "proper" and not self.mouth_covered:
+        if wear in ("proper", "nose-exposed") and not self.mouth_covered:
             return "mouth-uncovered"
         if wear == "proper" and not self.nostrils_covered:
             return "nostrils-uncovered"
-        if on_face and self.off_face > max_off_face:
+        if wear == "nose-exposed" and self.nostrils_covered:
+            return "nose-not-exposed"
+        if wear == "under-chin" and self.mouth_covered:
+            return "mouth-covered"
+        if on_face and wear == "proper" and self.off_face > max_off_face:
             return "off-face"
         return None
 

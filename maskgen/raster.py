@@ -110,9 +110,10 @@ def paint_layer(x0: int, y0: int, x1: int, y1: int, tris: np.ndarray, coef: np.n
 
     ``tris`` (T, 3, 2) are face-space triangles and ``coef`` (T, 6) their affine maps to texture
     pixels (u = c0 x + c1 y + c2, v = c3 x + c4 y + c5); they are painted in ``order`` (far to
-    near), later ones covering earlier ones. ``tex`` (th, tw, 3) holds fabric detail, alpha and
-    feature weight; ``shade`` is the face's light over the whole crop; ``colours`` (K, 3) the
-    base colour then the pattern's other colours; features (valves...) get ``feature_colour``.
+    near), later ones covering earlier ones. ``tex`` (th, tw, 6) holds fabric detail, alpha,
+    feature weight and RGB albedo; ``shade`` is the face's light over the whole crop;
+    ``colours`` (K, 3) the base colour then the pattern's other colours; features (valves...)
+    get ``feature_colour``.
     """
     h = y1 - y0
     w = x1 - x0
@@ -159,5 +160,8 @@ def paint_layer(x0: int, y0: int, x1: int, y1: int, tris: np.ndarray, coef: np.n
                 c = _pattern(pid, tu * inv_u, tv * inv_v, aspect, params, fields)
             alpha[j, i] = a
             for ch in range(3):
-                colour[j, i, ch] = ((1.0 - f) * colours[c, ch] + f * feature_colour[ch]) * s
+                albedo = (w00 * tex[iy, ix, 3 + ch] + w01 * tex[iy, ix + 1, 3 + ch]
+                          + w10 * tex[iy + 1, ix, 3 + ch] + w11 * tex[iy + 1, ix + 1, 3 + ch])
+                colour[j, i, ch] = (((1.0 - f) * colours[c, ch] + f * feature_colour[ch])
+                                    * albedo * s)
     return colour, alpha

@@ -16,7 +16,15 @@ from .placement import Placement, check_placement
 from .raster import PATTERNS, paint_layer
 from .templates import Template
 from .texture import draw_texture
-from .warp import bounding_box, face_frame, mesh_nodes, template_mesh, triangle_maps
+from .warp import (
+    WEAR_SHIFT,
+    bounding_box,
+    face_frame,
+    mesh_nodes,
+    slide_down,
+    template_mesh,
+    triangle_maps,
+)
 
 # Alpha below this changes no 8-bit pixel value: treated as not covered.
 ALPHA_MIN = 1.0 / 255.0
@@ -77,18 +85,21 @@ class Rendered:
 
 def render_mask(face: np.ndarray, points: np.ndarray, template: Template,
                 rng: np.random.Generator, *, source_scale: float = 1.0,
-                context: FaceContext | None = None) -> Rendered:
+                context: FaceContext | None = None, wear: str = "proper") -> Rendered:
     """Draw ``template`` on an aligned ``face`` (RGB uint8) with landmarks ``points`` (478, 3)
     in the crop's pixels. ``source_scale`` is how much alignment enlarged the source (> 1 for
     low-resolution sources), used to soften the mask to the photo's sharpness; ``context`` is
-    :func:`prepare_face` of the face, when the caller renders several masks on it."""
+    :func:`prepare_face` of the face, when the caller renders several masks on it; ``wear`` is
+    one of ``WEAR_SHIFT`` (proper, nose-exposed, under-chin)."""
     size = face.shape[0]
     ctx = context if context is not None else prepare_face(face)
     tex = draw_texture(template.texture)
     th, tw = tex.shape[:2]
     mesh = template_mesh(template, REFINE)
     frame = face_frame(points)
-    nodes = mesh_nodes(mesh, points, frame)
+    if wear not in WEAR_SHIFT:
+        raise ValueError(f"unknown wear style {wear!r}; known: {', '.join(WEAR_SHIFT)}")
+    nodes = slide_down(mesh_nodes(mesh, points, frame), mesh.shape, WEAR_SHIFT[wear] * REFINE[0])
     box = x0, y0, x1, y1 = bounding_box(nodes[:, :2], size)
     if x1 - x0 < 2 or y1 - y0 < 2:
         raise RenderError("mask-off-crop", "the mask grid covers no pixel of the crop")
@@ -135,7 +146,7 @@ def render_mask(face: np.ndarray, points: np.ndarray, template: Template,
     placement = check_placement(body, points)
     meta = {"colour": "#{:02x}{:02x}{:02x}".format(*(int(c) for c in base)), "pattern": pattern,
             "coverage": round(float(np.count_nonzero(mask)) / mask.size, 5),
-            "placement": placement.as_dict()}
+            "wear": wear, "placement": placement.as_dict()}
     return Rendered(masked, mask, meta, placement)
 
 

@@ -93,6 +93,7 @@ class Template:
     feature_palette: tuple[tuple[int, int, int], ...] = ()  # colours of valves, cartridges
     on_face: bool = True  # False for types that may hang below the face (bandana, gaiter)
     max_yaw: float = 60.0  # faces turned further (degrees) are recorded, not rendered
+    uv_nodes: tuple | None = None  # per-node (u, v), rows x columns; overrides u and v
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -120,9 +121,15 @@ def template_from_dict(d: dict, source: str = "") -> Template:
         if loops not in ("ear", "head", "none"):
             raise ValueError(f"loops must be 'ear', 'head' or 'none', got {loops!r}")
         features = tuple(tuple(int(c) for c in _hex(p)) for p in d.get("feature_palette", []))
+        uv_nodes = None
+        if "uv" in d["grid"]:
+            uv_nodes = tuple(tuple((float(a), float(b)) for a, b in row)
+                             for row in d["grid"]["uv"])
+            if len(uv_nodes) != len(v) or any(len(r) != len(u) for r in uv_nodes):
+                raise ValueError("grid uv must have the anchors' shape")
         return Template(d["name"], d.get("description", ""), u, v, anchors, texture, palette,
                         tuple(d.get("patterns", ["plain"])), loops, source, features,
-                        bool(d.get("on_face", True)), float(d.get("max_yaw", 60.0)))
+                        bool(d.get("on_face", True)), float(d.get("max_yaw", 60.0)), uv_nodes)
     except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f"mask template {where}: {e}") from e
 
@@ -148,6 +155,12 @@ def registry(extra_dirs: tuple[str, ...] = ()) -> dict[str, Template]:
         for p in sorted(Path(d).glob("*.json")):
             t = load_template(p)
             out[t.name] = t
+        cfg = Path(d) / "masks.cfg"
+        if cfg.is_file():  # a MaskTheFace template pack
+            from .maskthefacecfg import load_masks_cfg
+
+            for t in load_masks_cfg(cfg):
+                out[t.name] = t
     return out
 
 

@@ -33,8 +33,11 @@ def closed_spline(points: np.ndarray, per_segment: int = 16) -> np.ndarray:
 
 @lru_cache(maxsize=64)
 def draw_texture(tex: Texture, height: int = TEXTURE_HEIGHT) -> np.ndarray:
-    """``(H, W, 3)`` float32: a shading multiplier (~1), the alpha, and the weight of the
-    template's features (valves, cartridges: drawn in their own colour)."""
+    """``(H, W, 6)`` float32: a shading multiplier (~1), the alpha, the weight of the
+    template's features (valves, cartridges: drawn in their own colour), and an RGB albedo in
+    [0, 1] (all ones for our procedural art; the picture itself for image templates)."""
+    if tex.style == "image":
+        return _image_texture(tex.params["image"], height)
     w = round(height * tex.aspect)
     ss = _SUPERSAMPLE
     curve = closed_spline(np.array(tex.outline)) * [w * ss, height * ss]
@@ -65,7 +68,21 @@ def draw_texture(tex: Texture, height: int = TEXTURE_HEIGHT) -> np.ndarray:
         inside = _soft_box(g, u0, v0, u1, v1, 0.01)
         alpha = alpha * (1 - inside * (1 - win.get("alpha", 0.2)))
         detail = detail * (1 + 0.25 * inside * np.exp(-((g.u - u0 - 0.2 * (u1 - u0)) / 0.05) ** 2))
-    return np.dstack([detail, alpha, feature]).astype(np.float32)
+    ones = np.ones_like(detail)
+    return np.dstack([detail, alpha, feature, ones, ones, ones]).astype(np.float32)
+
+
+def _image_texture(path: str, height: int) -> np.ndarray:
+    """A template picture (RGBA) as a texture: its colours are the albedo, its alpha the
+    alpha."""
+    img = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+    if img is None or img.ndim != 3 or img.shape[2] != 4:
+        raise ValueError(f"template image {path} must be a PNG with an alpha channel")
+    h, w = img.shape[:2]
+    img = cv2.resize(img, (round(height * w / h), height), interpolation=cv2.INTER_AREA)
+    rgba = img[..., [2, 1, 0, 3]].astype(np.float32) / 255.0
+    ones = np.ones(rgba.shape[:2], np.float32)
+    return np.dstack([ones, rgba[..., 3], 0 * ones, rgba[..., 0], rgba[..., 1], rgba[..., 2]])
 
 
 class _Grid:

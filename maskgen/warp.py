@@ -73,8 +73,12 @@ def template_mesh(t: Template, factor: tuple[int, int] = (1, 2)) -> TemplateMesh
         off[k] = a.offset
     mr, mc = _catmull_rom_matrix(R, factor[0]), _catmull_rom_matrix(C, factor[1])
     dense = np.kron(mr, mc)  # (Rd*Cd, R*C)
-    uu, vv = np.meshgrid(np.array(t.u), np.array(t.v))
-    uv = dense @ np.stack([uu.ravel(), vv.ravel()], 1)
+    if t.uv_nodes is not None:
+        coarse_uv = np.array(t.uv_nodes, np.float64).reshape(-1, 2)
+    else:
+        uu, vv = np.meshgrid(np.array(t.u), np.array(t.v))
+        coarse_uv = np.stack([uu.ravel(), vv.ravel()], 1)
+    uv = dense @ coarse_uv
     Rd, Cd = mr.shape[0], mc.shape[0]
     r, c = np.meshgrid(np.arange(Rd - 1), np.arange(Cd - 1), indexing="ij")
     a, b, d, e = r * Cd + c, r * Cd + c + 1, (r + 1) * Cd + c, (r + 1) * Cd + c + 1
@@ -92,6 +96,32 @@ def mesh_nodes(mesh: TemplateMesh, points: np.ndarray,
     x, y, iod = frame if frame is not None else face_frame(points)
     pos[:, :2] += iod * (mesh.offsets[:, :1] * x + mesh.offsets[:, 1:2] * y)
     return pos
+
+
+# How far each wear style slides the mask down the face, in template rows: "nose-exposed" puts
+# the top edge under the nose, "under-chin" under the lower lip (templates share a row layout:
+# top edge, nose, mouth, chin).
+WEAR_SHIFT = {"proper": 0.0, "nose-exposed": 1.3, "under-chin": 2.4}
+
+
+def slide_down(nodes: np.ndarray, shape: tuple[int, int], rows: float) -> np.ndarray:
+    """Move a placed grid ``rows`` rows down its own columns (a mask pulled down keeps its size
+    and shape on the fabric); past the last row the columns continue straight, a little
+    shortened, as the fabric turns under the chin."""
+    if rows == 0:
+        return nodes
+    R, C = shape
+    g = nodes.reshape(R, C, -1)
+    out = np.empty_like(g)
+    for r in range(R):
+        src = r + rows
+        i = min(int(np.floor(src)), R - 2)
+        f = src - i
+        if src <= R - 1:
+            out[r] = g[i] * (1 - f) + g[i + 1] * f
+        else:
+            out[r] = g[-1] + (g[-1] - g[-2]) * (src - (R - 1)) * 0.8
+    return out.reshape(nodes.shape)
 
 
 def bounding_box(xy: np.ndarray, size: int, margin: int = 2) -> tuple[int, int, int, int]:

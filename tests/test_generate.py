@@ -218,3 +218,22 @@ def test_demo_and_types_commands(tmp_path):
     generate("--src", "demo", "--out", str(out), "--types", "surgical", "--limit", "4")
     m = json.loads((out / "manifest.json").read_text())
     assert m["pairs"] == 4 and m["pairs_per_type"] == {"surgical": 4}
+
+
+def test_wear_styles_are_drawn_with_their_probabilities(tmp_path, reference, mixed_folder):
+    out = tmp_path / "wear"
+    generate("--src", str(mixed_folder), "--out", str(out), "--jobs", "1", "--per-face", "all",
+             "--types", TYPES, "--wear", "proper=0.4,nose-exposed=0.3,under-chin=0.3",
+             "--landmarks-cache", str(reference / "landmarks.npz"))
+    wears = []
+    for tar in out.rglob("*.tar"):
+        for raw in iter_samples(tar):
+            meta = json.loads(raw["json"])
+            wears.append(meta["wear"])
+            assert meta["placement"]["eyes_free"]
+            if meta["wear"] == "under-chin":
+                assert not meta["placement"]["mouth_covered"]
+    assert set(wears) == {"proper", "nose-exposed", "under-chin"}
+    res = CliRunner().invoke(main, ["generate", "--src", "demo", "--wear", "sideways=1",
+                                    "--out", str(tmp_path / "x")])
+    assert res.exit_code != 0 and "unknown style" in res.output

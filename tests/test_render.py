@@ -88,3 +88,47 @@ def test_black_and_white_photo_gets_a_black_and_white_mask(aligned):
         r = render_mask(gray, pts, registry()["cloth"], np.random.default_rng(seed))
         assert np.array_equal(r.masked[..., 0], r.masked[..., 1])
         assert np.array_equal(r.masked[..., 1], r.masked[..., 2])
+
+
+@pytest.mark.parametrize("name", ["surgical", "kn95", "cloth"])
+def test_wear_styles_slide_the_mask_down(aligned, name):
+    crop, pts = aligned
+    t = registry()[name]
+    proper = render_mask(crop, pts, t, np.random.default_rng(0)).placement
+    nose = render_mask(crop, pts, t, np.random.default_rng(0), wear="nose-exposed").placement
+    chin = render_mask(crop, pts, t, np.random.default_rng(0), wear="under-chin").placement
+    assert proper.mouth_covered and proper.nostrils_covered
+    assert nose.mouth_covered and not nose.nostrils_covered
+    assert not chin.mouth_covered and not chin.nostrils_covered
+    assert proper.problem("proper") is None and nose.problem("nose-exposed") is None
+    assert nose.problem("proper") == "nostrils-uncovered"
+
+
+def test_a_maskthefacestyle_pack_loads_and_renders(tmp_path, aligned):
+    """A MaskTheFace template pack (masks.cfg + RGBA PNG, made here) works as it is."""
+    import cv2
+
+    from maskface.maskgen.templates import registry as reg
+
+    pack = tmp_path / "pack"
+    (pack / "templates").mkdir(parents=True)
+    img = np.zeros((300, 500, 4), np.uint8)
+    cv2.rectangle(img, (20, 20), (480, 280), (40, 160, 60, 255), -1)  # BGRA: a green mask
+    cv2.line(img, (20, 150), (480, 150), (20, 90, 30, 255), 6)
+    cv2.imwrite(str(pack / "templates" / "green.png"), img)
+    (pack / "masks.cfg").write_text(
+        "[green]\ntemplate: templates/green.png\nmask_a: 20,20\nmask_b: 250,20\n"
+        "mask_c: 480,20\nmask_d: 20,280\nmask_e: 250,280\nmask_f: 480,280\n")
+    templates = reg((str(pack),))
+    assert "green" in templates and "surgical" in templates
+    crop, pts = aligned
+    r = render_mask(crop, pts, templates["green"], np.random.default_rng(0))
+    changed = (r.masked != crop).any(axis=2)
+    assert not changed[r.mask == 0].any()
+    assert r.placement.mouth_covered and r.placement.eyes_free
+    inside = r.masked[r.mask > 0].astype(int)
+    assert (inside[:, 1] > inside[:, 0]).mean() > 0.8  # its own colour (green), not recoloured
+    with pytest.raises(ValueError, match="missing"):
+        (pack / "masks.cfg").write_text("[bad]\ntemplate: templates/green.png\n")
+        reg.cache_clear()
+        reg((str(pack),))
