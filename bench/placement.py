@@ -84,6 +84,7 @@ def main() -> None:
             "mouth_and_nostrils_covered": round(float(np.mean(s["mouth_nostrils"])), 4),
             "eyes_free": round(float(np.mean(s["eyes_free"])), 4),
             "off_face_median": round(float(np.median(s["off_face"])), 4),
+            "off_face_p95": round(float(np.percentile(s["off_face"], 95)), 4),
             "held_to_face": reg[name].on_face,
             "render_ms_median": round(float(np.median(s["ms"])), 3),
         }
@@ -96,6 +97,7 @@ def main() -> None:
         "mouth_and_nostrils_covered": round(float(all_mn.mean()), 4),
         "eyes_free": round(float(all_eyes.mean()), 4),
         "off_face_median_on_face_types": round(float(np.median(on_face)), 4),
+        "off_face_p95_on_face_types": round(float(np.percentile(on_face, 95)), 4),
         "per_type": per_type}, indent=1))
 
 

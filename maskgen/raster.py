@@ -108,8 +108,9 @@ def paint_layer(x0: int, y0: int, x1: int, y1: int, tris: np.ndarray, coef: np.n
                 feature_colour: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Colour ``(h, w, 3)`` and alpha ``(h, w)`` of a mask over the box [x0, x1) x [y0, y1).
 
-    ``tris`` (T, 3, 2) are face-space triangles and ``coef`` (T, 6) their affine maps to texture
-    pixels (u = c0 x + c1 y + c2, v = c3 x + c4 y + c5); they are painted in ``order`` (far to
+    ``tris`` (T, 3, 2) are face-space triangles and ``coef`` (T, 9) their affine maps to texture
+    pixels (u = c0 x + c1 y + c2, v = c3 x + c4 y + c5) and of the mask's own shading
+    (s = c6 x + c7 y + c8); they are painted in ``order`` (far to
     near), later ones covering earlier ones. ``tex`` (th, tw, 6) holds fabric detail, alpha,
     feature weight and RGB albedo; ``shade`` is the face's light over the whole crop;
     ``colours`` (K, 3) the base colour then the pattern's other colours; features (valves...)
@@ -154,7 +155,7 @@ def paint_layer(x0: int, y0: int, x1: int, y1: int, tris: np.ndarray, coef: np.n
                  + w11 * tex[iy + 1, ix + 1, 0])
             f = (w00 * tex[iy, ix, 2] + w01 * tex[iy, ix + 1, 2] + w10 * tex[iy + 1, ix, 2]
                  + w11 * tex[iy + 1, ix + 1, 2])
-            s = d * shade[py, px]
+            s = d * shade[py, px] * (coef[k, 6] * px + coef[k, 7] * py + coef[k, 8])
             c = 0
             if pid != 0 and f < 1.0:
                 c = _pattern(pid, tu * inv_u, tv * inv_v, aspect, params, fields)

@@ -21,6 +21,7 @@ from .warp import (
     bounding_box,
     face_frame,
     mesh_nodes,
+    node_normals,
     slide_down,
     template_mesh,
     triangle_maps,
@@ -51,6 +52,7 @@ class FaceContext:
     exposure: float
     noise: float
     grayscale: bool  # a black-and-white photo gets a black-and-white mask
+    light_dir: np.ndarray  # (3,) unit vector towards the main light (camera looks along +z)
 
 
 def prepare_face(face: np.ndarray) -> FaceContext:
@@ -72,7 +74,23 @@ def prepare_face(face: np.ndarray) -> FaceContext:
     noise = float(np.partition(res, res.size // 2)[res.size // 2] * 1.2)
     sample = face[::8, ::8].astype(np.int16)
     grayscale = bool(np.abs(sample - sample[..., :1]).max() <= 2)
-    return FaceContext(shade, exposure, noise, grayscale)
+    # Where the light comes from: which side of the (canonically placed) face is brighter.
+    cheeks = low[28:56, 14:50]
+    left, right = float(cheeks[:, :18].mean()), float(cheeks[:, 18:].mean())
+    top, bottom = float(low[20:32, 18:46].mean()), float(low[44:56, 18:46].mean())
+    lx = np.clip((right - left) / max(right + left, 1.0) * 4.0, -0.8, 0.8)
+    ly = np.clip((bottom - top) / max(bottom + top, 1.0) * 2.0, -0.5, 0.5)
+    light = np.array([lx, ly - 0.25, -1.0])  # a little from above by default
+    return FaceContext(shade, exposure, noise, grayscale, light / np.linalg.norm(light))
+
+
+def geometric_shading(nodes: np.ndarray, shape: tuple[int, int], light: np.ndarray
+                      ) -> np.ndarray:
+    """Per-node brightness of the mask's own surface under ``light`` (Lambert plus ambient),
+    relative to its mean: the nose ridge and cheeks catch light, the sides turn away."""
+    lambert = np.clip(node_normals(nodes, shape) @ light, 0.0, 1.0)
+    s = 0.55 + 0.45 * lambert
+    return s / max(float(s.mean()), 1e-6)
 
 
 @dataclass(frozen=True)
@@ -116,7 +134,8 @@ def render_mask(face: np.ndarray, points: np.ndarray, template: Template,
         colours = np.repeat(colours @ _LUMA[:, None], 3, axis=1).astype(np.float32)
         base = colours[0]
         feature[:] = float(feature @ _LUMA)
-    tris, coef, order = triangle_maps(mesh, nodes, (th, tw))
+    tris, coef, order = triangle_maps(mesh, nodes, (th, tw),
+                                      geometric_shading(nodes, mesh.shape, ctx.light_dir))
     colour, alpha = paint_layer(x0, y0, x1, y1, tris, coef, order, tex, ctx.shade, colours,
                                 pid, params, fields, template.texture.aspect, feature)
     if not alpha.any():

@@ -124,6 +124,18 @@ def slide_down(nodes: np.ndarray, shape: tuple[int, int], rows: float) -> np.nda
     return out.reshape(nodes.shape)
 
 
+def node_normals(nodes: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Unit surface normals (N, 3) of a placed grid, from its 3D nodes (z from FaceMesh),
+    oriented towards the camera (negative z)."""
+    g = nodes.reshape(*shape, 3).astype(np.float64)
+    du = np.gradient(g, axis=1)
+    dv = np.gradient(g, axis=0) if shape[0] > 1 else np.zeros_like(g)
+    n = np.cross(du, dv)
+    n *= np.where(n[..., 2:3] > 0, -1.0, 1.0)
+    n /= np.linalg.norm(n, axis=2, keepdims=True) + 1e-9
+    return n.reshape(-1, 3)
+
+
 def bounding_box(xy: np.ndarray, size: int, margin: int = 2) -> tuple[int, int, int, int]:
     """Integer box (x0, y0, x1, y1) around points, clipped to a ``size`` square."""
     xy = np.asarray(xy).reshape(-1, 2)
@@ -134,18 +146,21 @@ def bounding_box(xy: np.ndarray, size: int, margin: int = 2) -> tuple[int, int, 
     return x0, y0, x1, y1
 
 
-def triangle_maps(mesh: TemplateMesh, nodes: np.ndarray, tex_shape: tuple[int, int]
+def triangle_maps(mesh: TemplateMesh, nodes: np.ndarray, tex_shape: tuple[int, int],
+                  node_shade: np.ndarray | None = None
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The mesh's triangles on the face and their face-to-texture affine maps.
 
-    Returns ``(tris, coef, order)``: face-space triangles (T, 3, 2); per triangle the map to
-    texture pixels ``u = c0 x + c1 y + c2, v = c3 x + c4 y + c5`` (T, 6); and the indices of
+    Returns ``(tris, coef, order)``: face-space triangles (T, 3, 2); per triangle the planes
+    ``u = c0 x + c1 y + c2, v = c3 x + c4 y + c5`` (texture pixels) and ``s = c6 x + c7 y + c8``
+    (``node_shade`` interpolated across the triangle, 1 without it) (T, 9); and the indices of
     the triangles to paint, far to near (larger z is farther in FaceMesh), without those seen
     from behind (the far side of a turned head) or degenerate.
     """
     th, tw = tex_shape
     F = nodes[:, :2].astype(np.float64)[mesh.tris]  # (T, 3, 2) face
-    Tx = (mesh.uv * [tw - 1, th - 1])[mesh.tris].astype(np.float64)  # (T, 3, 2) texture
+    shade = np.ones(len(nodes)) if node_shade is None else node_shade
+    Tx = np.concatenate([mesh.uv * [tw - 1, th - 1], shade[:, None]], 1)[mesh.tris]  # (T, 3, 3)
     # Affine per triangle: tex = Tx0 + J (p - F0), J = dT @ inv(dF), with 2x2 inverses by hand.
     dF1, dF2 = F[:, 1] - F[:, 0], F[:, 2] - F[:, 0]
     det_f = dF1[:, 0] * dF2[:, 1] - dF2[:, 0] * dF1[:, 1]
@@ -155,9 +170,9 @@ def triangle_maps(mesh: TemplateMesh, nodes: np.ndarray, tex_shape: tuple[int, i
     safe = np.where(keep, det_f, 1.0)
     inv = np.stack([np.stack([dF2[:, 1], -dF2[:, 0]], -1),
                     np.stack([-dF1[:, 1], dF1[:, 0]], -1)], 1) / safe[:, None, None]
-    J = np.stack([dT1, dT2], -1) @ inv  # (T, 2, 2)
+    J = np.stack([dT1, dT2], -1) @ inv  # (T, 3, 2)
     c = Tx[:, 0] - np.einsum("tij,tj->ti", J, F[:, 0])
-    coef = np.concatenate([J[:, 0], c[:, :1], J[:, 1], c[:, 1:]], 1)
+    coef = np.concatenate([J[:, 0], c[:, :1], J[:, 1], c[:, 1:2], J[:, 2], c[:, 2:]], 1)
     z = nodes[:, 2][mesh.tris].mean(1)
     order = np.argsort(-z, kind="stable")
     return F, coef, order[keep[order]].astype(np.int64)
