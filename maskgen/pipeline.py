@@ -397,7 +397,7 @@ def generate_shard(task: ShardTask, cfg: GenerateConfig, type_names: list[str],
             scale = float(np.sqrt(abs(np.linalg.det(m[:, :2]))))
             pose = head_pose(entry.points)
             clean_bytes = encode(crop)
-            context = prepare_face(crop)
+            context = prepare_face(crop, pts)
             # What every sample of this face shares, serialised once. Landmarks are tenths of a
             # pixel as integers: exact enough, and ~4x faster to write than floats.
             face_json = json.dumps({

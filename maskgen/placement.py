@@ -59,23 +59,27 @@ def _inside(mask: np.ndarray, points: np.ndarray, idx: tuple[int, ...]) -> np.nd
     return out
 
 
-def check_placement(body: np.ndarray, points: np.ndarray) -> Placement:
+def face_region(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """uint8 (H, W): 1 inside the face outline (its convex hull), extended by 12 % below the
+    middle of the face, where every mask wraps under the chin."""
+    oval = points[list(FACE_OVAL), :2].astype(np.float64)
+    centre = oval.mean(0)
+    below = oval[:, 1] > centre[1]
+    oval[below] += (oval[below] - centre) * 0.12
+    face = np.zeros(shape, np.uint8)
+    hull = cv2.convexHull(oval.astype(np.float32))[:, 0]
+    cv2.fillConvexPoly(face, np.round(hull * 16).astype(np.int32), 1, cv2.LINE_8, shift=4)
+    return face
+
+
+def check_placement(body: np.ndarray, points: np.ndarray,
+                    region: np.ndarray | None = None) -> Placement:
     """Placement of a mask body (uint8/bool coverage, straps excluded) over a face's landmarks
-    (478, 2|3) in the same pixels."""
+    (478, 2|3) in the same pixels; ``region`` is :func:`face_region`, when the caller has it."""
     mouth = bool(_inside(body, points, MOUTH_POINTS).all())
     nostrils = bool(_inside(body, points, NOSTRIL_POINTS).all())
     eyes_free = not bool(_inside(body, points, EYE_POINTS).any())
-    # The face outline, extended a little below the chin where every mask wraps under it.
-    oval = points[list(FACE_OVAL), :2].astype(np.float64)
-    chin = points[152, :2]
-    centre = points[list(FACE_OVAL), :2].mean(0)
-    below = oval[:, 1] > centre[1]
-    oval[below] += (oval[below] - centre) * 0.12
-    face = np.zeros(body.shape, np.uint8)
-    cv2.fillPoly(face, [np.round(np.vstack([oval, chin]) * 16).astype(np.int32)], 1,
-                 cv2.LINE_8, shift=4)
-    cv2.fillConvexPoly(face, np.round(cv2.convexHull(oval.astype(np.float32))[:, 0] * 16)
-                       .astype(np.int32), 1, cv2.LINE_8, shift=4)
+    face = region if region is not None else face_region(points, body.shape)
     n = int(np.count_nonzero(body))
-    off = float(np.count_nonzero((body > 0) & (face == 0))) / n if n else 1.0
+    off = float(np.count_nonzero(body > face)) / n if n else 1.0
     return Placement(mouth, nostrils, eyes_free, off)

@@ -110,9 +110,9 @@ def paint_layer(x0: int, y0: int, x1: int, y1: int, tris: np.ndarray, coef: np.n
 
     ``tris`` (T, 3, 2) are face-space triangles and ``coef`` (T, 9) their affine maps to texture
     pixels (u = c0 x + c1 y + c2, v = c3 x + c4 y + c5) and of the mask's own shading
-    (s = c6 x + c7 y + c8); they are painted in ``order`` (far to
-    near), later ones covering earlier ones. ``tex`` (th, tw, 6) holds fabric detail, alpha,
-    feature weight and RGB albedo; ``shade`` is the face's light over the whole crop;
+    (s = c6 x + c7 y + c8); they are painted in ``order`` (far to near), later ones covering
+    earlier ones. ``tex`` (th, tw, 3 or 6) holds fabric detail, alpha, feature weight (and an
+    RGB albedo for picture templates); ``shade`` is the face's light over the whole crop;
     ``colours`` (K, 3) the base colour then the pattern's other colours; features (valves...)
     get ``feature_colour``.
     """
@@ -125,6 +125,7 @@ def paint_layer(x0: int, y0: int, x1: int, y1: int, tris: np.ndarray, coef: np.n
     th, tw = tex.shape[0], tex.shape[1]
     colour = np.zeros((h, w, 3), np.float32)
     alpha = np.zeros((h, w), np.float32)
+    has_albedo = tex.shape[2] >= 6
     inv_u = 1.0 / (tw - 1)
     inv_v = 1.0 / (th - 1)
     for j in range(h):
@@ -161,8 +162,10 @@ def paint_layer(x0: int, y0: int, x1: int, y1: int, tris: np.ndarray, coef: np.n
                 c = _pattern(pid, tu * inv_u, tv * inv_v, aspect, params, fields)
             alpha[j, i] = a
             for ch in range(3):
-                albedo = (w00 * tex[iy, ix, 3 + ch] + w01 * tex[iy, ix + 1, 3 + ch]
-                          + w10 * tex[iy + 1, ix, 3 + ch] + w11 * tex[iy + 1, ix + 1, 3 + ch])
+                albedo = 1.0
+                if has_albedo:
+                    albedo = (w00 * tex[iy, ix, 3 + ch] + w01 * tex[iy, ix + 1, 3 + ch]
+                              + w10 * tex[iy + 1, ix, 3 + ch] + w11 * tex[iy + 1, ix + 1, 3 + ch])
                 colour[j, i, ch] = (((1.0 - f) * colours[c, ch] + f * feature_colour[ch])
                                     * albedo * s)
     return colour, alpha

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .placement import Placement, check_placement
+from .placement import Placement, check_placement, face_region
 from .raster import PATTERNS, paint_layer
 from .templates import Template
 from .texture import draw_texture
@@ -53,10 +53,12 @@ class FaceContext:
     noise: float
     grayscale: bool  # a black-and-white photo gets a black-and-white mask
     light_dir: np.ndarray  # (3,) unit vector towards the main light (camera looks along +z)
+    region: np.ndarray | None = None  # placement.face_region, when landmarks were given
 
 
-def prepare_face(face: np.ndarray) -> FaceContext:
-    """Measure the light, exposure and sensor grain of an aligned face crop."""
+def prepare_face(face: np.ndarray, points: np.ndarray | None = None) -> FaceContext:
+    """Measure the light, exposure and sensor grain of an aligned face crop (and, given its
+    landmarks, the face region that placement checks use)."""
     size = face.shape[0]
     gray = cv2.cvtColor(face, cv2.COLOR_RGB2GRAY)
     small = cv2.resize(gray, (64, 64), interpolation=cv2.INTER_AREA).astype(np.float32)
@@ -81,7 +83,8 @@ def prepare_face(face: np.ndarray) -> FaceContext:
     lx = np.clip((right - left) / max(right + left, 1.0) * 4.0, -0.8, 0.8)
     ly = np.clip((bottom - top) / max(bottom + top, 1.0) * 2.0, -0.5, 0.5)
     light = np.array([lx, ly - 0.25, -1.0])  # a little from above by default
-    return FaceContext(shade, exposure, noise, grayscale, light / np.linalg.norm(light))
+    region = face_region(points, face.shape[:2]) if points is not None else None
+    return FaceContext(shade, exposure, noise, grayscale, light / np.linalg.norm(light), region)
 
 
 def geometric_shading(nodes: np.ndarray, shape: tuple[int, int], light: np.ndarray
@@ -110,7 +113,7 @@ def render_mask(face: np.ndarray, points: np.ndarray, template: Template,
     :func:`prepare_face` of the face, when the caller renders several masks on it; ``wear`` is
     one of ``WEAR_SHIFT`` (proper, nose-exposed, under-chin)."""
     size = face.shape[0]
-    ctx = context if context is not None else prepare_face(face)
+    ctx = context if context is not None else prepare_face(face, points)
     tex = draw_texture(template.texture)
     th, tw = tex.shape[:2]
     mesh = template_mesh(template, REFINE)
@@ -162,7 +165,7 @@ def render_mask(face: np.ndarray, points: np.ndarray, template: Template,
                ctx.noise, ctx.grayscale)
     body = np.zeros(mask.shape, np.uint8)
     body[y0:y1, x0:x1] = alpha > 0.05  # clear windows (alpha ~0.2) still cover
-    placement = check_placement(body, points)
+    placement = check_placement(body, points, ctx.region)
     meta = {"colour": "#{:02x}{:02x}{:02x}".format(*(int(c) for c in base)), "pattern": pattern,
             "coverage": round(float(np.count_nonzero(mask)) / mask.size, 5),
             "wear": wear, "placement": placement.as_dict()}

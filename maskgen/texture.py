@@ -33,9 +33,9 @@ def closed_spline(points: np.ndarray, per_segment: int = 16) -> np.ndarray:
 
 @lru_cache(maxsize=64)
 def draw_texture(tex: Texture, height: int = TEXTURE_HEIGHT) -> np.ndarray:
-    """``(H, W, 6)`` float32: a shading multiplier (~1), the alpha, the weight of the
-    template's features (valves, cartridges: drawn in their own colour), and an RGB albedo in
-    [0, 1] (all ones for our procedural art; the picture itself for image templates)."""
+    """``(H, W, 3)`` float32: a shading multiplier (~1), the alpha and the weight of the
+    template's features (valves, cartridges: drawn in their own colour). Image templates add
+    three channels, the picture's own colours as an RGB albedo in [0, 1]."""
     if tex.style == "image":
         return _image_texture(tex.params["image"], height)
     w = round(height * tex.aspect)
@@ -68,8 +68,7 @@ def draw_texture(tex: Texture, height: int = TEXTURE_HEIGHT) -> np.ndarray:
         inside = _soft_box(g, u0, v0, u1, v1, 0.01)
         alpha = alpha * (1 - inside * (1 - win.get("alpha", 0.2)))
         detail = detail * (1 + 0.25 * inside * np.exp(-((g.u - u0 - 0.2 * (u1 - u0)) / 0.05) ** 2))
-    ones = np.ones_like(detail)
-    return np.dstack([detail, alpha, feature, ones, ones, ones]).astype(np.float32)
+    return np.dstack([detail, alpha, feature]).astype(np.float32)
 
 
 def _image_texture(path: str, height: int) -> np.ndarray:
