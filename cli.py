@@ -109,11 +109,14 @@ def types_cmd(template_dirs, detail) -> None:
 @click.option("--samples", default=24, show_default=True, help="Pairs shown with --shards.")
 @click.option("--types", default="all", show_default=True)
 @click.option("--faces", default=6, show_default=True, help="Rows (faces) in the sheet.")
+@click.option("--keys", default=None, help="Comma list of source keys to show (else the first).")
+@click.option("--wear", default="proper", show_default=True,
+              help="Wear style to show: proper, nose-exposed or under-chin.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--size", default=192, show_default=True, help="Tile size in the sheet.")
 @click.option("--celeba-root", type=click.Path(), default=None)
 @click.option("--templates", "template_dirs", multiple=True, type=click.Path(exists=True))
-def preview(src, out, shard_dir, samples, types, faces, seed, size, celeba_root,
+def preview(src, out, shard_dir, samples, types, faces, keys, wear, seed, size, celeba_root,
             template_dirs) -> None:
     """A contact sheet PNG: each face clean, then with every selected mask type (or, with
     --shards, the pairs a run wrote)."""
@@ -124,7 +127,8 @@ def preview(src, out, shard_dir, samples, types, faces, seed, size, celeba_root,
             info = sheet_from_shards(shard_dir, out, samples=samples)
         else:
             info = make_sheet(src, out, types=types, faces=faces, seed=seed, size=size,
-                              celeba_root=celeba_root, templates=tuple(template_dirs))
+                              celeba_root=celeba_root, templates=tuple(template_dirs),
+                              keys=keys.split(",") if keys else None, wear=wear)
     except ValueError as e:
         raise click.ClickException(str(e)) from e
     click.echo(json.dumps(info), err=True)

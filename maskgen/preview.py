@@ -17,7 +17,8 @@ from .templates import registry, select_types
 
 def make_sheet(src: str, out: str, *, types: str = "all", faces: int = 6, seed: int = 0,
                size: int = 192, celeba_root: str | None = None,
-               templates: tuple[str, ...] = (), keys: list[str] | None = None) -> dict:
+               templates: tuple[str, ...] = (), keys: list[str] | None = None,
+               wear: str = "proper") -> dict:
     """Write a PNG grid (rows: faces; columns: clean, then each type) and describe it."""
     names = select_types(types, templates)
     reg = registry(templates)
@@ -35,12 +36,14 @@ def make_sheet(src: str, out: str, *, types: str = "all", faces: int = 6, seed: 
         except (OSError, BadImage, NoFace) as e:
             skipped.append(f"{item.key}: {e}")
             continue
-        crop, _, pts = align_face(rgb, det.points, size)
+        crop, m, pts = align_face(rgb, det.points, size)
+        scale = float(np.sqrt(abs(np.linalg.det(m[:, :2]))))
         tiles = [crop]
         for k, name in enumerate(names):
             rng = np.random.default_rng([seed, len(rows), k])
             try:
-                tiles.append(render_mask(crop, pts, reg[name], rng).masked)
+                tiles.append(render_mask(crop, pts, reg[name], rng, wear=wear,
+                                         source_scale=scale).masked)
             except RenderError:
                 tiles.append(np.zeros_like(crop))
         rows.append(np.hstack(tiles))
