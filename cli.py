@@ -134,5 +134,44 @@ def preview(src, out, shard_dir, samples, types, faces, keys, wear, seed, size, 
     click.echo(json.dumps(info), err=True)
 
 
+@main.command()
+@click.option("--data", required=True, type=click.Path(), help="A `maskface generate` output.")
+@click.option("--out", required=True, type=click.Path(), help="Run directory.")
+@click.option("--model", default="ra-unet", show_default=True,
+              type=click.Choice(["ra-unet", "attention-unet", "unet"]))
+@click.option("--width", default=64, show_default=True)
+@click.option("--depth", default=5, show_default=True)
+@click.option("--epochs", default=40, show_default=True)
+@click.option("--max-steps", type=int, default=None, help="Stop after this many steps.")
+@click.option("--batch-size", default=8, show_default=True, help="Per process (GPU).")
+@click.option("--lr", default=1e-4, show_default=True)
+@click.option("--loss", default="l1", show_default=True, type=click.Choice(["l1", "mse"]),
+              help="Second term of ssim_l1: L1 (the paper's text) or MSE (its code).")
+@click.option("--device", default="auto", show_default=True,
+              type=click.Choice(["auto", "cpu", "cuda"]))
+@click.option("--compile", "compile_", is_flag=True, help="torch.compile the model.")
+@click.option("--resume", is_flag=True, help="Continue from OUT/checkpoints/last.pt.")
+@click.option("--workers", default=2, show_default=True, help="DataLoader workers.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--checkpoint-every", default=1000, show_default=True)
+@click.option("--log-every", default=50, show_default=True)
+def train(data, out, model, width, depth, epochs, max_steps, batch_size, lr, loss, device,
+          compile_, resume, workers, seed, checkpoint_every, log_every) -> None:
+    """Train the RA-UNet (or a variant) on generated shards. Multi-GPU: torchrun."""
+    from .training.train import TrainConfig, TrainError
+    from .training.train import train as run
+
+    cfg = TrainConfig(data=data, out=out, model=model, width=width, depth=depth,
+                      epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr,
+                      loss=loss, device=device, compile=compile_, resume=resume,
+                      workers=workers, seed=seed, checkpoint_every=checkpoint_every,
+                      log_every=log_every)
+    try:
+        last = run(cfg)
+    except TrainError as e:
+        raise click.ClickException(str(e)) from e
+    click.echo(json.dumps(last), err=True)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

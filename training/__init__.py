@@ -1,1 +1,4 @@
-"""training: RA-UNet mask removal on maskgen shards (not yet built)."""
+"""training: the RA-UNet (and its ablation variants) trained on maskgen shards.
+
+Needs torch, numpy and OpenCV only: no MediaPipe, no numba (GPU machines have neither).
+"""

@@ -1,0 +1,290 @@
+"""``maskface train``: the whole training loop in one file.
+
+Config, data, model, optimiser, bf16 autocast and channels_last on CUDA, optional
+``torch.compile``, DDP when launched by ``torchrun``, validation each epoch, atomic checkpoints
+and exact resume (model, optimiser, step, epoch, position in the epoch, RNG).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from .data import DataError, ShardPairs
+from .losses import psnr, ssim, ssim_l1
+from .model import build_model, count_parameters, model_from_config
+
+log = logging.getLogger("maskface.train")
+
+
+class TrainError(RuntimeError):
+    """Training cannot go on (bad checkpoint, NaN loss...)."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    data: str
+    out: str
+    model: str = "ra-unet"
+    width: int = 64
+    depth: int = 5
+    epochs: int = 40
+    max_steps: int | None = None
+    batch_size: int = 8
+    lr: float = 1e-4
+    l1_weight: float = 1.0
+    loss: str = "l1"  # "l1" (the paper's text) or "mse" (the paper's code)
+    device: str = "auto"
+    compile: bool = False
+    resume: bool = False
+    seed: int = 0
+    workers: int = 2
+    checkpoint_every: int = 1000
+    log_every: int = 50
+    val_batches: int = 50
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise TrainError("--device cuda, but no CUDA device is available")
+    return torch.device(name)
+
+
+def _rng_state() -> dict:
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state()[1].tolist(),
+            "numpy_pos": int(np.random.get_state()[2]), "python": list(random.getstate()[1])}
+
+
+def _set_rng_state(s: dict) -> None:
+    torch.set_rng_state(s["torch"])
+    np.random.set_state(("MT19937", np.array(s["numpy"], np.uint32), s["numpy_pos"], 0, 0.0))
+    random.setstate((3, tuple(s["python"]), None))
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    """Write atomically: a crash never leaves a half-written checkpoint under ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
+    """Load with ``weights_only=True`` (no code runs from the file)."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError as e:
+        raise TrainError(f"no checkpoint at {path}") from e
+    except Exception as e:  # noqa: BLE001 - torch raises many kinds for a bad file
+        raise TrainError(f"{path} is not a maskface checkpoint ({e})") from e
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> torch.nn.Module:
+    """A trained model from a checkpoint, rebuilt from the config it stores."""
+    ck = load_checkpoint(path, device)
+    if "model_config" not in ck or "model" not in ck:
+        raise TrainError(f"{path} is not a maskface checkpoint (no model config)")
+    model = model_from_config(ck["model_config"])
+    model.load_state_dict(ck["model"])
+    return model.to(device).eval()
+
+
+def _distributed() -> tuple[int, int, int]:
+    """(rank, world size, local rank) from torchrun's environment; (0, 1, 0) otherwise."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        torch.distributed.init_process_group(backend)
+    rank = torch.distributed.get_rank() if world > 1 else 0
+    return rank, world, int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def evaluate(model: torch.nn.Module, loader: DataLoader, device: torch.device,
+             max_batches: int, autocast: bool) -> dict:
+    """PSNR/SSIM of the model and of the masked input itself (the baseline), on a loader."""
+    model.eval()
+    sums = {"psnr": 0.0, "ssim": 0.0, "psnr_input": 0.0, "ssim_input": 0.0}
+    n = 0
+    with torch.no_grad():
+        for b, batch in enumerate(loader):
+            if b >= max_batches:
+                break
+            x = batch["masked"].to(device)
+            y = batch["clean"].to(device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+                p = model(x).float().clamp(0, 1)
+            sums["psnr"] += psnr(p, y).sum().item()
+            sums["ssim"] += ssim(p, y).sum().item()
+            sums["psnr_input"] += psnr(x, y).sum().item()
+            sums["ssim_input"] += ssim(x, y).sum().item()
+            n += len(x)
+    model.train()
+    return {k: round(v / max(n, 1), 4) for k, v in sums.items()} | {"samples": n}
+
+
+def save_grid(path: Path, batch: dict, pred: torch.Tensor, rows: int = 4) -> None:
+    """A PNG of masked | output | clean rows."""
+    import cv2
+
+    k = min(rows, len(pred))
+    tiles = [torch.cat([batch["masked"][i], pred[i].float().cpu(), batch["clean"][i]], dim=2)
+             for i in range(k)]
+    img = (torch.cat(tiles, dim=1).clamp(0, 1).permute(1, 2, 0).numpy() * 255).round()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), cv2.cvtColor(img.astype(np.uint8), cv2.COLOR_RGB2BGR))
+
+
+def train(cfg: TrainConfig) -> dict:
+    """Train (or resume); returns the last metrics."""
+    rank, world, local_rank = _distributed()
+    device = _device(cfg.device)
+    if device.type == "cuda":
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+        torch.backends.cudnn.benchmark = True
+    out = Path(cfg.out)
+    ck_path = out / "checkpoints" / "last.pt"
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    random.seed(cfg.seed)
+
+    model = build_model(cfg.model, cfg.width, cfg.depth)
+    if rank == 0:
+        log.info("%s: %.2f M parameters", cfg.model, count_parameters(model) / 1e6)
+    cuda = device.type == "cuda"
+    model = model.to(device, memory_format=torch.channels_last if cuda else torch.preserve_format)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=cuda)
+    step = epoch = start_in_epoch = 0
+    best = -math.inf
+    if cfg.resume and ck_path.exists():
+        ck = load_checkpoint(ck_path, device)
+        if ck.get("model_config") != model.cfg.as_dict():
+            raise TrainError(f"{ck_path} holds a {ck.get('model_config')} model, not "
+                             f"{model.cfg.as_dict()}; use the same --model/--width/--depth")
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        step, epoch, start_in_epoch = ck["step"], ck["epoch"], ck["step_in_epoch"]
+        best = ck.get("best", best)
+        _set_rng_state(ck["rng"])
+        log.info("resumed at step %d (epoch %d, batch %d)", step, epoch, start_in_epoch)
+
+    try:
+        train_set = ShardPairs(cfg.data, "train", seed=cfg.seed, rank=rank, world=world)
+    except DataError as e:
+        raise TrainError(str(e)) from e
+    try:
+        val_set = ShardPairs(cfg.data, "val", shuffle=False, flip=False)
+    except DataError:
+        val_set = None
+    loader_kw = {"batch_size": cfg.batch_size, "num_workers": cfg.workers,
+                 "pin_memory": cuda, "persistent_workers": False}
+    loader = DataLoader(train_set, drop_last=True, **loader_kw)
+    # Ranks must take the same number of steps; a rank's share can fall short of count / world
+    # by up to one sample per shard.
+    steps_per_epoch = (max(1, (train_set.count // world - len(train_set.shards))
+                           // cfg.batch_size) if train_set.count > 0 else None)
+    net = model
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[local_rank] if cuda else None)
+    if cfg.compile:
+        net = torch.compile(net)
+
+    metrics_f = out / "metrics.jsonl"
+    out.mkdir(parents=True, exist_ok=True)
+    total = cfg.max_steps or (steps_per_epoch or 0) * cfg.epochs
+    last: dict = {}
+    t0, seen = time.perf_counter(), 0
+    running = torch.zeros((), device=device)
+    in_epoch = start_in_epoch
+    while (cfg.max_steps is None and epoch < cfg.epochs) or (cfg.max_steps and step < total):
+        train_set.set_epoch(epoch)
+        in_epoch = 0
+        for batch in loader:
+            if in_epoch < start_in_epoch:  # replay the epoch's order up to where we stopped
+                in_epoch += 1
+                continue
+            if steps_per_epoch and in_epoch >= steps_per_epoch:
+                break
+            x = batch["masked"].to(device, non_blocking=True)
+            y = batch["clean"].to(device, non_blocking=True)
+            if cuda:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+                pred = net(x)
+            loss = ssim_l1(pred.float(), y, cfg.l1_weight, cfg.loss)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            running += loss.detach()
+            step += 1
+            in_epoch += 1
+            seen += len(x)
+            if step % cfg.log_every == 0 or (cfg.max_steps and step >= total):
+                mean = (running / cfg.log_every).item()  # the one host sync per log interval
+                running.zero_()
+                if not math.isfinite(mean):
+                    raise TrainError(f"loss is {mean} at step {step}: lower --lr, or check "
+                                     "the data")
+                el = time.perf_counter() - t0
+                last = {"step": step, "epoch": epoch, "loss": round(mean, 6),
+                        "images_per_s": round(seen * world / el, 1)}
+                if rank == 0:
+                    with open(metrics_f, "a") as f:
+                        f.write(json.dumps(last) + "\n")
+                    log.info("step %d loss %.4f %.1f img/s", step, mean, last["images_per_s"])
+            if rank == 0 and step % cfg.checkpoint_every == 0:
+                _save(ck_path, model, opt, step, epoch, in_epoch, best, cfg)
+            if cfg.max_steps and step >= total:
+                break
+        start_in_epoch = 0
+        if cfg.max_steps and step >= total:
+            break  # mid-epoch: the checkpoint below records the position
+        epoch += 1
+        in_epoch = 0
+        if rank == 0 and val_set is not None:
+            vloader = DataLoader(val_set, **loader_kw)
+            v = evaluate(model, vloader, device, cfg.val_batches, cuda)
+            v |= {"step": step, "epoch": epoch, "split": "val"}
+            with open(metrics_f, "a") as f:
+                f.write(json.dumps(v) + "\n")
+            log.info("epoch %d val PSNR %.2f SSIM %.4f (input %.2f / %.4f)", epoch, v["psnr"],
+                     v["ssim"], v["psnr_input"], v["ssim_input"])
+            sample = next(iter(DataLoader(val_set, batch_size=4)))
+            with torch.no_grad():
+                save_grid(out / "samples" / f"epoch-{epoch:03d}.png", sample,
+                          model.eval()(sample["masked"].to(device)).cpu())
+            model.train()
+            if v["ssim"] > best:
+                best = v["ssim"]
+                _save(out / "checkpoints" / "best.pt", model, opt, step, epoch, 0, best, cfg)
+            last = v
+        if rank == 0:
+            _save(ck_path, model, opt, step, epoch, 0, best, cfg)
+    if rank == 0:
+        _save(ck_path, model, opt, step, epoch, in_epoch, best, cfg)
+    if world > 1:
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+    return last
+
+
+def _save(path: Path, model, opt, step, epoch, in_epoch, best, cfg) -> None:
+    save_checkpoint(path, {
+        "model": model.state_dict(), "optimizer": opt.state_dict(),
+        "model_config": model.cfg.as_dict(), "train_config": asdict(cfg),
+        "step": step, "epoch": epoch,
+        "step_in_epoch": in_epoch,
+        "best": best, "rng": _rng_state(), "format": "maskface-checkpoint/1"})
