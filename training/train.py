@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import random
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -209,6 +210,12 @@ def train(cfg: TrainConfig) -> dict:
     t0, seen = time.perf_counter(), 0
     running = torch.zeros((), device=device)
     in_epoch = start_in_epoch
+    bar = None
+    if rank == 0 and sys.stderr.isatty():
+        from tqdm import tqdm
+
+        bar = tqdm(total=total or None, initial=step, unit="step", desc="train",
+                   dynamic_ncols=True)
     while (cfg.max_steps is None and epoch < cfg.epochs) or (cfg.max_steps and step < total):
         train_set.set_epoch(epoch)
         in_epoch = 0
@@ -230,6 +237,8 @@ def train(cfg: TrainConfig) -> dict:
             opt.step()
             running += loss.detach()
             step += 1
+            if bar is not None:
+                bar.update(1)
             in_epoch += 1
             seen += len(x)
             if step % cfg.log_every == 0 or (cfg.max_steps and step >= total):
@@ -244,7 +253,11 @@ def train(cfg: TrainConfig) -> dict:
                 if rank == 0:
                     with open(metrics_f, "a") as f:
                         f.write(json.dumps(last) + "\n")
-                    log.info("step %d loss %.4f %.1f img/s", step, mean, last["images_per_s"])
+                    if bar is not None:
+                        bar.set_postfix(loss=f"{mean:.4f}", img_s=last["images_per_s"])
+                    else:
+                        log.info("step %d loss %.4f %.1f img/s", step, mean,
+                                 last["images_per_s"])
             if rank == 0 and step % cfg.checkpoint_every == 0:
                 _save(ck_path, model, opt, step, epoch, in_epoch, best, cfg)
             if cfg.max_steps and step >= total:
@@ -273,6 +286,8 @@ def train(cfg: TrainConfig) -> dict:
             last = v
         if rank == 0:
             _save(ck_path, model, opt, step, epoch, 0, best, cfg)
+    if bar is not None:
+        bar.close()
     if rank == 0:
         _save(ck_path, model, opt, step, epoch, in_epoch, best, cfg)
     if world > 1:
