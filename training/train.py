@@ -210,6 +210,7 @@ def train(cfg: TrainConfig) -> dict:
     t0, seen = time.perf_counter(), 0
     running = torch.zeros((), device=device)
     in_epoch = start_in_epoch
+    tb = _tensorboard(out / "tb") if rank == 0 else None
     bar = None
     if rank == 0 and sys.stderr.isatty():
         from tqdm import tqdm
@@ -253,6 +254,9 @@ def train(cfg: TrainConfig) -> dict:
                 if rank == 0:
                     with open(metrics_f, "a") as f:
                         f.write(json.dumps(last) + "\n")
+                    if tb is not None:
+                        tb.add_scalar("train/loss", mean, step)
+                        tb.add_scalar("train/images_per_s", last["images_per_s"], step)
                     if bar is not None:
                         bar.set_postfix(loss=f"{mean:.4f}", img_s=last["images_per_s"])
                     else:
@@ -273,6 +277,9 @@ def train(cfg: TrainConfig) -> dict:
             v |= {"step": step, "epoch": epoch, "split": "val"}
             with open(metrics_f, "a") as f:
                 f.write(json.dumps(v) + "\n")
+            if tb is not None:
+                for k in ("psnr", "ssim", "psnr_input", "ssim_input"):
+                    tb.add_scalar(f"val/{k}", v[k], step)
             log.info("epoch %d val PSNR %.2f SSIM %.4f (input %.2f / %.4f)", epoch, v["psnr"],
                      v["ssim"], v["psnr_input"], v["ssim_input"])
             sample = next(iter(DataLoader(val_set, batch_size=4)))
@@ -288,12 +295,23 @@ def train(cfg: TrainConfig) -> dict:
             _save(ck_path, model, opt, step, epoch, 0, best, cfg)
     if bar is not None:
         bar.close()
+    if tb is not None:
+        tb.close()
     if rank == 0:
         _save(ck_path, model, opt, step, epoch, in_epoch, best, cfg)
     if world > 1:
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
     return last
+
+
+def _tensorboard(path: Path):
+    """A TensorBoard writer when tensorboard is installed, else None (JSONL is always kept)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(path))
 
 
 def _save(path: Path, model, opt, step, epoch, in_epoch, best, cfg) -> None:
