@@ -166,9 +166,11 @@ def train(data, out, model, width, depth, epochs, max_steps, batch_size, lr, los
                       loss=loss, device=device, compile=compile_, resume=resume,
                       workers=workers, seed=seed, checkpoint_every=checkpoint_every,
                       log_every=log_every)
+    from .maskgen.shards import ShardError
+
     try:
         last = run(cfg)
-    except TrainError as e:
+    except (TrainError, ShardError) as e:
         raise click.ClickException(str(e)) from e
     click.echo(json.dumps(last), err=True)
 

@@ -142,3 +142,15 @@ def test_ddp_with_two_cpu_ranks(tmp_path, shards):
     assert res.returncode == 0, res.stderr[-3000:]
     assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 4
     assert 4 in losses(run)
+
+
+def test_a_truncated_shard_stops_training_with_its_name(tmp_path, shards):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(shards, data)
+    shard = next((data / "train").glob("*.tar"))
+    shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
+    res = CliRunner().invoke(main, ["train", "--data", str(data), "--out", str(tmp_path / "o"),
+                                    *TINY, "--max-steps", "3"])
+    assert res.exit_code != 0 and shard.name in res.output
