@@ -120,7 +120,8 @@ def render_mask(face: np.ndarray, points: np.ndarray, template: Template,
     frame = face_frame(points)
     if wear not in WEAR_SHIFT:
         raise ValueError(f"unknown wear style {wear!r}; known: {', '.join(WEAR_SHIFT)}")
-    nodes = slide_down(mesh_nodes(mesh, points, frame), mesh.shape, WEAR_SHIFT[wear] * REFINE[0])
+    shift = dict(template.wear_shift).get(wear, WEAR_SHIFT[wear])
+    nodes = slide_down(mesh_nodes(mesh, points, frame), mesh.shape, shift * REFINE[0])
     box = x0, y0, x1, y1 = bounding_box(nodes[:, :2], size)
     if x1 - x0 < 2 or y1 - y0 < 2:
         raise RenderError("mask-off-crop", "the mask grid covers no pixel of the crop")

@@ -94,6 +94,7 @@ class Template:
     on_face: bool = True  # False for types that may hang below the face (bandana, gaiter)
     max_yaw: float = 60.0  # faces turned further (degrees) are recorded, not rendered
     uv_nodes: tuple | None = None  # per-node (u, v), rows x columns; overrides u and v
+    wear_shift: tuple[tuple[str, float], ...] = ()  # per-type overrides of warp.WEAR_SHIFT
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -129,7 +130,9 @@ def template_from_dict(d: dict, source: str = "") -> Template:
                 raise ValueError("grid uv must have the anchors' shape")
         return Template(d["name"], d.get("description", ""), u, v, anchors, texture, palette,
                         tuple(d.get("patterns", ["plain"])), loops, source, features,
-                        bool(d.get("on_face", True)), float(d.get("max_yaw", 60.0)), uv_nodes)
+                        bool(d.get("on_face", True)), float(d.get("max_yaw", 60.0)), uv_nodes,
+                        tuple(sorted((str(k), float(x))
+                                     for k, x in d.get("wear_shift", {}).items())))
     except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f"mask template {where}: {e}") from e
 
