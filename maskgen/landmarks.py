@@ -133,7 +133,8 @@ def get_box_detector():
 def _run_on_boxes(img: np.ndarray) -> tuple[np.ndarray | None, int]:
     """Find face boxes, then mesh a square crop of twice the largest box around it."""
     h, w = img.shape[:2]
-    res = get_box_detector().process(np.ascontiguousarray(img))
+    with _quiet_stderr():
+        res = get_box_detector().process(np.ascontiguousarray(img))
     if not res.detections:
         return None, 0
     boxes = []
@@ -173,7 +174,8 @@ def _run(img: np.ndarray, pad_frac: float, refine: bool = True
     work = img
     if pad:
         work = cv2.copyMakeBorder(img, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(0, 0, 0))
-    res = get_detector(refine).process(np.ascontiguousarray(work))
+    with _quiet_stderr():  # MediaPipe's C++ warns on new input shapes, straight to fd 2
+        res = get_detector(refine).process(np.ascontiguousarray(work))
     faces = res.multi_face_landmarks
     if not faces:
         return None, 0

@@ -44,15 +44,13 @@ def test_exif_orientation_is_applied(astronaut):
 
 @pytest.mark.parametrize(("data", "reason"), [
     (b"", "empty"),
-    (b"GIF89a-but-no-more", "truncated"),
+    (b"GIF89a-but-no-more", "not-an-image"),  # a signature and nothing PIL can read
     (b"plain text, not a picture" * 10, "not-an-image"),
 ])
 def test_bad_bytes_are_named(data, reason):
     with pytest.raises(BadImage) as e:
         decode_image(data)
-    assert e.value.reason in (reason, "corrupt", "truncated", "not-an-image")
-    if reason != "truncated":
-        assert e.value.reason == reason
+    assert e.value.reason == reason
 
 
 def test_truncated_jpeg(astronaut):
