@@ -1,4 +1,4 @@
-"""The ``maskface`` command line: generate, types, preview (train/eval/unmask come next)."""
+"""The ``maskface`` command line: generate, types, preview, train (eval/unmask come next)."""
 
 from __future__ import annotations
 

@@ -63,7 +63,13 @@ def align_face(rgb: np.ndarray, points: np.ndarray, size: int = 256
         dsize = (max(1, round(rgb.shape[1] * pre)), max(1, round(rgb.shape[0] * pre)))
         src = cv2.resize(rgb, dsize, interpolation=cv2.INTER_AREA)
     m_src = m.copy()
-    m_src[:, :2] /= pre
+    if pre != 1.0:
+        # Express m in the shrunk picture's pixels, with cv2.resize's exact per-axis factors
+        # and its pixel-centre convention (x_src = (x_small + 0.5) / s - 0.5).
+        sx, sy = src.shape[1] / rgb.shape[1], src.shape[0] / rgb.shape[0]
+        m_src[:, 0] = m[:, 0] / sx
+        m_src[:, 1] = m[:, 1] / sy
+        m_src[:, 2] = m[:, 2] + m[:, 0] * (0.5 / sx - 0.5) + m[:, 1] * (0.5 / sy - 0.5)
     crop = cv2.warpAffine(src, m_src, (size, size), flags=cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_REFLECT_101)
     return crop, m, transform_points(points, m)

@@ -41,8 +41,8 @@ def decode_image(data: bytes, max_side: int = MAX_WORKING_SIDE) -> np.ndarray:
     side exceeds ``max_side`` are reduced (JPEGs in the decoder itself, which is much faster).
 
     Raises:
-        BadImage: with reason ``empty``, ``not-an-image``, ``truncated``, ``corrupt`` or
-            ``too-small``.
+        BadImage: with reason ``empty``, ``not-an-image``, ``truncated``, ``corrupt``,
+            ``too-large`` or ``too-small``.
     """
     if not data:
         raise BadImage("empty", "zero-byte file")
@@ -105,7 +105,7 @@ def _jpeg_info(data: bytes) -> tuple[int, int, int] | None:
 
 def _decode_plain_jpeg(data: bytes, max_side: int) -> np.ndarray | None:
     """OpenCV's decoder for the common case, about twice as fast as PIL's: a complete
-    (ends with its EOI marker) 8-bit YCbCr or grayscale JPEG of normal size. OpenCV applies
+    (ends with its EOI marker) YCbCr or grayscale JPEG of normal size. OpenCV applies
     EXIF orientation itself. Anything else returns None and goes through PIL, which reports
     truncation and odd colour spaces properly."""
     if data[:2] != b"\xff\xd8" or data[-2:] != b"\xff\xd9":

@@ -39,9 +39,9 @@ def _variants() -> dict[str, tuple[str, str]]:
     return v
 
 
-def demo_items() -> list[SourceItem]:
+def demo_items(ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)) -> list[SourceItem]:
     """The demo source's items, split by key hash like any folder."""
-    return sorted((SourceItem(name.replace(".", "_"), "demo", name, hash_split(name))
+    return sorted((SourceItem(name.replace(".", "_"), "demo", name, hash_split(name, ratios))
                    for name in _variants()), key=lambda i: i.key)
 
 

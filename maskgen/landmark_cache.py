@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,7 +70,7 @@ class LandmarkCache:
                                      f"{FORMAT_VERSION}")
                 keys, digests, reasons = z["keys"], z["digests"], z["reasons"]
                 details, faces, points = z["details"], z["faces"], z["points"]
-        except (OSError, KeyError, ValueError) as e:
+        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as e:
             raise ValueError(f"landmark cache {path} is unreadable ({e}); delete it to "
                              "detect again") from e
         entries = {}

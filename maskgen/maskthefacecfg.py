@@ -11,7 +11,6 @@ image as its texture (its own colours, not recoloured).
 from __future__ import annotations
 
 import configparser
-import json
 from pathlib import Path
 
 from .templates import Template, template_from_dict
@@ -41,8 +40,8 @@ def _point(text: str, where: str) -> tuple[float, float]:
 
 
 def load_masks_cfg(path: str | Path) -> list[Template]:
-    """Every mask of a ``masks.cfg`` pack as a :class:`Template` (named ``pack-<section>``
-    only when that would clash with nothing; plain section names otherwise)."""
+    """Every mask of a ``masks.cfg`` pack as a :class:`Template`, named after its section
+    (lower case; characters other than letters, digits and '-' become '-')."""
     import cv2
 
     path = Path(path)
@@ -74,5 +73,5 @@ def load_masks_cfg(path: str | Path) -> list[Template]:
              "texture": {"style": "image", "image": str(image), "aspect": w / h,
                          "outline": [[0, 0], [1, 0], [1, 1], [0, 1]]},
              "palette": ["#ffffff"], "loops": "none"}
-        out.append(template_from_dict(json.loads(json.dumps(d)), where))
+        out.append(template_from_dict(d, where))
     return out

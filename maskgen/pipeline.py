@@ -147,7 +147,7 @@ def run_generate(cfg: GenerateConfig) -> Summary:
     summary = Summary(skipped_shards=len(done))
     log.info("%s: %d images in %d shards (%d already done), types: %s", source_desc, len(items),
              len(mine), len(done), ",".join(type_names))
-    results = _execute(pending, cfg, type_names, cache, summary)
+    results = _execute(pending, cfg, type_names, cache)
     for r in results:
         summary.faces_in += r["faces_in"]
         summary.faces_ok += r["faces_ok"]
@@ -217,7 +217,7 @@ def _is_complete(out: Path, t: ShardTask) -> bool:
 
 
 def _execute(pending: list[ShardTask], cfg: GenerateConfig, type_names: list[str],
-             cache: LandmarkCache, summary: Summary) -> list[dict]:
+             cache: LandmarkCache) -> list[dict]:
     if not pending:
         return []
     from joblib import Parallel, delayed, parallel_config
@@ -282,8 +282,9 @@ def _progress(cfg: GenerateConfig, total: int):
     return update
 
 
-def _key_seed(*parts: object) -> int:
-    """A stable 64-bit integer from any strings/ints (Python's hash() is salted per process)."""
+def sample_seed(*parts: object) -> int:
+    """A stable 64-bit integer from any strings/ints (Python's hash() is salted per process):
+    the seed of each sample's randomness, from (global seed, source key, type)."""
     h = hashlib.blake2b("\x1f".join(str(p) for p in parts).encode(), digest_size=8)
     return int.from_bytes(h.digest(), "big")
 
@@ -311,7 +312,7 @@ def choose_wear(key: str, seed: int, mask_type: str, probs: dict[str, float]) ->
     """The wear style of one sample, drawn from (seed, key, type)."""
     if len(probs) == 1:
         return next(iter(probs))
-    rng = np.random.default_rng(_key_seed(seed, key, mask_type, "wear"))
+    rng = np.random.default_rng(sample_seed(seed, key, mask_type, "wear"))
     names = sorted(probs)
     return names[int(rng.choice(len(names), p=[probs[n] for n in names]))]
 
@@ -320,7 +321,7 @@ def choose_types(key: str, seed: int, type_names: list[str], per_face: str) -> l
     """Which mask types a face gets: all of them, or ``per_face`` drawn from (seed, key)."""
     if per_face == "all" or int(per_face) >= len(type_names):
         return list(type_names)
-    rng = np.random.default_rng(_key_seed(seed, key, "types"))
+    rng = np.random.default_rng(sample_seed(seed, key, "types"))
     pick = rng.choice(len(type_names), size=int(per_face), replace=False)
     return [type_names[i] for i in sorted(pick)]
 
@@ -417,7 +418,7 @@ def generate_shard(task: ShardTask, cfg: GenerateConfig, type_names: list[str],
                     fail(item, "turned-too-far", f"yaw {pose['yaw']:.0f} degrees, this type "
                                                  f"allows {template.max_yaw:.0f}", name)
                     continue
-                rng = np.random.default_rng(_key_seed(cfg.seed, item.key, name))
+                rng = np.random.default_rng(sample_seed(cfg.seed, item.key, name))
                 wear = choose_wear(item.key, cfg.seed, name, wear_probs)
                 try:
                     r = render_mask(crop, pts, template, rng, source_scale=scale,

@@ -10,7 +10,8 @@ import numpy as np
 from .align import align_face
 from .decode import BadImage, decode_image
 from .landmarks import NoFace, detect_landmarks
-from .render import RenderError, render_mask
+from .pipeline import sample_seed
+from .render import RenderError, prepare_face, render_mask
 from .sources import read_source, resolve_source
 from .templates import registry, select_types
 
@@ -38,12 +39,14 @@ def make_sheet(src: str, out: str, *, types: str = "all", faces: int = 6, seed: 
             continue
         crop, m, pts = align_face(rgb, det.points, size)
         scale = float(np.sqrt(abs(np.linalg.det(m[:, :2]))))
+        context = prepare_face(crop, pts)
         tiles = [crop]
-        for k, name in enumerate(names):
-            rng = np.random.default_rng([seed, len(rows), k])
+        for name in names:
+            # The same randomness `generate` uses for this face and type (colour, pattern).
+            rng = np.random.default_rng(sample_seed(seed, item.key, name))
             try:
                 tiles.append(render_mask(crop, pts, reg[name], rng, wear=wear,
-                                         source_scale=scale).masked)
+                                         source_scale=scale, context=context).masked)
             except RenderError:
                 tiles.append(np.zeros_like(crop))
         rows.append(np.hstack(tiles))

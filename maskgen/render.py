@@ -120,7 +120,9 @@ def render_mask(face: np.ndarray, points: np.ndarray, template: Template,
     frame = face_frame(points)
     if wear not in WEAR_SHIFT:
         raise ValueError(f"unknown wear style {wear!r}; known: {', '.join(WEAR_SHIFT)}")
-    shift = dict(template.wear_shift).get(wear, WEAR_SHIFT[wear])
+    # WEAR_SHIFT is in rows of the built-in four-row layout; other grids scale it.
+    rows = len(template.v)
+    shift = dict(template.wear_shift).get(wear, WEAR_SHIFT[wear] * (rows - 1) / 3)
     nodes = slide_down(mesh_nodes(mesh, points, frame), mesh.shape, shift * REFINE[0])
     box = x0, y0, x1, y1 = bounding_box(nodes[:, :2], size)
     if x1 - x0 < 2 or y1 - y0 < 2:
@@ -203,11 +205,12 @@ def _grain(shape: tuple[int, int], pick: np.ndarray) -> np.ndarray:
     """Gaussian grain: a window of a fixed noise tile at an offset drawn by the caller's rng
     (as random as fresh noise for this purpose, and ~50x cheaper)."""
     h, w = shape
-    if h > _GRAIN.shape[0] or w > _GRAIN.shape[1]:
-        return np.tile(_GRAIN, (h // 512 + 1, w // 512 + 1, 1))[:h, :w]
-    oy = int(abs(pick[0]) * 1e4) % (_GRAIN.shape[0] - h + 1)
-    ox = int(abs(pick[1]) * 1e4) % (_GRAIN.shape[1] - w + 1)
-    return _GRAIN[oy:oy + h, ox:ox + w]
+    grain = _GRAIN
+    if h > grain.shape[0] or w > grain.shape[1]:  # boxes of --size 1024 and up
+        grain = np.tile(grain, (h // 512 + 1, w // 512 + 1, 1))
+    oy = int(abs(pick[0]) * 1e4) % (grain.shape[0] - h + 1)
+    ox = int(abs(pick[1]) * 1e4) % (grain.shape[1] - w + 1)
+    return grain[oy:oy + h, ox:ox + w]
 
 
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
@@ -243,7 +246,7 @@ def pattern_params(pattern: str, base: np.ndarray, rng: np.random.Generator
 
 
 def _contrast_colour(base: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    lum = float(base @ np.array([0.299, 0.587, 0.114], np.float32))
+    lum = float(base @ _LUMA)
     if lum > 140:
         return np.clip(rng.uniform(20, 120, 3), 0, 255).astype(np.float32)
     return np.clip(rng.uniform(150, 245, 3), 0, 255).astype(np.float32)

@@ -56,18 +56,18 @@ def resolve_source(src: str, *, celeba_root: str | None = None,
     if src == "demo":
         from .demo import demo_items
 
-        return "demo", demo_items()
+        return "demo", demo_items(ratios)
     if src == "celeba":
         root = Path(celeba_root or os.environ.get(CELEBA_ENV) or CELEBA_DEFAULT).expanduser()
-        return f"celeba:{root}", celeba_items(root)
+        return f"celeba:{root}", celeba_items(root, ratios)
     p = Path(src).expanduser()
     if p.is_dir():
         return f"folder:{p}", folder_items(p, ratios)
     if p.is_file() and p.suffix.lower() in (".txt", ".lst", ".list"):
         return f"list:{p}", list_items(p, ratios)
     if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS:
-        return f"file:{p}", [SourceItem(safe_key(p.stem), "file", str(p),
-                                        hash_split(p.stem, ratios))]
+        key = safe_key(p.stem)
+        return f"file:{p}", [SourceItem(key, "file", str(p), hash_split(key, ratios))]
     raise SourceError(f"--src {src!r}: not 'celeba', 'demo', a directory, an image or a .txt "
                       "list of image paths")
 
@@ -77,8 +77,14 @@ def read_source(item: SourceItem) -> bytes:
     if item.kind == "file":
         return Path(item.ref).read_bytes()
     if item.kind == "zip":
+        import zlib
+
         zpath, member = item.ref.split("::", 1)
-        return _open_zip(zpath).read(member)
+        try:
+            return _open_zip(zpath).read(member)
+        except (zipfile.BadZipFile, KeyError, zlib.error) as e:
+            # A damaged member is one unreadable image, not a reason to stop the run.
+            raise OSError(f"{zpath}: member {member}: {e}") from e
     if item.kind == "demo":
         from .demo import demo_bytes
 
@@ -149,7 +155,8 @@ def list_items(list_file: Path, ratios: tuple[float, float, float]) -> list[Sour
                    for k, p in zip(keys, paths, strict=True)), key=lambda i: i.key)
 
 
-def celeba_items(root: Path) -> list[SourceItem]:
+def celeba_items(root: Path, ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)
+                 ) -> list[SourceItem]:
     """CelebA under ``root``: ``img_align_celeba/``, ``img_celeba/``, ``img_align_celeba.zip``
     or the JPEGs directly; split by ``list_eval_partition.txt`` or the official id ranges."""
     if not root.exists():
@@ -188,5 +195,6 @@ def celeba_items(root: Path) -> list[SourceItem]:
         split = partition.get(name) or partition.get(stem + ".jpg")
         if split is None and stem.isdigit():
             split = celeba_split_by_id(int(stem))
-        items.append(SourceItem(safe_key(stem), kind, ref, split or hash_split(stem)))
+        key = safe_key(stem)
+        items.append(SourceItem(key, kind, ref, split or hash_split(key, ratios)))
     return sorted(items, key=lambda i: i.key)

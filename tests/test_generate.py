@@ -220,7 +220,7 @@ def test_demo_and_types_commands(tmp_path):
     assert m["pairs"] == 4 and m["pairs_per_type"] == {"surgical": 4}
 
 
-def test_wear_styles_are_drawn_with_their_probabilities(tmp_path, reference, mixed_folder):
+def test_wear_styles_are_drawn_and_their_rules_hold(tmp_path, reference, mixed_folder):
     out = tmp_path / "wear"
     generate("--src", str(mixed_folder), "--out", str(out), "--jobs", "1", "--per-face", "all",
              "--types", TYPES, "--wear", "proper=0.4,nose-exposed=0.3,under-chin=0.3",

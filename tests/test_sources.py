@@ -89,3 +89,19 @@ def test_bad_src_argument():
 
 def test_safe_key():
     assert safe_key("a b/c.d") == "a_b_c_d"
+
+
+def test_a_damaged_zip_member_is_an_unreadable_image_not_a_crash(tmp_path, face_folder):
+    from maskface.maskgen.sources import SourceItem
+
+    z = tmp_path / "img_align_celeba.zip"
+    data = (face_folder / "astronaut.jpg").read_bytes()
+    with zipfile.ZipFile(z, "w", compression=zipfile.ZIP_STORED) as zf:
+        zf.writestr("img_align_celeba/000001.jpg", data)
+    raw = bytearray(z.read_bytes())
+    i = raw.find(data[200:240])
+    raw[i:i + 40] = bytes(40)  # the stored bytes no longer match their CRC
+    z.write_bytes(bytes(raw))
+    for member in ("img_align_celeba/000001.jpg", "img_align_celeba/missing.jpg"):
+        with pytest.raises(OSError):
+            read_source(SourceItem("k", "zip", f"{z}::{member}", "train"))
