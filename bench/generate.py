@@ -5,7 +5,7 @@
 
 Each configuration runs as its own `maskface generate` process (start-up included) into a
 fresh output directory. Cold runs detect landmarks; warm runs re-render from the landmark cache
-that the cold --jobs 1 run of the same source wrote. Prints one JSON object.
+that the first cold run wrote. Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ def main() -> None:
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "processor": platform.processor() or platform.machine()},
         "faces": first["faces"],
-        "success_rate": round(first["faces_masked"] / first["faces"], 5),
+        "success_rate": round(first["faces_masked"] / max(first["faces"], 1), 5),
         "runs": results,
     }
     if {"cold-surgical-j1", "cold-surgical-j2"} <= by.keys():

@@ -76,21 +76,30 @@ def main() -> None:
             s["mouth_nostrils"].append(p.mouth_covered and p.nostrils_covered)
             s["eyes_free"].append(p.eyes_free)
             s["off_face"].append(p.off_face)
+    def med(x: list) -> float | None:
+        return round(float(np.median(x)), 4) if len(x) else None
+
+    def share(x: list) -> float | None:
+        return round(float(np.mean(x)), 4) if len(x) else None
+
     per_type = {}
     for name, s in stats.items():
         rendered = len(s["ms"])
         per_type[name] = {
             "rendered": rendered, "turned_too_far": len(s["turned"]),
-            "mouth_and_nostrils_covered": round(float(np.mean(s["mouth_nostrils"])), 4),
-            "eyes_free": round(float(np.mean(s["eyes_free"])), 4),
-            "off_face_median": round(float(np.median(s["off_face"])), 4),
-            "off_face_p95": round(float(np.percentile(s["off_face"], 95)), 4),
+            "mouth_and_nostrils_covered": share(s["mouth_nostrils"]),
+            "eyes_free": share(s["eyes_free"]),
+            "off_face_median": med(s["off_face"]),
+            "off_face_p95": round(float(np.percentile(s["off_face"], 95)), 4)
+            if rendered else None,
             "held_to_face": reg[name].on_face,
-            "render_ms_median": round(float(np.median(s["ms"])), 3),
+            "render_ms_median": med(s["ms"]),
         }
+    if not any(len(s["ms"]) for s in stats.values()):
+        sys.exit(f"no face rendered from {args.src}")
     all_mn = np.concatenate([stats[n]["mouth_nostrils"] for n in stats])
     all_eyes = np.concatenate([stats[n]["eyes_free"] for n in stats])
-    on_face = np.concatenate([stats[n]["off_face"] for n in stats if reg[n].on_face])
+    on_face = np.concatenate([stats[n]["off_face"] for n in stats if reg[n].on_face] or [[0.0]])
     print(json.dumps({
         "bench": "placement", "src": args.src, "faces": faces, "types": len(reg),
         "samples": int(len(all_mn)),

@@ -85,11 +85,13 @@ def test_a_tiny_model_overfits(tmp_path, shards):
 
 def test_resume_equals_an_uninterrupted_run(tmp_path, shards):
     whole, split = tmp_path / "whole", tmp_path / "split"
-    common = ["--data", str(shards), "--lr", "1e-3", "--log-every", "2"]
+    # Batch 2 and two loader workers: epochs of several steps, stopped in the middle of one.
+    common = ["--data", str(shards), "--lr", "1e-3", "--log-every", "1", "--batch-size", "2",
+              "--workers", "2"]
     train(*common, "--out", str(whole), "--max-steps", "12")
-    train(*common, "--out", str(split), "--max-steps", "6")
+    train(*common, "--out", str(split), "--max-steps", "5")
     ck = load_checkpoint(split / "checkpoints" / "last.pt")
-    assert ck["step"] == 6
+    assert ck["step"] == 5 and ck["step_in_epoch"] > 0, "the stop should fall mid-epoch"
     train(*common, "--out", str(split), "--max-steps", "12", "--resume")
     a, b = losses(whole), losses(split)
     assert set(a) == set(b)
@@ -120,7 +122,10 @@ def test_resuming_another_model_is_refused(tmp_path, shards):
     res = CliRunner().invoke(main, ["train", "--data", str(shards), "--out", str(run),
                                     "--width", "16", "--depth", "3", "--max-steps", "4",
                                     "--workers", "0", "--resume"])
-    assert res.exit_code != 0 and "model" in res.output
+    assert res.exit_code != 0 and "use the same --model" in res.output
+    res = CliRunner().invoke(main, ["train", "--data", str(shards), "--out", str(run), *TINY,
+                                    "--seed", "7", "--max-steps", "4", "--resume"])
+    assert res.exit_code != 0 and "seed" in res.output
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(TrainError, match="not a maskface checkpoint"):
         load_model(tmp_path / "junk.pt")
@@ -136,8 +141,8 @@ def test_ddp_with_two_cpu_ranks(tmp_path, shards):
     run = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
            "--master_addr", "127.0.0.1", "--master_port", "29531", "-m", "maskface.cli",
-           "train", "--data", str(shards), "--out", str(run), *TINY, "--max-steps", "4",
-           "--log-every", "2", "--device", "cpu"]
+           "train", "--data", str(shards), "--out", str(run), *TINY, "--batch-size", "1",
+           "--max-steps", "4", "--log-every", "2", "--device", "cpu"]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 4

@@ -2,7 +2,8 @@
 
 Config, data, model, optimiser, bf16 autocast and channels_last on CUDA, optional
 ``torch.compile``, DDP when launched by ``torchrun``, validation each epoch, atomic checkpoints
-and exact resume (model, optimiser, step, epoch, position in the epoch, RNG).
+and exact resume (model, optimiser, step, epoch, position in the epoch; the epoch's data order
+is replayed from the seed, so resuming needs the same batch size, workers, seed and ranks).
 """
 
 from __future__ import annotations
@@ -170,10 +171,20 @@ def train(cfg: TrainConfig) -> dict:
     step = epoch = start_in_epoch = 0
     best = -math.inf
     if cfg.resume and ck_path.exists():
-        ck = load_checkpoint(ck_path, device)
+        # On the CPU: RNG states must stay CPU tensors; the optimiser moves its own state.
+        ck = load_checkpoint(ck_path, "cpu")
         if ck.get("model_config") != model.cfg.as_dict():
             raise TrainError(f"{ck_path} holds a {ck.get('model_config')} model, not "
                              f"{model.cfg.as_dict()}; use the same --model/--width/--depth")
+        # The epoch's order is replayed from these; another value would replay another order.
+        was = ck.get("train_config", {}) | {"world": ck.get("world", 1)}
+        now = asdict(cfg) | {"world": world}
+        changed = [k for k in ("batch_size", "workers", "seed", "world", "data")
+                   if was.get(k) != now[k]]
+        if changed:
+            raise TrainError(f"--resume with other {', '.join(changed)} than {ck_path} was "
+                             "trained with would not continue the same run; use the same "
+                             "values or a new --out")
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         step, epoch, start_in_epoch = ck["step"], ck["epoch"], ck["step_in_epoch"]
@@ -192,10 +203,19 @@ def train(cfg: TrainConfig) -> dict:
     loader_kw = {"batch_size": cfg.batch_size, "num_workers": cfg.workers,
                  "pin_memory": cuda, "persistent_workers": False}
     loader = DataLoader(train_set, drop_last=True, **loader_kw)
-    # Ranks must take the same number of steps; a rank's share can fall short of count / world
-    # by up to one sample per shard.
-    steps_per_epoch = (max(1, (train_set.count // world - len(train_set.shards))
-                           // cfg.batch_size) if train_set.count > 0 else None)
+    steps_per_epoch = None  # one process: every batch the loader gives
+    if world > 1:
+        # Ranks must take the same number of steps. A rank's share can fall short of
+        # count / world by one sample per shard, and each loader worker drops its own last
+        # partial batch, so stop every rank at a number all of them reach.
+        if train_set.count <= 0:
+            raise TrainError(f"{cfg.data} has no manifest.json: several ranks need the pair "
+                             "count to agree on an epoch's length")
+        steps_per_epoch = ((train_set.count // world - len(train_set.shards)) // cfg.batch_size
+                           - max(cfg.workers, 1))
+        if steps_per_epoch < 1:
+            raise TrainError(f"too few training pairs ({train_set.count}) for {world} ranks "
+                             f"with --batch-size {cfg.batch_size}")
     net = model
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(
@@ -205,10 +225,12 @@ def train(cfg: TrainConfig) -> dict:
 
     metrics_f = out / "metrics.jsonl"
     out.mkdir(parents=True, exist_ok=True)
-    total = cfg.max_steps or (steps_per_epoch or 0) * cfg.epochs
+    estimate = steps_per_epoch or max(train_set.count, 0) // cfg.batch_size
+    total = cfg.max_steps or estimate * cfg.epochs
     last: dict = {}
     t0, seen = time.perf_counter(), 0
     running = torch.zeros((), device=device)
+    since_log = 0
     in_epoch = start_in_epoch
     tb = _tensorboard(out / "tb") if rank == 0 else None
     bar = None
@@ -217,6 +239,28 @@ def train(cfg: TrainConfig) -> dict:
 
         bar = tqdm(total=total or None, initial=step, unit="step", desc="train",
                    dynamic_ncols=True)
+    def validate() -> dict:
+        """Validation PSNR/SSIM (and the masked input's), a sample grid, best.pt."""
+        nonlocal best
+        v = evaluate(model, DataLoader(val_set, **loader_kw), device, cfg.val_batches, cuda)
+        v |= {"step": step, "epoch": epoch, "split": "val"}
+        with open(metrics_f, "a") as f:
+            f.write(json.dumps(v) + "\n")
+        if tb is not None:
+            for k in ("psnr", "ssim", "psnr_input", "ssim_input"):
+                tb.add_scalar(f"val/{k}", v[k], step)
+        log.info("step %d val PSNR %.2f SSIM %.4f (input %.2f / %.4f)", step, v["psnr"],
+                 v["ssim"], v["psnr_input"], v["ssim_input"])
+        sample = next(iter(DataLoader(val_set, batch_size=4)))
+        with torch.no_grad():
+            save_grid(out / "samples" / f"step-{step:07d}.png", sample,
+                      model.eval()(sample["masked"].to(device)).cpu())
+        model.train()
+        if v["ssim"] > best:
+            best = v["ssim"]
+            _save(out / "checkpoints" / "best.pt", model, opt, step, epoch, 0, best, cfg)
+        return v
+
     while (cfg.max_steps is None and epoch < cfg.epochs) or (cfg.max_steps and step < total):
         train_set.set_epoch(epoch)
         in_epoch = 0
@@ -237,14 +281,21 @@ def train(cfg: TrainConfig) -> dict:
             loss.backward()
             opt.step()
             running += loss.detach()
+            since_log += 1
             step += 1
             if bar is not None:
                 bar.update(1)
             in_epoch += 1
             seen += len(x)
             if step % cfg.log_every == 0 or (cfg.max_steps and step >= total):
-                mean = (running / cfg.log_every).item()  # the one host sync per log interval
+                # The one host sync per log interval; the last interval may be shorter. With
+                # several ranks, the mean over all of them (and a NaN anywhere stops them all).
+                if world > 1:
+                    torch.distributed.all_reduce(running)
+                    running /= world
+                mean = (running / since_log).item()
                 running.zero_()
+                since_log = 0
                 if not math.isfinite(mean):
                     raise TrainError(f"loss is {mean} at step {step}: lower --lr, or check "
                                      "the data")
@@ -266,33 +317,20 @@ def train(cfg: TrainConfig) -> dict:
                 _save(ck_path, model, opt, step, epoch, in_epoch, best, cfg)
             if cfg.max_steps and step >= total:
                 break
+        if in_epoch == 0:
+            raise TrainError(f"an epoch of {cfg.data} gave no batch: fewer training pairs "
+                             f"per process than --batch-size {cfg.batch_size}")
         start_in_epoch = 0
         if cfg.max_steps and step >= total:
             break  # mid-epoch: the checkpoint below records the position
         epoch += 1
         in_epoch = 0
         if rank == 0 and val_set is not None:
-            vloader = DataLoader(val_set, **loader_kw)
-            v = evaluate(model, vloader, device, cfg.val_batches, cuda)
-            v |= {"step": step, "epoch": epoch, "split": "val"}
-            with open(metrics_f, "a") as f:
-                f.write(json.dumps(v) + "\n")
-            if tb is not None:
-                for k in ("psnr", "ssim", "psnr_input", "ssim_input"):
-                    tb.add_scalar(f"val/{k}", v[k], step)
-            log.info("epoch %d val PSNR %.2f SSIM %.4f (input %.2f / %.4f)", epoch, v["psnr"],
-                     v["ssim"], v["psnr_input"], v["ssim_input"])
-            sample = next(iter(DataLoader(val_set, batch_size=4)))
-            with torch.no_grad():
-                save_grid(out / "samples" / f"epoch-{epoch:03d}.png", sample,
-                          model.eval()(sample["masked"].to(device)).cpu())
-            model.train()
-            if v["ssim"] > best:
-                best = v["ssim"]
-                _save(out / "checkpoints" / "best.pt", model, opt, step, epoch, 0, best, cfg)
-            last = v
+            last = validate()
         if rank == 0:
             _save(ck_path, model, opt, step, epoch, 0, best, cfg)
+    if rank == 0 and val_set is not None and cfg.max_steps and last.get("split") != "val":
+        last = validate()  # a run cut by --max-steps still reports validation and best.pt
     if bar is not None:
         bar.close()
     if tb is not None:
@@ -303,6 +341,10 @@ def train(cfg: TrainConfig) -> dict:
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
     return last
+
+
+def _world() -> int:
+    return torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
 
 
 def _tensorboard(path: Path):
@@ -318,6 +360,6 @@ def _save(path: Path, model, opt, step, epoch, in_epoch, best, cfg) -> None:
     save_checkpoint(path, {
         "model": model.state_dict(), "optimizer": opt.state_dict(),
         "model_config": model.cfg.as_dict(), "train_config": asdict(cfg),
-        "step": step, "epoch": epoch,
+        "step": step, "epoch": epoch, "world": _world(),
         "step_in_epoch": in_epoch,
         "best": best, "rng": _rng_state(), "format": "maskface-checkpoint/1"})
