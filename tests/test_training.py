@@ -17,7 +17,8 @@ pytest.importorskip("mediapipe")  # the fixture generates its shards
 from click.testing import CliRunner  # noqa: E402
 
 from maskface.cli import main  # noqa: E402
-from maskface.training.losses import psnr, ssim, ssim_l1  # noqa: E402
+from maskface.training.losses import ssim_l1  # noqa: E402
+from maskface.training.metrics import psnr, ssim  # noqa: E402
 from maskface.training.model import VARIANTS, build_model, count_parameters  # noqa: E402
 from maskface.training.train import TrainError, load_checkpoint, load_model  # noqa: E402
 

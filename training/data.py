@@ -47,6 +47,15 @@ def find_shards(root: str | Path, split: str) -> tuple[list[Path], int]:
     return shards, count
 
 
+def image_size(root: str | Path) -> int | None:
+    """The side of the aligned crops a generate run wrote (from manifest.json), if known."""
+    manifest = Path(root) / "manifest.json"
+    if not manifest.exists():
+        return None
+    size = json.loads(manifest.read_text()).get("config", {}).get("size")
+    return int(size) if size else None
+
+
 def decode_pair(sample: dict) -> dict[str, np.ndarray]:
     """(masked, clean, mask) as uint8 arrays; outside the mask the input is the clean image,
     so JPEG noise does not make the two differ where nothing was masked."""

@@ -22,8 +22,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from .data import DataError, ShardPairs
-from .losses import psnr, ssim, ssim_l1
+from .data import DataError, ShardPairs, image_size
+from .losses import ssim_l1
+from .metrics import psnr, ssim
 from .model import build_model, count_parameters, model_from_config
 
 log = logging.getLogger("maskface.train")
@@ -360,6 +361,8 @@ def _save(path: Path, model, opt, step, epoch, in_epoch, best, cfg) -> None:
     save_checkpoint(path, {
         "model": model.state_dict(), "optimizer": opt.state_dict(),
         "model_config": model.cfg.as_dict(), "train_config": asdict(cfg),
+        # The crop side the model learnt on; unmask aligns faces to it.
+        "image_size": image_size(cfg.data),
         "step": step, "epoch": epoch, "world": _world(),
         "step_in_epoch": in_epoch,
         "best": best, "rng": _rng_state(), "format": "maskface-checkpoint/1"})

@@ -1,0 +1,73 @@
+"""``maskface export``: a checkpoint as an ONNX model for deployment.
+
+The graph takes ``masked`` (N, 3, H, W) float RGB in [0, 1], H and W multiples of
+``2 ** (depth - 1)``, and returns ``restored`` of the same shape; batch, height and width are
+dynamic. The crop size the model was trained on and the side multiple are stored as metadata.
+When onnxruntime is installed the export is checked against PyTorch on the spot.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .predict import Predictor
+
+OPSET = 17
+
+
+def export_onnx(checkpoint: str | Path, path: str | Path, opset: int = OPSET,
+                check: bool = True) -> dict:
+    """Write ``path``; returns what was written and, with ``check``, the largest difference
+    between onnxruntime's output and PyTorch's on a random batch (None without onnxruntime)."""
+    try:
+        import onnx
+    except ImportError as e:
+        raise RuntimeError("export needs the onnx package: pip install 'maskface[export]'") from e
+    pred = Predictor.load(checkpoint, device="cpu", precision="fp32")
+    model = pred.model.float().eval()
+    size = pred.image_size
+    x = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    dynamic = {0: "batch", 2: "height", 3: "width"}
+    with warnings.catch_warnings():
+        # The TorchScript exporter is deprecated in favour of one that needs onnxscript;
+        # this one needs only onnx, and handles this plain convolutional graph exactly.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(model, (x,), str(path), input_names=["masked"],
+                          output_names=["restored"], opset_version=opset, dynamo=False,
+                          dynamic_axes={"masked": dynamic, "restored": dynamic})
+    proto = onnx.load(str(path))
+    for k, v in {"maskface.image_size": size, "maskface.side_multiple": pred.multiple,
+                 "maskface.model": pred.label, "maskface.input_range": "0..1 RGB"}.items():
+        proto.metadata_props.add(key=k, value=str(v))
+    onnx.checker.check_model(proto)
+    onnx.save(proto, str(path))
+    info = {"onnx": str(path), "bytes": path.stat().st_size, "opset": opset,
+            "image_size": size, "side_multiple": pred.multiple, "max_abs_diff": None}
+    if check:
+        info["max_abs_diff"] = parity(model, path, size)
+    return info
+
+
+def parity(model: torch.nn.Module, path: str | Path, size: int) -> float | None:
+    """Largest |onnxruntime - PyTorch| on two random batches of different shapes; None when
+    onnxruntime is not installed."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return None
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    g = torch.Generator().manual_seed(1)
+    worst = 0.0
+    for shape in ((1, 3, size, size), (2, 3, size, size // 2)):
+        x = torch.rand(*shape, generator=g)
+        with torch.inference_mode():
+            ref = model(x).numpy()
+        got = sess.run(["restored"], {"masked": x.numpy()})[0]
+        worst = max(worst, float(np.abs(got - ref).max()))
+    return worst

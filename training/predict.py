@@ -1,0 +1,114 @@
+"""A trained model ready to use: load a checkpoint once, restore images many times.
+
+``Predictor`` serves ``maskface eval``, ``maskface unmask`` and the tests. It picks the device
+and precision (bf16 autocast and channels_last on CUDA, fp32 on the CPU), pads images whose
+sides the network cannot divide, and returns images in the form it was given.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .data import image_size
+from .model import UNet, model_from_config
+from .train import TrainError, load_checkpoint
+
+DEFAULT_IMAGE_SIZE = 256
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """``auto``: CUDA when available, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise TrainError(f"--device {name}, but no CUDA device is available")
+    return torch.device(name)
+
+
+def device_name(device: torch.device) -> str:
+    """A human name for a device, e.g. 'NVIDIA H100 80GB HBM3' or 'CPU: AMD EPYC ... x2'."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"CPU: {model or 'unknown'}, {torch.get_num_threads()} threads"
+
+
+@dataclass
+class Predictor:
+    """A model on a device. Call it on a float batch, or use :meth:`restore` on uint8 RGB."""
+
+    model: UNet
+    device: torch.device
+    precision: str  # "bf16" or "fp32"
+    image_size: int  # the aligned crop side the model was trained on
+    label: str
+
+    @classmethod
+    def load(cls, checkpoint: str | Path, device: str = "auto", precision: str = "auto",
+             label: str | None = None) -> Predictor:
+        """Load a ``maskface train`` checkpoint (``weights_only``: no code runs from it)."""
+        dev = pick_device(device)
+        ck = load_checkpoint(checkpoint, "cpu")
+        if "model_config" not in ck or "model" not in ck:
+            raise TrainError(f"{checkpoint} is not a maskface checkpoint (no model config)")
+        model = model_from_config(ck["model_config"])
+        model.load_state_dict(ck["model"])
+        model = model.to(dev).eval()
+        if precision == "auto":
+            precision = "bf16" if dev.type == "cuda" else "fp32"
+        if precision not in ("bf16", "fp32"):
+            raise ValueError(f"precision must be auto, bf16 or fp32, got {precision!r}")
+        if dev.type == "cuda":
+            model = model.to(memory_format=torch.channels_last)
+        size = ck.get("image_size") or image_size(ck.get("train_config", {}).get("data", "."))
+        return cls(model, dev, precision, int(size or DEFAULT_IMAGE_SIZE),
+                   label or ck["model_config"]["model"])
+
+    @property
+    def multiple(self) -> int:
+        """Image sides must be multiples of this (one halving per level below the top)."""
+        return 2 ** (self.model.cfg.depth - 1)
+
+    @torch.inference_mode()
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """Restore a (N, 3, H, W) float batch in [0, 1]; returns it on the model's device."""
+        x = x.to(self.device, non_blocking=True).float()
+        h, w = x.shape[-2:]
+        m = self.multiple
+        ph, pw = (-h) % m, (-w) % m
+        if ph or pw:
+            x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+        if self.device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16,
+                            enabled=self.precision == "bf16"):
+            y = self.model(x)
+        return y.float().clamp_(0, 1)[..., :h, :w]
+
+    def restore(self, images: np.ndarray, batch_size: int = 16) -> np.ndarray:
+        """Restore uint8 RGB images, (H, W, 3) or (N, H, W, 3), in batches; same shape out."""
+        single = images.ndim == 3
+        batch = images[None] if single else images
+        out = np.empty_like(batch)
+        for i in range(0, len(batch), batch_size):
+            x = torch.from_numpy(np.ascontiguousarray(batch[i:i + batch_size]))
+            y = self(x.permute(0, 3, 1, 2).float() / 255.0)
+            out[i:i + batch_size] = to_uint8(y)
+        return out[0] if single else out
+
+
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    """(N, 3, H, W) floats in [0, 1] to (N, H, W, 3) uint8 on the CPU."""
+    return (x.clamp(0, 1) * 255).round_().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
