@@ -1,4 +1,4 @@
-"""The ``maskface`` command line: generate, types, preview, train (eval/unmask come next)."""
+"""The ``maskface`` command line: generate, types, preview, train, eval, unmask, demo, export."""
 
 from __future__ import annotations
 
@@ -173,6 +173,131 @@ def train(data, out, model, width, depth, epochs, max_steps, batch_size, lr, los
     except (TrainError, ShardError) as e:
         raise click.ClickException(str(e)) from e
     click.echo(json.dumps(last), err=True)
+
+
+@main.command("eval")
+@click.option("--checkpoint", "checkpoints", multiple=True, required=True,
+              type=click.Path(exists=True, dir_okay=False),
+              help="A `maskface train` checkpoint (repeat for an ablation table).")
+@click.option("--label", "labels", multiple=True,
+              help="Report name per --checkpoint, in the same order (default: model name).")
+@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False),
+              help="A `maskface generate` output.")
+@click.option("--split", default="test", show_default=True)
+@click.option("--out", required=True, type=click.Path(), help="Report directory.")
+@click.option("--device", default="auto", show_default=True,
+              type=click.Choice(["auto", "cpu", "cuda"]))
+@click.option("--batch-size", default=16, show_default=True)
+@click.option("--limit", type=int, default=None, help="Evaluate the first N pairs only.")
+@click.option("--baselines", default=",".join(("masked-input", "telea", "navier-stokes")),
+              show_default=True, help="Comma list; empty for none.")
+@click.option("--composite/--no-composite", default=True, show_default=True,
+              help="Also report each checkpoint composited (its output only where it "
+                   "changed the picture).")
+@click.option("--timing/--no-timing", default=True, show_default=True,
+              help="Measure the networks' batch-1 latency and batched throughput.")
+@click.option("--timing-batch", type=int, default=None,
+              help="Batch for throughput (default 64 on CUDA, 16 on the CPU).")
+def eval_cmd(checkpoints, labels, data, split, out, device, batch_size, limit, baselines,
+             composite, timing, timing_batch) -> None:
+    """PSNR/SSIM/MAE of checkpoints and baselines on held-out pairs; writes OUT/report.json,
+    OUT/report.md and OUT/sheet.png."""
+    from .maskgen.shards import ShardError
+    from .training.evaluate import EvalConfig, EvalError, run_eval
+    from .training.train import TrainError
+
+    cfg = EvalConfig(checkpoints=tuple(checkpoints), labels=tuple(labels), data=data,
+                     split=split, out=out, device=device, batch_size=batch_size, limit=limit,
+                     baselines=tuple(b for b in baselines.split(",") if b),
+                     composite=composite, timing=timing, timing_batch=timing_batch)
+    try:
+        report = run_eval(cfg, progress=_progress_bar("eval", limit))
+    except (EvalError, TrainError, ShardError) as e:
+        raise click.ClickException(str(e)) from e
+    for name, m in report["methods"].items():
+        t = m.get("ms_per_sample_b1")
+        click.echo(f"{name:28s} PSNR {m['psnr'] or 0:6.2f}  SSIM {m['ssim'] or 0:.4f}  "
+                   f"masked {m['psnr_masked'] or 0:6.2f} / {m['ssim_masked'] or 0:.4f}"
+                   + (f"  {t:.2f} ms/sample" if t is not None else ""), err=True)
+    click.echo(f"report: {out}/report.md", err=True)
+
+
+@main.command()
+@click.argument("photos", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--checkpoint", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--out", required=True, type=click.Path(),
+              help="Output folder: NAME.png per photo, summary.json, sheet.jpg.")
+@click.option("--max-faces", type=int, default=None, help="Restore at most N faces a photo "
+                                                          "(largest first; default all).")
+@click.option("--composite", is_flag=True,
+              help="Replace only what the model changed (the mask, as it sees it) instead of "
+                   "the whole lower face.")
+@click.option("--side-by-side", is_flag=True, help="Also write NAME.compare.jpg (before | "
+                                                   "after).")
+@click.option("--device", default="auto", show_default=True,
+              type=click.Choice(["auto", "cpu", "cuda"]))
+def unmask(photos, checkpoint, out, max_faces, composite, side_by_side, device) -> None:
+    """Remove masks from photos (files or folders): every face is found, restored and blended
+    back. Photos without a face are copied unchanged and listed in summary.json."""
+    from .training.predict import Predictor
+    from .training.train import TrainError
+    from .training.unmask import find_photos, unmask_files
+
+    try:
+        pred = Predictor.load(checkpoint, device)
+    except TrainError as e:
+        raise click.ClickException(str(e)) from e
+    total = len(find_photos(photos))
+    s = unmask_files(photos, pred, out, max_faces=max_faces, composite=composite,
+                     side_by_side=side_by_side, progress=_progress_bar("unmask", total))
+    for r in s["results"]:
+        if r["status"] != "restored":
+            click.echo(f"{r['source']}: {r['status']} ({r['reason']}); copied unchanged",
+                       err=True)
+    click.echo(f"{s['photos']} photos: {s['photos_restored']} restored "
+               f"({s['faces_restored']} faces), {s['no_face']} without a face, "
+               f"{s['unreadable']} unreadable; {s['seconds_per_photo']} s a photo. "
+               f"Output: {out}", err=True)
+
+
+@main.command()
+@click.option("--out", default="out/demo", show_default=True, type=click.Path())
+@click.option("--steps", default=300, show_default=True, help="Training steps.")
+@click.option("--jobs", default=-1, show_default=True)
+def demo(out, steps, jobs) -> None:
+    """generate -> train -> eval -> unmask on the built-in faces, on the CPU, in minutes;
+    writes OUT/index.md."""
+    from .demo import DemoConfig, run_demo
+
+    run_demo(DemoConfig(out=out, steps=steps, jobs=jobs))
+    click.echo(f"done: {out}/index.md", err=True)
+
+
+@main.command()
+@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
+@click.option("--onnx", "onnx_path", required=True, type=click.Path(),
+              help="ONNX file to write.")
+@click.option("--opset", default=17, show_default=True)
+def export(checkpoint, onnx_path, opset) -> None:
+    """Export a checkpoint to ONNX (dynamic batch and size) and check it against PyTorch."""
+    from .training.export import export_onnx
+    from .training.train import TrainError
+
+    try:
+        info = export_onnx(checkpoint, onnx_path, opset)
+    except (TrainError, RuntimeError) as e:
+        raise click.ClickException(str(e)) from e
+    click.echo(json.dumps(info), err=True)
+
+
+def _progress_bar(desc: str, total: int | None):
+    """A tqdm update callback on a terminal, else None."""
+    if not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc=desc, unit="pair", dynamic_ncols=True)
+    return bar.update
 
 
 if __name__ == "__main__":  # pragma: no cover

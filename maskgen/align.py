@@ -73,3 +73,35 @@ def align_face(rgb: np.ndarray, points: np.ndarray, size: int = 256
     crop = cv2.warpAffine(src, m_src, (size, size), flags=cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_REFLECT_101)
     return crop, m, transform_points(points, m)
+
+
+def paste_back(photo: np.ndarray, crop: np.ndarray, m: np.ndarray, weight: np.ndarray
+               ) -> np.ndarray:
+    """Blend an aligned ``crop`` back into the ``photo`` it was cut from (the inverse of
+    :func:`align_face`): ``weight`` (crop-sized floats in [0, 1]) says how much of the crop
+    each pixel takes. Only photo pixels under the crop's footprint are touched, and those where
+    the warped weight is 0 keep their exact values; parts of the crop that lay outside the
+    photo (reflected border) go nowhere."""
+    h, w = photo.shape[:2]
+    s = crop.shape[0]
+    inv = cv2.invertAffineTransform(m)
+    corners = np.array([[0, 0], [s, 0], [0, s], [s, s]], np.float64) @ inv[:, :2].T + inv[:, 2]
+    x0, y0 = np.maximum(np.floor(corners.min(0)).astype(int) - 1, 0)
+    x1, y1 = np.minimum(np.ceil(corners.max(0)).astype(int) + 2, (w, h))
+    out = photo.copy()
+    if x1 <= x0 or y1 <= y0:
+        return out
+    sub = inv.copy()
+    sub[:, 2] -= (x0, y0)
+    size = (int(x1 - x0), int(y1 - y0))
+    back = cv2.warpAffine(crop, sub, size, flags=cv2.INTER_CUBIC,
+                          borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+    wb = cv2.warpAffine(weight.astype(np.float32), sub, size, flags=cv2.INTER_LINEAR,
+                        borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    wb = np.clip(wb, 0, 1)
+    if out.ndim == 3:  # OpenCV returns one-channel images as 2-D
+        wb = wb[..., None]
+        back = back.reshape(back.shape[:2] + (-1,))
+    region = out[y0:y1, x0:x1].astype(np.float32)
+    out[y0:y1, x0:x1] = np.clip(np.rint(wb * back + (1 - wb) * region), 0, 255).astype(np.uint8)
+    return out

@@ -1,0 +1,59 @@
+"""Benchmark prediction time: batch-1 latency and batched throughput of a restoration network.
+
+    python bench/predict.py                          # the paper's RA-UNet (64/5) at 256 px
+    python bench/predict.py --device cuda --batch 64 --compile
+    python bench/predict.py --checkpoint RUN/checkpoints/best.pt --size 128
+
+Without --checkpoint the weights are random (time does not depend on them). Forward pass only,
+inputs already on the device, after warm-up, the device synchronised around each run; the
+same measurement ``maskface eval`` reports. Prints one JSON object naming the device.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+
+import torch
+
+from maskface.training.evaluate import time_network
+from maskface.training.model import build_model, count_parameters
+from maskface.training.predict import Predictor, pick_device
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--checkpoint", default=None)
+    ap.add_argument("--model", default="ra-unet")
+    ap.add_argument("--width", type=int, default=64)
+    ap.add_argument("--depth", type=int, default=5)
+    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--batch", type=int, default=None, help="default 64 on CUDA, 16 on CPU")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"])
+    ap.add_argument("--compile", action="store_true", help="torch.compile the model")
+    ap.add_argument("--iters", type=int, default=None)
+    a = ap.parse_args()
+    dev = pick_device(a.device)
+    if a.checkpoint:
+        pred = Predictor.load(a.checkpoint, a.device, a.precision)
+    else:
+        model = build_model(a.model, a.width, a.depth).to(dev).eval()
+        if dev.type == "cuda":
+            model = model.to(memory_format=torch.channels_last)
+        prec = a.precision if a.precision != "auto" else ("bf16" if dev.type == "cuda"
+                                                           else "fp32")
+        pred = Predictor(model, dev, prec, a.size, a.model)
+    if a.compile:
+        pred.model = torch.compile(pred.model)
+    batch = a.batch or (64 if dev.type == "cuda" else 16)
+    res = time_network(pred, a.size, batch, a.iters)
+    print(json.dumps({"bench": "predict", "model": pred.label,
+                      "parameters": count_parameters(pred.model), "size": a.size,
+                      "compiled": a.compile, "torch": torch.__version__,
+                      "python": platform.python_version(), **res}))
+
+
+if __name__ == "__main__":
+    main()

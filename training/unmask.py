@@ -1,0 +1,241 @@
+"""``maskface unmask``: remove masks from people's own photos.
+
+Photo -> every face found (the generator's landmark code) -> aligned crop at the model's size
+-> restored -> warped back and blended into the photo with a feathered seam. By default the
+blend covers the lower face and chin; with ``composite`` only what the model changed (the mask,
+as the model sees it). Pixels outside the blend keep their exact values, and a crop that
+reaches past the photo's edge (a chin cut off by the frame) writes nothing there. A photo
+without a usable face is reported and written out unchanged: nothing is dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from ..maskgen.align import align_face, paste_back
+from ..maskgen.decode import BadImage, decode_image
+from ..maskgen.landmarks import FACE_OVAL, LEFT_EYE, RIGHT_EYE
+from .composite import change_mask
+from .predict import Predictor
+
+log = logging.getLogger("maskface.unmask")
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
+# Masks cover the face from the nose bridge down: the blend region is the face outline below
+# this landmark (the bridge just under the eyes), so the eyes keep the photo's own sharpness.
+NOSE_BRIDGE = 6
+# The jaw outline is also moved this far down (fraction of the crop side): masks such as
+# gaiters cover the neck below the chin.
+NECK_DROP = 0.12
+FEATHER = 0.03  # Gaussian sigma of the seam, as a fraction of the crop side
+EYE_MARGIN = 0.02  # the eyes, grown by this much, are never blended
+EDGE_FADE = 0.06  # the weight fades to 0 over this much of the crop's border
+
+
+def face_weight(points: np.ndarray, size: int) -> np.ndarray:
+    """Blend weight (size x size floats) over the lower face and neck, in crop coordinates."""
+    oval = points[list(FACE_OVAL), :2].astype(np.float32)
+    top = float(points[NOSE_BRIDGE, 1])
+    low = oval[oval[:, 1] >= top]
+    neck = low[low[:, 1] > np.median(low[:, 1])] + (0, NECK_DROP * size)
+    # Where the outline crosses the bridge's height, so the region's top edge is level.
+    sides = np.array([[low[:, 0].min(), top], [low[:, 0].max(), top]], np.float32)
+    hull = cv2.convexHull(np.concatenate([low, neck, sides]).astype(np.float32))
+    w = np.zeros((size, size), np.float32)
+    cv2.fillConvexPoly(w, np.round(hull).astype(np.int32), 1.0, cv2.LINE_AA)
+    w = cv2.GaussianBlur(w, (0, 0), FEATHER * size)
+    # The bridge is level with the lower eyelids on many faces: keep the eyes themselves.
+    eyes = np.zeros((size, size), np.float32)
+    for eye in (LEFT_EYE, RIGHT_EYE):
+        ring = cv2.convexHull(points[list(eye), :2].astype(np.float32))
+        cv2.fillConvexPoly(eyes, np.round(ring).astype(np.int32), 1.0, cv2.LINE_AA)
+    k = 2 * round(EYE_MARGIN * size) + 1
+    core = cv2.dilate(eyes, np.ones((k, k), np.uint8))  # weight exactly 0 here
+    soft = cv2.GaussianBlur(cv2.dilate(core, np.ones((k, k), np.uint8)), (0, 0), k / 3)
+    return w * (1 - np.maximum(core, np.clip(soft, 0, 1))) * edge_fade(size)
+
+
+def edge_fade(size: int) -> np.ndarray:
+    """1 inside, falling linearly to 0 at the crop's border: the crop's own edge never shows."""
+    r = np.minimum(np.arange(size) + 0.5, size - np.arange(size) - 0.5) / (EDGE_FADE * size)
+    r = np.clip(r, 0, 1).astype(np.float32)
+    return np.minimum(r[:, None], r[None, :])
+
+
+def restore_faces(rgb: np.ndarray, faces: list[np.ndarray], predictor: Predictor,
+                  composite: bool = False) -> tuple[np.ndarray, list[dict]]:
+    """Restore the faces whose landmarks are ``faces`` in an RGB photo; returns the new photo
+    and, per face, its crop, restored crop, weight and alignment matrix."""
+    size = predictor.image_size
+    crops, ms, pts = [], [], []
+    for p in faces:
+        c, m, q = align_face(rgb, p, size)
+        crops.append(c)
+        ms.append(m)
+        pts.append(q)
+    if not crops:
+        return rgb.copy(), []
+    restored = predictor.restore(np.stack(crops))
+    out = rgb
+    info = []
+    for c, r, m, q in zip(crops, restored, ms, pts, strict=True):
+        if composite:
+            t = torch.from_numpy(np.stack([c, r])).permute(0, 3, 1, 2).float() / 255
+            w = change_mask(t[:1], t[1:])[0, 0].numpy() * edge_fade(size)
+        else:
+            w = face_weight(q, size)
+        out = paste_back(out, r, m, w)
+        info.append({"crop": c, "restored": r, "weight": w, "alignment": m})
+    return out, info
+
+
+@dataclass
+class PhotoResult:
+    source: str
+    output: str
+    status: str  # "restored", "no-face" or "unreadable"
+    faces_found: int = 0
+    faces_restored: int = 0
+    seconds: float = 0.0
+    reason: str = ""
+    faces: list[dict] = field(default_factory=list)
+
+
+def find_photos(paths: Iterable[str | Path]) -> list[Path]:
+    """Files as given, folders searched recursively for images (sorted)."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES
+                          and f.is_file())
+        else:
+            out.append(p)
+    return out
+
+
+def _out_name(path: Path, taken: set[str]) -> str:
+    stem = path.stem
+    name, n = stem, 1
+    while name in taken:
+        n += 1
+        name = f"{stem}-{n}"
+    taken.add(name)
+    return name
+
+
+def unmask_files(paths: Iterable[str | Path], predictor: Predictor, out: str | Path, *,
+                 max_faces: int | None = None, composite: bool = False,
+                 side_by_side: bool = False, sheet_rows: int = 40,
+                 progress: Callable[[int], None] | None = None) -> dict:
+    """Unmask photos into ``out``: ``NAME.png`` per photo (the original bytes when no face is
+    found or the file does not decode), ``NAME.compare.jpg`` with ``side_by_side``,
+    ``summary.json`` and ``sheet.jpg`` (input | restored)."""
+    from ..maskgen.landmarks import NoFace, detect_faces
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    results: list[PhotoResult] = []
+    sheet: list[np.ndarray] = []
+    taken: set[str] = set()
+    for path in find_photos(paths):
+        t = time.perf_counter()
+        name = _out_name(path, taken)
+        try:
+            data = path.read_bytes()
+            rgb = decode_image(data)
+        except (OSError, BadImage) as e:
+            reason = getattr(e, "reason", type(e).__name__)
+            res = _pass_through(path, out, name, "unreadable", f"{reason}: {e}")
+            results.append(res)
+            log.warning("%s: unreadable (%s), copied unchanged", path, e)
+            continue
+        try:
+            dets = detect_faces(rgb, max_faces=max_faces)
+        except NoFace as e:
+            res = _pass_through(path, out, name, "no-face", str(e))
+            res.seconds = round(time.perf_counter() - t, 3)
+            results.append(res)
+            log.warning("%s: no face found (%s); copied unchanged", path, e)
+            if len(sheet) < sheet_rows:
+                sheet.append(_sheet_row(rgb, rgb))
+            continue
+        restored, faces = restore_faces(rgb, [d.points for d in dets], predictor, composite)
+        target = out / f"{name}.png"
+        cv2.imwrite(str(target), cv2.cvtColor(restored, cv2.COLOR_RGB2BGR))
+        if side_by_side:
+            cv2.imwrite(str(out / f"{name}.compare.jpg"),
+                        cv2.cvtColor(side_by_side_image(rgb, restored), cv2.COLOR_RGB2BGR),
+                        [cv2.IMWRITE_JPEG_QUALITY, 92])
+        if len(sheet) < sheet_rows:
+            sheet.append(_sheet_row(rgb, restored))
+        results.append(PhotoResult(
+            str(path), str(target), "restored", len(dets), len(faces),
+            round(time.perf_counter() - t, 3),
+            faces=[{"eyes_mouth": _anchors(d.points)} for d in dets]))
+        if progress is not None:
+            progress(1)
+    if sheet:
+        cv2.imwrite(str(out / "sheet.jpg"), cv2.cvtColor(np.vstack(sheet), cv2.COLOR_RGB2BGR),
+                    [cv2.IMWRITE_JPEG_QUALITY, 90])
+    done = [r for r in results if r.status == "restored"]
+    summary = {
+        "photos": len(results), "photos_restored": len(done),
+        "no_face": sum(r.status == "no-face" for r in results),
+        "unreadable": sum(r.status == "unreadable" for r in results),
+        "faces_found": sum(r.faces_found for r in results),
+        "faces_restored": sum(r.faces_restored for r in results),
+        "seconds_per_photo": round(float(np.mean([r.seconds for r in results])), 3)
+        if results else None,
+        "model": predictor.label, "device": str(predictor.device),
+        "composite": composite,
+        "results": [r.__dict__ for r in results]}
+    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    return summary
+
+
+def _anchors(points: np.ndarray) -> list[list[float]]:
+    from ..maskgen.landmarks import anchor_points
+
+    return np.round(anchor_points(points), 1).tolist()
+
+
+def _pass_through(path: Path, out: Path, name: str, status: str, reason: str) -> PhotoResult:
+    """Copy the photo's own bytes: nothing is re-encoded or lost."""
+    target = out / f"{name}{path.suffix.lower() or '.bin'}"
+    try:
+        shutil.copyfile(path, target)
+    except OSError as e:
+        reason += f"; could not copy ({e})"
+        target = Path("")
+    return PhotoResult(str(path), str(target), status, reason=reason)
+
+
+def side_by_side_image(before: np.ndarray, after: np.ndarray, height: int = 512) -> np.ndarray:
+    """Before | after at one height, with a thin white gap."""
+    h, w = before.shape[:2]
+    s = height / h
+    size = (max(1, round(w * s)), height)
+    interp = cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC
+    a = cv2.resize(before, size, interpolation=interp)
+    b = cv2.resize(after, size, interpolation=interp)
+    return np.hstack([a, np.full((height, 6, 3), 255, np.uint8), b])
+
+
+def _sheet_row(before: np.ndarray, after: np.ndarray, height: int = 256) -> np.ndarray:
+    row = side_by_side_image(before, after, height)
+    width = 2 * int(height * 4 / 3) + 6  # rows share a width: 4:3 each side, padded
+    if row.shape[1] > width:
+        row = cv2.resize(row, (width, round(height * width / row.shape[1])),
+                         interpolation=cv2.INTER_AREA)
+        row = np.vstack([row, np.full((height - row.shape[0], width, 3), 255, np.uint8)])
+    return np.hstack([row, np.full((height, width - row.shape[1], 3), 255, np.uint8)])
