@@ -105,3 +105,22 @@ def paste_back(photo: np.ndarray, crop: np.ndarray, m: np.ndarray, weight: np.nd
     region = out[y0:y1, x0:x1].astype(np.float32)
     out[y0:y1, x0:x1] = np.clip(np.rint(wb * back + (1 - wb) * region), 0, 255).astype(np.uint8)
     return out
+
+
+def reflect_below(img: np.ndarray, row: int) -> np.ndarray:
+    """``img`` as if the photo had ended at ``row``: the rows from there down mirror the rows
+    above it (OpenCV's reflect-101, the border :func:`align_face` uses beyond a photo)."""
+    h = img.shape[0]
+    if row >= h:
+        return img
+    out = img.copy()
+    idx = 2 * (row - 1) - np.arange(row, h)  # row - 2, row - 3, ...: mirror about row - 1
+    out[row:] = img[np.clip(idx, 0, row - 1)]
+    return out
+
+
+def frame_cut_row(points: np.ndarray, u: float) -> int:
+    """The crop row where a photo's bottom edge would be, a fraction ``u`` of the way from the
+    lower lip (0) to the chin (1); ``points`` are crop landmarks."""
+    lip, chin = float(points[17, 1]), float(points[152, 1])
+    return int(round(lip + u * (chin - lip)))

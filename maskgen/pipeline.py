@@ -55,6 +55,9 @@ class GenerateConfig:
     templates: tuple[str, ...] = ()  # extra template directories
     wear: str = "proper=1"  # wear styles with their probabilities
     limit: int | None = None  # first N sources (by key) only
+    # Share of faces whose photo is cut off between the lower lip and the chin, as in tight
+    # real photos: the crop below the cut mirrors the rows above (see align.reflect_below).
+    frame_cut: float = 0.0
     # Execution only: these never change the output.
     jobs: int = -1
     landmarks_cache: str | None = None
@@ -70,7 +73,8 @@ class GenerateConfig:
                 "split_ratios": list(self.split_ratios), "jpeg_quality": self.jpeg_quality,
                 "image_format": self.image_format, "templates": list(self.templates),
                 "wear": self.wear,
-                "limit": self.limit, "version": __version__}
+                "limit": self.limit, "version": __version__,
+                **({"frame_cut": self.frame_cut} if self.frame_cut else {})}
 
 
 @dataclass
@@ -189,6 +193,8 @@ def _check_options(cfg: GenerateConfig, type_names: list[str]) -> None:
         raise GenerateError(f"--shard-index must be in [0, {cfg.num_shards}), "
                             f"got {cfg.shard_index}")
     parse_wear(cfg.wear)
+    if not 0 <= cfg.frame_cut <= 1:
+        raise GenerateError(f"--frame-cut must be between 0 and 1, got {cfg.frame_cut}")
     if cfg.shard_size < 1:
         raise GenerateError("--shard-size must be at least 1")
     for n in type_names:
@@ -317,6 +323,19 @@ def choose_wear(key: str, seed: int, mask_type: str, probs: dict[str, float]) ->
     return names[int(rng.choice(len(names), p=[probs[n] for n in names]))]
 
 
+def choose_frame_cut(key: str, seed: int, share: float, points: np.ndarray) -> int | None:
+    """The crop row where this face's photo is cut off (see ``GenerateConfig.frame_cut``), or
+    None; drawn from (seed, key)."""
+    if share <= 0:
+        return None
+    from .align import frame_cut_row
+
+    rng = np.random.default_rng(sample_seed(seed, key, "frame-cut"))
+    if rng.random() >= share:
+        return None
+    return frame_cut_row(points, float(rng.uniform(0.3, 1.0)))
+
+
 def choose_types(key: str, seed: int, type_names: list[str], per_face: str) -> list[str]:
     """Which mask types a face gets: all of them, or ``per_face`` drawn from (seed, key)."""
     if per_face == "all" or int(per_face) >= len(type_names):
@@ -331,7 +350,7 @@ def generate_shard(task: ShardTask, cfg: GenerateConfig, type_names: list[str],
     """Produce one shard (runs in a worker). Returns counts, failures, timings."""
     import cv2
 
-    from .align import align_face
+    from .align import align_face, reflect_below
     from .decode import BadImage, decode_image
     from .encode import encode_jpeg, encode_png_gray, encode_png_rgb
     from .landmarks import NoFace, detect_landmarks
@@ -397,7 +416,14 @@ def generate_shard(task: ShardTask, cfg: GenerateConfig, type_names: list[str],
             crop, m, pts = align_face(rgb, entry.points, cfg.size)
             scale = float(np.sqrt(abs(np.linalg.det(m[:, :2]))))
             pose = head_pose(entry.points)
-            clean_bytes = encode(crop)
+            cut = choose_frame_cut(item.key, cfg.seed, cfg.frame_cut, pts)
+
+            def framed(img: np.ndarray, cut: int | None = cut) -> np.ndarray:
+                return img if cut is None else reflect_below(img, cut)
+
+            clean_bytes = encode(framed(crop))
+            # Masks are drawn on the whole face, then cut with it: a real mask at the frame
+            # edge is mirrored by the aligned crop's border just the same.
             context = prepare_face(crop, pts)
             # What every sample of this face shares, serialised once. Landmarks are tenths of a
             # pixel as integers: exact enough, and ~4x faster to write than floats.
@@ -405,6 +431,7 @@ def generate_shard(task: ShardTask, cfg: GenerateConfig, type_names: list[str],
                 "source": item.key, "source_ref": item.ref, "split": item.split,
                 "seed": cfg.seed, "size": cfg.size,
                 "alignment": np.round(m, 6).tolist(), "pose": pose,
+                **({"frame_cut": cut} if cut is not None else {}),
                 "faces_found": entry.faces_found, "landmarks_unit": 0.1,
                 "landmarks": np.round(pts * 10).astype(np.int32).tolist()},
                 separators=(",", ":"))
@@ -437,8 +464,10 @@ def generate_shard(task: ShardTask, cfg: GenerateConfig, type_names: list[str],
                 key = f"{item.key}_{name}"
                 own = json.dumps({"key": key, "type": name, **r.meta}, separators=(",", ":"))
                 meta = f"{own[:-1]},{face_json[1:]}"
-                writer.write(key, {f"masked.{ext}": encode(r.masked), f"clean.{ext}": clean_bytes,
-                                   "mask.png": encode_png_gray(r.mask), "json": meta.encode()})
+                writer.write(key, {f"masked.{ext}": encode(framed(r.masked)),
+                                   f"clean.{ext}": clean_bytes,
+                                   "mask.png": encode_png_gray(framed(r.mask)),
+                                   "json": meta.encode()})
                 pairs += 1
                 type_counts[name] += 1
                 secs["encode_write"] += time.perf_counter() - t7

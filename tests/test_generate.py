@@ -105,6 +105,28 @@ def test_png_pairs_are_byte_exact_outside_the_mask(tmp_path, face_folder):
             assert (s["masked"] != s["clean"]).any(axis=2)[~outside].mean() > 0.9
 
 
+def test_frame_cut_mirrors_every_image_below_the_cut(tmp_path, face_folder):
+    out = tmp_path / "cut"
+    generate("--src", str(face_folder), "--out", str(out), "--jobs", "1", "--image-format",
+             "png", "--limit", "2", "--frame-cut", "1", "--size", "128")
+    seen = 0
+    for tar in out.rglob("*.tar"):
+        for raw in iter_samples(tar):
+            s = decode_sample(raw)
+            cut = s["json"]["frame_cut"]
+            mouth = np.mean([s["json"]["landmarks"][i][1] for i in (61, 291)]) / 10
+            chin = s["json"]["landmarks"][152][1] / 10
+            assert mouth < cut <= chin + 1
+            for k in ("masked", "clean", "mask"):
+                a = s[k]
+                below = min(cut + 10, 128) - cut
+                assert np.array_equal(a[cut:cut + below], a[cut - 2:cut - 2 - below:-1])
+            outside = s["mask"] == 0  # still exact outside the (mirrored) mask
+            assert np.array_equal(s["masked"][outside], s["clean"][outside])
+            seen += 1
+    assert seen >= 2
+
+
 def test_same_bytes_whatever_the_number_of_jobs(tmp_path, reference, mixed_folder):
     out = tmp_path / "j2"
     generate("--src", str(mixed_folder), "--out", str(out), "--jobs", "2", "--shard-size", "3",
