@@ -105,7 +105,8 @@ def _fill_triangle(owner: np.ndarray, t: np.ndarray, k: int, x0: int, y0: int) -
 def paint_layer(x0: int, y0: int, x1: int, y1: int, tris: np.ndarray, coef: np.ndarray,
                 order: np.ndarray, tex: np.ndarray, shade: np.ndarray, colours: np.ndarray,
                 pid: int, params: np.ndarray, fields: np.ndarray, aspect: float,
-                feature_colour: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                feature_colour: np.ndarray, sheen: float = 0.0
+                ) -> tuple[np.ndarray, np.ndarray]:
     """Colour ``(h, w, 3)`` and alpha ``(h, w)`` of a mask over the box [x0, x1) x [y0, y1).
 
     ``tris`` (T, 3, 2) are face-space triangles and ``coef`` (T, 9) their affine maps to texture
@@ -114,7 +115,9 @@ def paint_layer(x0: int, y0: int, x1: int, y1: int, tris: np.ndarray, coef: np.n
     earlier ones. ``tex`` (th, tw, 3 or 6) holds fabric detail, alpha, feature weight (and an
     RGB albedo for picture templates); ``shade`` is the face's light over the whole crop;
     ``colours`` (K, 3) the base colour then the pattern's other colours; features (valves...)
-    get ``feature_colour``.
+    get ``feature_colour``. ``sheen`` (colour levels) is light the surface reflects whatever
+    its dye: it scales the fabric's shading (folds, seams, the turn of the cheeks) on top of the
+    dyed colour's own, so a black mask still shows its folds, as real ones do in photos.
     """
     h = y1 - y0
     w = x1 - x0
@@ -156,7 +159,9 @@ def paint_layer(x0: int, y0: int, x1: int, y1: int, tris: np.ndarray, coef: np.n
                  + w11 * tex[iy + 1, ix + 1, 0])
             f = (w00 * tex[iy, ix, 2] + w01 * tex[iy, ix + 1, 2] + w10 * tex[iy + 1, ix, 2]
                  + w11 * tex[iy + 1, ix + 1, 2])
-            s = d * shade[py, px] * (coef[k, 6] * px + coef[k, 7] * py + coef[k, 8])
+            lit = d * (coef[k, 6] * px + coef[k, 7] * py + coef[k, 8])  # surface's own shading
+            light = shade[py, px]
+            glint = sheen * (lit - 1.0)  # mean zero: lightens lit folds, darkens the shadowed
             c = 0
             if pid != 0 and f < 1.0:
                 c = _pattern(pid, tu * inv_u, tv * inv_v, aspect, params, fields)
@@ -166,6 +171,40 @@ def paint_layer(x0: int, y0: int, x1: int, y1: int, tris: np.ndarray, coef: np.n
                 if has_albedo:
                     albedo = (w00 * tex[iy, ix, 3 + ch] + w01 * tex[iy, ix + 1, 3 + ch]
                               + w10 * tex[iy + 1, ix, 3 + ch] + w11 * tex[iy + 1, ix + 1, 3 + ch])
-                colour[j, i, ch] = (((1.0 - f) * colours[c, ch] + f * feature_colour[ch])
-                                    * albedo * s)
+                dyed = ((1.0 - f) * colours[c, ch] + f * feature_colour[ch]) * albedo
+                colour[j, i, ch] = max(light * (dyed * lit + glint), 0.0)
     return colour, alpha
+
+
+@njit(cache=True, nogil=True)
+def darken(img: np.ndarray, mask: np.ndarray, shadow: np.ndarray, y0: int, x0: int,
+           fade: np.ndarray, threshold: float) -> None:
+    """Darken ``img`` (S, S, 3 uint8, in place) over the box of ``shadow`` (h, w) placed at
+    (``y0``, ``x0``): each pixel is multiplied by ``1 - shadow * ramp`` and rounded, where
+    ``fade`` = (x, y, down x, down y, 1 / length, strength) ramps from 0 on the line through
+    (x, y) across ``down`` to ``strength`` a length further. Darkening under ``threshold`` is
+    skipped. Pixels it changes are set to 255 in ``mask`` (S, S); all others keep their bytes.
+    One pass, where numpy and OpenCV took eight."""
+    h, w = shadow.shape
+    fx, fy, dx, dy, inv, strength = fade[0], fade[1], fade[2], fade[3], fade[4], fade[5]
+    for j in range(h):
+        py = j + y0
+        row = (py - fy) * dy
+        for i in range(w):
+            s = shadow[j, i]
+            if s * strength < threshold:
+                continue
+            px = i + x0
+            r = ((px - fx) * dx + row) * inv
+            if r <= 0.0:
+                continue
+            d = s * min(r, 1.0) * strength
+            if d < threshold:
+                continue
+            keep = 1.0 - d  # in (0, 1]: the products round into 0..255
+            a, b, c = img[py, px, 0], img[py, px, 1], img[py, px, 2]
+            na, nb, nc = (np.uint8(a * keep + 0.5), np.uint8(b * keep + 0.5),
+                          np.uint8(c * keep + 0.5))
+            if na != a or nb != b or nc != c:
+                img[py, px, 0], img[py, px, 1], img[py, px, 2] = na, nb, nc
+                mask[py, px] = 255

@@ -7,14 +7,17 @@ outside it the masked image equals the clean one byte for byte.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass
+from functools import lru_cache
+from itertools import accumulate
 
 import cv2
 import numpy as np
 
 from .placement import Placement, check_placement, face_region
-from .raster import PATTERNS, paint_layer
-from .templates import Template
+from .raster import PATTERNS, darken, paint_layer
+from .templates import Template, Texture
 from .texture import draw_texture
 from .warp import (
     WEAR_SHIFT,
@@ -32,6 +35,9 @@ ALPHA_MIN = 1.0 / 255.0
 # Spline refinement of template grids (rows, columns): columns carry the mask's outline along
 # the jaw and cheeks, so they get more points than the few rows.
 REFINE = (1, 2)
+# Colour levels of light a mask's surface reflects whatever its dye (raster.paint_layer), for
+# types that do not set their own ``sheen``: enough that black fabric shows its folds.
+DEFAULT_SHEEN = 40.0
 
 
 class RenderError(ValueError):
@@ -129,8 +135,12 @@ def render_mask(face: np.ndarray, points: np.ndarray, template: Template,
         raise RenderError("mask-off-crop", "the mask grid covers no pixel of the crop")
 
     # Appearance: base colour (jittered), pattern, fabric detail, then the face's own light.
-    base = np.array(template.palette[rng.integers(len(template.palette))], np.float32)
-    base = np.clip(base * rng.uniform(0.92, 1.06) + rng.normal(0, 4, 3), 0, 255)
+    base = np.array(template.palette[pick_colour(template.palette_weights,
+                                                 len(template.palette), rng)], np.float32)
+    # Tint jitter in proportion to the colour: a fixed +-4 levels would turn black masks purple
+    # or green, and real black masks are neutral.
+    base = np.clip(base * rng.uniform(0.92, 1.06) + rng.normal(0, 1, 3) * (1 + 0.015 * base),
+                   0, 255)
     base = base.astype(np.float32)
     pattern = template.patterns[rng.integers(len(template.patterns))]
     pid, params, colours, fields = pattern_params(pattern, base, rng)
@@ -143,7 +153,8 @@ def render_mask(face: np.ndarray, points: np.ndarray, template: Template,
     tris, coef, order = triangle_maps(mesh, nodes, (th, tw),
                                       geometric_shading(nodes, mesh.shape, ctx.light_dir))
     colour, alpha = paint_layer(x0, y0, x1, y1, tris, coef, order, tex, ctx.shade, colours,
-                                pid, params, fields, template.texture.aspect, feature)
+                                pid, params, fields, template.texture.aspect, feature,
+                                _sheen(template.texture))
     if not alpha.any():
         raise RenderError("mask-off-crop", "the mask covers no pixel of the crop")
 
@@ -151,6 +162,8 @@ def render_mask(face: np.ndarray, points: np.ndarray, template: Template,
     blur = max(0.45, 0.5 * source_scale)
     masked = face.copy()
     mask = np.zeros(face.shape[:2], np.uint8)
+    cast_shadow(masked, mask, box, alpha, shadow_params(frame, ctx.light_dir, rng),
+                points[_NOSE_TIP, :2], frame)
     if template.loops != "none":
         # Thin anti-aliased lines straight into the picture; the pixels they changed join the
         # binary mask.
@@ -173,6 +186,85 @@ def render_mask(face: np.ndarray, points: np.ndarray, template: Template,
             "coverage": round(float(np.count_nonzero(mask)) / mask.size, 5),
             "wear": wear, "placement": placement.as_dict()}
     return Rendered(masked, mask, meta, placement)
+
+
+@lru_cache(maxsize=64)
+def _sheen(texture: Texture) -> float:
+    return float(texture.params.get("sheen", DEFAULT_SHEEN))
+
+
+def pick_colour(weights: tuple[float, ...], n: int, rng: np.random.Generator) -> int:
+    """Index of a palette colour: uniform, or in proportion to ``weights`` when given."""
+    if not weights:
+        return int(rng.integers(n))
+    cum = list(accumulate(weights))
+    return min(bisect_right(cum, rng.random() * cum[-1]), n - 1)
+
+
+_NOSE_TIP = 4
+SHADOW_MIN = 0.012  # darkening below this (about 3 levels of 255) is left out
+
+
+@dataclass(frozen=True)
+class Shadow:
+    """A mask's shadow on the face: moved ``shift`` pixels (x, y) away from the light,
+    softened by ``sigma`` pixels, darkening by up to ``strength``; ``fade`` pixels below the
+    nose tip it reaches full strength."""
+
+    shift: tuple[float, float]
+    sigma: float
+    strength: float
+    fade: float
+
+
+def shadow_params(frame: tuple[np.ndarray, np.ndarray, float], light: np.ndarray,
+                  rng: np.random.Generator) -> Shadow:
+    """Draw a shadow for a face: mostly downwards (light from above, as indoors and outdoors),
+    leaning away from the side the light comes from; its length and softness drawn at random,
+    as masks stand off faces and lights are small or broad by different amounts."""
+    xdir, ydir, iod = frame
+    away = ydir - 0.5 * float(light[0]) / max(abs(float(light[2])), 0.3) * xdir
+    shift = iod * rng.uniform(0.03, 0.08) * away
+    return Shadow((float(shift[0]), float(shift[1])), iod * rng.uniform(0.03, 0.07),
+                  rng.uniform(0.15, 0.45), 0.3 * iod)
+
+
+def cast_shadow(img: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, int],
+                alpha: np.ndarray, shadow: Shadow, nose_tip: np.ndarray,
+                frame: tuple[np.ndarray, np.ndarray, float]) -> None:
+    """Darken ``img`` in place where the mask (``alpha`` over ``box``) shades the face: a soft
+    contact shadow along its edges and a cast shadow under its lower edge (the neck under a
+    real mask is darker than without it). Nothing above the nose tip darkens, so the eyes stay
+    as they were. The pixels it changes join ``mask``: outside it, ``img`` keeps its bytes."""
+    x0, y0, x1, y1 = box
+    h, w = img.shape[:2]
+    sx, sy = round(shadow.shift[0]), round(shadow.shift[1])
+    pad = int(np.ceil(2.5 * shadow.sigma))  # the tail past 2.5 sigma is under SHADOW_MIN
+    rx0, ry0 = max(min(x0, x0 + sx) - pad, 0), max(min(y0, y0 + sy) - pad, 0)
+    rx1, ry1 = min(max(x1, x1 + sx) + pad, w), min(max(y1, y1 + sy) + pad, h)
+    nx, ny = float(nose_tip[0]), float(nose_tip[1])
+    down_x, down_y = float(frame[1][0]), float(frame[1][1])
+    if down_y > 0.2:  # an upright enough face: skip the rows above the nose tip outright
+        ry0 = max(ry0, int(ny - max((rx0 - nx) * down_x, (rx1 - nx) * down_x) / down_y))
+    # The alpha, moved by the shift, clipped to the region (a shift can push it off the crop).
+    dx0, dy0 = max(x0 + sx, rx0), max(y0 + sy, ry0)
+    dx1, dy1 = min(x1 + sx, rx1), min(y1 + sy, ry1)
+    if dx1 <= dx0 or dy1 <= dy0:
+        return
+    canvas = np.zeros((ry1 - ry0, rx1 - rx0), np.float32)
+    canvas[dy0 - ry0:dy1 - ry0, dx0 - rx0:dx1 - rx0] = alpha[dy0 - y0 - sy:dy1 - y0 - sy,
+                                                             dx0 - x0 - sx:dx1 - x0 - sx]
+    # A shadow this soft loses nothing blurred at half resolution (to 2.5 sigma, where it falls
+    # under SHADOW_MIN), at a fraction of the cost.
+    k = 2 * int(np.ceil(1.25 * shadow.sigma)) + 1
+    half = cv2.GaussianBlur(canvas[::2, ::2], (k, k), 0.5 * shadow.sigma)
+    soft = cv2.resize(half, canvas.shape[::-1], interpolation=cv2.INTER_LINEAR)
+    # Where the mask is opaque it replaces the face outright: no need to darken what it hides.
+    top = max(y0, ry0)
+    np.copyto(soft[top - ry0:y1 - ry0, x0 - rx0:x1 - rx0], 0.0, where=alpha[top - y0:] >= 1.0)
+    fade = np.array([nx, ny, down_x, down_y, 1.0 / shadow.fade, shadow.strength], np.float64)
+    # Its faint tail (under SHADOW_MIN, a level or two) would only widen the binary mask.
+    darken(img, mask, soft, ry0, rx0, fade, SHADOW_MIN)
 
 
 def _composite(img: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, int],

@@ -95,6 +95,9 @@ class Template:
     max_yaw: float = 60.0  # faces turned further (degrees) are recorded, not rendered
     uv_nodes: tuple | None = None  # per-node (u, v), rows x columns; overrides u and v
     wear_shift: tuple[tuple[str, float], ...] = ()  # per-type overrides of warp.WEAR_SHIFT
+    # How often each palette colour is drawn, relative (empty: all alike), so a type's colours
+    # come in the proportions real masks show (black and white surgical masks outnumber pink).
+    palette_weights: tuple[float, ...] = ()
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -118,6 +121,10 @@ def template_from_dict(d: dict, source: str = "") -> Template:
         texture = Texture(t["style"], tuple((float(a), float(b)) for a, b in t["outline"]),
                           float(t.get("aspect", 1.6)), json.dumps(params, sort_keys=True))
         palette = tuple(tuple(int(c) for c in _hex(p)) for p in d["palette"])
+        weights = tuple(float(x) for x in d.get("palette_weights", []))
+        if weights and (len(weights) != len(palette) or min(weights) < 0 or sum(weights) <= 0):
+            raise ValueError("palette_weights must be one weight >= 0 per palette colour, "
+                             "not all zero")
         loops = d.get("loops", "none")
         if loops not in ("ear", "head", "none"):
             raise ValueError(f"loops must be 'ear', 'head' or 'none', got {loops!r}")
@@ -132,7 +139,7 @@ def template_from_dict(d: dict, source: str = "") -> Template:
                         tuple(d.get("patterns", ["plain"])), loops, source, features,
                         bool(d.get("on_face", True)), float(d.get("max_yaw", 60.0)), uv_nodes,
                         tuple(sorted((str(k), float(x))
-                                     for k, x in d.get("wear_shift", {}).items())))
+                                     for k, x in d.get("wear_shift", {}).items())), weights)
     except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f"mask template {where}: {e}") from e
 

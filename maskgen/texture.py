@@ -43,6 +43,10 @@ def draw_texture(tex: Texture, height: int = TEXTURE_HEIGHT) -> np.ndarray:
     curve = closed_spline(np.array(tex.outline)) * [w * ss, height * ss]
     big = np.zeros((height * ss, w * ss), np.uint8)
     cv2.fillPoly(big, [np.round(curve * 16).astype(np.int32)], 255, cv2.LINE_AA, shift=4)
+    for hole in tex.params.get("holes", []):
+        # Cut-outs (the ear holes of a foam mask's one-piece loops): their rims get hems too.
+        cut = closed_spline(np.array(hole, np.float64)) * [w * ss, height * ss]
+        cv2.fillPoly(big, [np.round(cut * 16).astype(np.int32)], 0, cv2.LINE_AA, shift=4)
     alpha = cv2.resize(big, (w, height), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
     # Distance from the edge in texture pixels, for hems and bindings.
     edge = cv2.distanceTransform((big > 127).astype(np.uint8), cv2.DIST_L2, 5)
@@ -94,14 +98,24 @@ class _Grid:
 
 
 def _pleated(g: _Grid, p: dict) -> np.ndarray:
+    """Three-ply pleated mask: folds that overhang the panel below, bound edges with a seam,
+    a nose wire and the faint bond-point grid of non-woven fabric."""
     detail = np.ones_like(g.u)
-    for vp in p.get("pleats", [0.35, 0.55, 0.75]):
+    pleats = p.get("pleats", [0.35, 0.55, 0.75])
+    for vp in pleats:
         d = (g.v - vp) / 0.045
         # A fold: lit just above the crease, in shadow just below it.
-        detail += 0.07 * np.exp(-((d + 0.6) ** 2)) - 0.16 * np.exp(-((d - 0.35) ** 2) * 3)
+        detail += 0.09 * np.exp(-((d + 0.6) ** 2)) - 0.2 * np.exp(-((d - 0.35) ** 2) * 3)
+    # Each panel between folds hangs at an angle: brighter at its top, darker towards the fold.
+    top = np.zeros_like(g.v)
+    for vp in pleats:
+        top = np.where(g.v > vp, vp, top)
+    detail -= 0.1 * np.clip((g.v - top) / 0.2, 0, 1) * (g.v > pleats[0])
     wire = p.get("nose_wire", [0.04, 0.1])
     detail += 0.04 * ((g.v > wire[0]) & (g.v < wire[1]) & (np.abs(g.u - 0.5) < 0.12))
-    return detail * (1 - 0.07 * (g.edge < 0.035))  # stitched binding along the edge
+    seam = np.exp(-(((g.edge - 0.045) / 0.004) ** 2))  # the binding's stitch line
+    bonds = (np.sin(g.uu * 1.9) * np.sin(g.vv * 1.9)) > 0.7
+    return detail * (1 - 0.07 * (g.edge < 0.035)) - 0.1 * seam - 0.025 * bonds
 
 
 def _cloth(g: _Grid, p: dict) -> np.ndarray:
@@ -156,8 +170,17 @@ def _bandana(g: _Grid, p: dict) -> np.ndarray:
     return (1.0 + folds) * (1 - 0.07 * (g.edge < 0.02))
 
 
+def _foam(g: _Grid, p: dict) -> np.ndarray:
+    """Moulded polyurethane foam ("sponge" masks): matte and smooth, two panels meeting in a
+    seam down the middle over the nose, and a thick cut edge rounded away from the light."""
+    d = (g.u - 0.5) * g.uu.shape[1] / 1.3  # seam, in texture pixels
+    detail = 1.0 - 0.16 * np.exp(-d**2) + 0.05 * np.exp(-((d - 2.0) ** 2) / 2)  # groove, lip
+    detail *= 1 - 0.1 * (2 * np.abs(g.u - 0.5)) ** 2  # the sides turn away from the light
+    return detail * (1 - 0.1 * np.exp(-g.edge / 0.012))
+
+
 _STYLES = {"pleated": _pleated, "cloth": _cloth, "cup": _cup, "folded": _folded,
-           "rubber": _rubber, "knit": _knit, "bandana": _bandana}
+           "rubber": _rubber, "knit": _knit, "bandana": _bandana, "foam": _foam}
 
 
 def _soft_box(g: _Grid, u0: float, v0: float, u1: float, v1: float, soft: float) -> np.ndarray:

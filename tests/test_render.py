@@ -7,8 +7,10 @@ import pytest
 
 from maskface.maskgen.align import align_face
 from maskface.maskgen.landmarks import LEFT_EYE, RIGHT_EYE, detect_landmarks
-from maskface.maskgen.render import render_mask
-from maskface.maskgen.templates import parse_anchor, registry, select_types
+from maskface.maskgen.render import Shadow, cast_shadow, pick_colour, render_mask
+from maskface.maskgen.templates import parse_anchor, registry, select_types, template_from_dict
+from maskface.maskgen.texture import draw_texture
+from maskface.maskgen.warp import face_frame
 
 
 @pytest.fixture(scope="module")
@@ -126,9 +128,102 @@ def test_a_maskthefacestyle_pack_loads_and_renders(tmp_path, aligned):
     changed = (r.masked != crop).any(axis=2)
     assert not changed[r.mask == 0].any()
     assert r.placement.mouth_covered and r.placement.eyes_free
-    inside = r.masked[r.mask > 0].astype(int)
+    # The mask's body (not the faint shadow it casts on the skin): its own colour, green.
+    body = (r.mask > 0) & (np.abs(r.masked.astype(int) - crop).max(axis=2) > 24)
+    inside = r.masked[body].astype(int)
     assert (inside[:, 1] > inside[:, 0]).mean() > 0.8  # its own colour (green), not recoloured
     with pytest.raises(ValueError, match="missing"):
         (pack / "masks.cfg").write_text("[bad]\ntemplate: templates/green.png\n")
         reg.cache_clear()
         reg((str(pack),))
+
+
+def test_sponge_mask_covers_nose_mouth_and_chin_with_ear_holes_cut_out(aligned):
+    """The foam ("sponge") mask, common in real photos: up the nose, under the chin, and its
+    one-piece ear loops leave holes in which the cheek shows."""
+    crop, pts = aligned
+    t = registry()["sponge"]
+    r = render_mask(crop, pts, t, np.random.default_rng(0))
+    for i in (1, 4, 13, 14, 98, 327, 152):  # nose tip, nostrils, lips, chin
+        x, y = np.round(pts[i, :2]).astype(int)
+        assert r.mask[y, x] > 0, f"landmark {i} uncovered"
+    assert r.placement.eyes_free and r.placement.problem("proper") is None
+    tex = draw_texture(t.texture)
+    h, w = tex.shape[:2]
+    for hole in t.texture.params["holes"]:
+        cu, cv = np.mean(hole, axis=0)
+        assert tex[round(cv * (h - 1)), round(cu * (w - 1)), 1] == 0.0  # see-through
+    assert tex[h // 2, w // 2, 1] == 1.0
+
+
+def test_dark_masks_are_common_as_in_real_photos(aligned):
+    """Real masked photos show black and dark masks about half the time: palettes weight them
+    so, and the rendered colours follow the weights."""
+    luma = np.array([0.299, 0.587, 0.114])
+    for name in ("surgical", "cloth", "kn95", "sponge", "neck-gaiter"):
+        t = registry()[name]
+        dark = np.array([float(np.array(c) @ luma) < 80 for c in t.palette])
+        share = np.array(t.palette_weights)[dark].sum() / sum(t.palette_weights)
+        assert 0.25 <= share <= 0.85, f"{name}: dark colours drawn {share:.0%} of the time"
+    crop, pts = aligned
+    colours = [render_mask(crop, pts, registry()["sponge"], np.random.default_rng(s))
+               .meta["colour"] for s in range(40)]
+    dark = [int(c[1:3], 16) * 0.299 + int(c[3:5], 16) * 0.587 + int(c[5:7], 16) * 0.114 < 80
+            for c in colours]
+    assert 0.4 <= np.mean(dark) <= 0.95
+
+
+def test_weighted_palette_draws_in_proportion_and_checks_its_weights():
+    rng = np.random.default_rng(0)
+    picks = np.bincount([pick_colour((3.0, 0.0, 1.0), 3, rng) for _ in range(4000)], minlength=3)
+    assert picks[1] == 0 and picks[0] / picks[2] == pytest.approx(3.0, rel=0.15)
+    base = {"name": "x", "grid": {"u": [0, 1], "v": [0, 1], "anchors": [["1", "2"], ["3", "4"]]},
+            "texture": {"style": "cloth", "outline": [[0, 0], [1, 0], [1, 1]]},
+            "palette": ["#000000", "#ffffff"]}
+    assert template_from_dict({**base, "palette_weights": [1, 2]}).palette_weights == (1.0, 2.0)
+    for bad in ([1], [1, -1], [0, 0]):
+        with pytest.raises(ValueError, match="palette_weights"):
+            template_from_dict({**base, "palette_weights": bad})
+
+
+def test_black_masks_still_show_their_folds(aligned):
+    """Sheen: light a surface reflects whatever its dye, so a black surgical mask shows its
+    pleats (as black masks do in photos) instead of a flat black shape."""
+    import dataclasses
+    import json
+
+    import cv2
+
+    crop, pts = aligned
+    black = dataclasses.replace(registry()["surgical"], palette=((20, 20, 22),),
+                                palette_weights=())
+
+    def spread(t):
+        r = render_mask(crop, pts, t, np.random.default_rng(0))
+        g = cv2.cvtColor(r.masked, cv2.COLOR_RGB2GRAY).astype(float)
+        v = g[(r.mask > 0) & (g < 80)]  # the black body, not skin under the loops or shadow
+        return np.percentile(v, 95) - np.percentile(v, 5)
+
+    flat = dataclasses.replace(black, texture=dataclasses.replace(
+        black.texture, params_json=json.dumps({**black.texture.params, "sheen": 0})))
+    assert spread(black) > 1.4 * spread(flat)
+
+
+def test_cast_shadow_darkens_below_the_nose_and_marks_what_it_changed(aligned):
+    crop, pts = aligned
+    img = crop.copy()
+    mask = np.zeros(crop.shape[:2], np.uint8)
+    x0, y0, x1, y1 = 70, 120, 190, 230
+    alpha = np.zeros((y1 - y0, x1 - x0), np.float32)
+    alpha[10:-10, 10:-10] = 1.0
+    frame = face_frame(pts)
+    cast_shadow(img, mask, (x0, y0, x1, y1), alpha, Shadow((1.0, 6.0), 4.0, 0.4, 20.0),
+                pts[4, :2], frame)
+    changed = (img != crop).any(axis=2)
+    assert np.array_equal(changed, mask > 0)  # exactly the pixels it changed
+    assert (img.astype(int) <= crop).all()  # a shadow only darkens
+    assert changed[y1 - 10:y1 + 8, x0 + 20:x1 - 20].mean() > 0.5  # under the lower edge
+    # Nothing above the nose tip (the eyes) darkens.
+    ys, xs = np.nonzero(changed)
+    ydir = frame[1]
+    assert ((xs - pts[4, 0]) * ydir[0] + (ys - pts[4, 1]) * ydir[1]).min() > 0
