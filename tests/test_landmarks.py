@@ -1,24 +1,32 @@
-"""Real MediaPipe FaceMesh on real faces that scikit-image ships."""
+"""Real MediaPipe FaceMesh on real faces that scikit-image ships (and, for detect_faces, on the
+real masked photos of ../shared/data when it is there)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import SHARED_DATA
 
-from maskface.maskgen.landmarks import NoFace, anchor_points, detect_landmarks
+from maskface.maskgen.landmarks import (
+    FACE_OVAL,
+    NoFace,
+    anchor_points,
+    detect_faces,
+    detect_landmarks,
+    roi_from_landmarks,
+)
 from maskface.maskgen.pose import head_pose
 
 pytest.importorskip("mediapipe")
+
+# Eileen Collins' eyes and mouth in skimage's astronaut.png, located by hand (+-8 px).
+ASTRONAUT_ANCHORS = np.array([(203, 101), (247, 104), (223, 140)], np.float32)
 
 
 def test_astronaut_landmarks_land_on_her_face(astronaut):
     det = detect_landmarks(astronaut)
     assert det.points.shape == (478, 3) and det.faces_found == 1
-    left_eye, right_eye, mouth = anchor_points(det.points)
-    # Eileen Collins' eyes and mouth in skimage's astronaut.png, located by hand (+-8 px).
-    np.testing.assert_allclose(left_eye, (203, 101), atol=8)
-    np.testing.assert_allclose(right_eye, (247, 104), atol=8)
-    np.testing.assert_allclose(mouth, (223, 140), atol=8)
+    np.testing.assert_allclose(anchor_points(det.points), ASTRONAUT_ANCHORS, atol=8)
     pose = head_pose(det.points)
     assert abs(pose["yaw"]) < 12 and abs(pose["roll"]) < 8
 
@@ -67,3 +75,140 @@ def test_no_face_is_a_named_failure():
     with pytest.raises(NoFace) as e:
         detect_landmarks(data.coffee())
     assert e.value.reason == "no-face"
+
+
+# --- detect_faces -----------------------------------------------------------------------------
+
+
+def _masked(astronaut: np.ndarray) -> np.ndarray:
+    """The astronaut with a flat dark "mask" over her face below the nose bridge."""
+    import cv2
+
+    pts = detect_landmarks(astronaut).points
+    oval = pts[list(FACE_OVAL), :2]
+    lower = np.concatenate([oval[oval[:, 1] > pts[6, 1]], pts[[234, 454], :2]])
+    out = astronaut.copy()
+    cv2.fillConvexPoly(out, cv2.convexHull(lower.astype(np.int32)), (40, 40, 45))
+    return out
+
+
+def test_detect_faces_agrees_with_detect_landmarks_on_a_plain_face(astronaut):
+    (det,) = detect_faces(astronaut)
+    assert det.points.shape == (478, 3) and det.points.dtype == np.float32
+    assert det.faces_found == 1 and det.stage == "detector" and det.score > 0.9
+    np.testing.assert_allclose(anchor_points(det.points), ASTRONAUT_ANCHORS, atol=8)
+    # Same model, our own region of interest: the landmarks agree with FaceMesh's, z included.
+    ref = detect_landmarks(astronaut).points
+    np.testing.assert_allclose(det.points, ref, atol=4)
+
+
+def test_two_faces_side_by_side_are_both_found_largest_first(astronaut):
+    import cv2
+
+    head = astronaut[30:250, 110:330]  # her head and shoulders, 220 px
+    photo = np.full((300, 620, 3), 200, np.uint8)
+    photo[40:260, 20:240] = head[:, ::-1]  # mirrored on the left
+    photo[10:290, 320:600] = cv2.resize(head, (280, 280), interpolation=cv2.INTER_CUBIC)
+    dets = detect_faces(photo)
+    assert len(dets) == 2 and all(d.faces_found == 2 for d in dets)
+    big, small = (anchor_points(d.points) for d in dets)
+    k = 280 / 220  # the right copy's scale
+    np.testing.assert_allclose(big, (ASTRONAUT_ANCHORS - (110, 30)) * k + (320, 10), atol=10)
+    mirrored = ASTRONAUT_ANCHORS[[1, 0, 2]].copy()  # mirroring swaps the image-left/right eyes
+    mirrored[:, 0] = 330 - mirrored[:, 0]  # x in the head crop, mirrored (it spans 110..330)
+    mirrored[:, 1] -= 30
+    np.testing.assert_allclose(small, mirrored + (20, 40), atol=8)
+    (only,) = detect_faces(photo, max_faces=1)
+    assert only.faces_found == 2
+    np.testing.assert_allclose(anchor_points(only.points), big, atol=1)
+
+
+def test_every_face_of_a_wide_group_photo_is_found(astronaut):
+    """Three faces, one masked, each a few % of a 1400 px photo (found in tiles)."""
+    import cv2
+
+    photo = np.full((900, 1400, 3), 150, np.uint8)
+    photo[50:330, 50:330] = cv2.resize(_masked(astronaut)[20:300, 90:370], (280, 280))
+    photo[450:670, 600:820] = astronaut[30:250, 110:330][:, ::-1]
+    photo[600:856, 1100:1356] = astronaut[::2, ::2]
+    dets = detect_faces(photo)
+    assert len(dets) == 3
+    eyes = sorted(tuple(anchor_points(d.points)[0].round()) for d in dets)
+    np.testing.assert_allclose(eyes[0], (ASTRONAUT_ANCHORS[0] - (90, 20)) + (50, 50), atol=8)
+    np.testing.assert_allclose(eyes[2], ASTRONAUT_ANCHORS[0] / 2 + (1100, 600), atol=6)
+
+
+@pytest.mark.parametrize("picture", ["coffee", "brick", "flat"])
+def test_a_photo_without_a_face_raises_no_face(picture):
+    from skimage import data
+
+    img = np.full((240, 320, 3), 128, np.uint8) if picture == "flat" else getattr(data, picture)()
+    img = np.ascontiguousarray(np.repeat(img[..., None], 3, 2) if img.ndim == 2 else img)
+    with pytest.raises(NoFace) as e:
+        detect_faces(img)
+    assert e.value.reason == "no-face" and "meshes rejected" in e.value.detail
+
+
+def test_masked_face_with_the_chin_cut_by_the_frame_is_found(astronaut):
+    crop = np.ascontiguousarray(_masked(astronaut)[40:160, 160:290])  # chin below the frame
+    (det,) = detect_faces(crop)
+    np.testing.assert_allclose(anchor_points(det.points)[:2], ASTRONAUT_ANCHORS[:2] - (160, 40),
+                               atol=8)
+    assert det.points[:, 1].max() > crop.shape[0]  # the jaw line runs on below the frame
+
+
+def test_a_face_turned_sideways_is_found_with_its_roll(astronaut):
+    import cv2
+
+    turn = cv2.getRotationMatrix2D((225.0, 120.0), 90, 1.0)  # a quarter turn, anticlockwise
+    photo = cv2.warpAffine(astronaut, turn, (512, 512))
+    (det,) = detect_faces(photo)
+    expected = np.c_[ASTRONAUT_ANCHORS, np.ones(3)] @ turn.T
+    np.testing.assert_allclose(anchor_points(det.points), expected, atol=10)
+    assert np.degrees(roi_from_landmarks(det.points).angle) == pytest.approx(-90, abs=12)
+
+
+def test_points_map_back_exactly_from_a_big_photo(astronaut):
+    """A face in a large photo is meshed on a shrunk crop; the points come back to within a
+    pixel of the same face's points at the original size."""
+    import cv2
+
+    base = anchor_points(detect_faces(astronaut)[0].points)
+    photo = np.full((1700, 2600, 3), 90, np.uint8)
+    photo[300:, 900:900 + 1536] = cv2.resize(astronaut, (1536, 1536),
+                                            interpolation=cv2.INTER_CUBIC)[:1400]
+    (det,) = detect_faces(photo)
+    np.testing.assert_allclose((anchor_points(det.points) - (900, 300)) / 3, base, atol=1.5)
+
+
+def test_layout_checks_reject_a_mesh_upside_down_in_its_own_frame(astronaut):
+    from maskface.maskgen.landmarks import _implausible
+
+    pts = detect_landmarks(astronaut).points.astype(np.float64)
+    assert _implausible(pts, 512, 512) == ""
+    swapped = pts.copy()
+    swapped[:, 1] = 2 * 140 - swapped[:, 1]  # mirrored top to bottom: mouth above the eyes
+    assert _implausible(swapped, 512, 512) == "bad-layout"
+    assert _implausible(pts + (450, 0, 0), 512, 512) == "eyes-outside"
+    assert _implausible(pts * (0.05, 0.05, 1), 512, 512) == "face-too-small"
+
+
+REAL_MASKED = SHARED_DATA / "real-masked-dev"
+
+
+@pytest.mark.shared
+@pytest.mark.skipif(not REAL_MASKED.is_dir(), reason=f"needs {REAL_MASKED} (absent)")
+def test_real_masked_photos_are_found():
+    """Every tenth of the real masked photos (30): the face is found, one per photo."""
+    from maskface.maskgen.decode import decode_image
+
+    photos = sorted(REAL_MASKED.glob("*.jpg"))[::10]
+    found = 0
+    for path in photos:
+        try:
+            dets = detect_faces(decode_image(path.read_bytes()))
+        except NoFace:
+            continue
+        found += 1
+        assert len(dets) == 1
+    assert found >= 0.9 * len(photos)
