@@ -154,8 +154,8 @@ def unmask_files(paths: Iterable[str | Path], predictor: Predictor, out: str | P
             data = path.read_bytes()
             rgb = decode_image(data)
         except (OSError, BadImage) as e:
-            reason = getattr(e, "reason", type(e).__name__)
-            res = _pass_through(path, out, name, "unreadable", f"{reason}: {e}")
+            reason = str(e) if isinstance(e, BadImage) else f"{type(e).__name__}: {e}"
+            res = _pass_through(path, out, name, "unreadable", reason)
             results.append(res)
             log.warning("%s: unreadable (%s), copied unchanged", path, e)
             continue

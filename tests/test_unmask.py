@@ -1,0 +1,149 @@
+"""``maskface unmask`` on whole photos: masks drawn by our generator are restored in place,
+photos without a face pass through, faces cut by the frame write nothing outside the photo."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("mediapipe")
+
+from click.testing import CliRunner  # noqa: E402
+
+from maskface.cli import main  # noqa: E402
+from maskface.maskgen.align import align_face, paste_back  # noqa: E402
+from maskface.maskgen.landmarks import LEFT_EYE, RIGHT_EYE, detect_landmarks  # noqa: E402
+from maskface.maskgen.photo import mask_photo  # noqa: E402
+from maskface.maskgen.templates import registry  # noqa: E402
+from maskface.training.model import build_model  # noqa: E402
+from maskface.training.predict import Predictor  # noqa: E402
+from maskface.training.train import save_checkpoint  # noqa: E402
+from maskface.training.unmask import face_weight, restore_faces  # noqa: E402
+
+
+class Painter(torch.nn.Module):
+    """A stand-in "model" with a known output: it paints everything mid-grey. What unmask does
+    with the output (where it goes, what it leaves alone) is then exactly checkable."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cfg = build_model("unet", 4, 3).cfg
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.full_like(x, 0.5)
+
+
+def grey_predictor(size: int = 128) -> Predictor:
+    return Predictor(Painter(), torch.device("cpu"), "fp32", size, "painter")
+
+
+def write_rgb(path: Path, rgb: np.ndarray) -> None:
+    cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+
+
+@pytest.fixture(scope="module")
+def masked_astronaut(astronaut) -> tuple[np.ndarray, np.ndarray]:
+    pts = detect_landmarks(astronaut).points
+    return mask_photo(astronaut, pts, registry()["surgical"], np.random.default_rng(0))
+
+
+def test_mask_photo_draws_only_on_the_lower_face(astronaut, masked_astronaut):
+    masked, mask = masked_astronaut
+    changed = (masked != astronaut).any(-1)
+    ys, xs = np.nonzero(mask)
+    # The mask sits on her lower face (eyes at y~102, mouth ~140 in the 512 px photo).
+    assert 110 < ys.mean() < 170 and 190 < xs.mean() < 260
+    assert changed[mask > 0].mean() > 0.9
+    assert changed[mask == 0].mean() < 0.001
+
+
+def test_restored_face_is_blended_back_and_the_rest_is_untouched(masked_astronaut):
+    masked, mask = masked_astronaut
+    out, faces = restore_faces(masked, [detect_landmarks(masked).points], grey_predictor())
+    assert len(faces) == 1 and out.shape == masked.shape
+    changed = (out != masked).any(-1)
+    assert changed[mask > 0].mean() > 0.95  # the mask is painted over
+    pts = detect_landmarks(masked).points
+    for eye in (LEFT_EYE, RIGHT_EYE):  # the eyes keep every pixel
+        inside = np.zeros(changed.shape, np.uint8)
+        cv2.fillConvexPoly(inside, np.round(pts[list(eye), :2]).astype(np.int32), 1)
+        assert inside.sum() > 50 and not changed[inside > 0].any()
+    assert np.nonzero(changed)[0].max() < 260
+    # Far from the face, every pixel is exactly the photo's.
+    assert not changed[300:].any() and not changed[:, :150].any()
+    # Inside the blend the grey is reached; at its edge the seam is soft, not a step.
+    assert np.abs(out[mask > 0].astype(int) - 128).mean() < 12
+    w = faces[0]["weight"]
+    assert 0.05 < np.median(w[(w > 0) & (w < 1)]) < 0.95
+
+
+def test_face_cut_by_the_frame_writes_only_inside_the_photo(astronaut):
+    pts = detect_landmarks(astronaut).points
+    # The photo ends just below the mouth: the aligned crop reaches past the bottom edge.
+    photo = np.ascontiguousarray(astronaut[:150])
+    crop, m, q = align_face(photo, pts, 128)
+    assert crop.shape == (128, 128, 3)
+    w = face_weight(q, 128)
+    out = paste_back(photo, np.full_like(crop, 255), m, w)
+    assert out.shape == photo.shape
+    changed = (out != photo).any(-1)
+    assert changed[120:150].any()  # the mouth, at the photo's bottom edge, is restored
+    assert not changed[:80].any()  # above the nose bridge nothing moves
+
+
+def test_cli_unmasks_a_folder_and_passes_a_photo_without_a_face_through(
+        tmp_path, masked_astronaut):
+    from skimage import data
+
+    src = tmp_path / "photos"
+    src.mkdir()
+    write_rgb(src / "masked.png", masked_astronaut[0])
+    coffee = src / "coffee.jpg"
+    cv2.imwrite(str(coffee), cv2.cvtColor(data.coffee(), cv2.COLOR_RGB2BGR))
+    (src / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
+    ck = tmp_path / "tiny.pt"
+    model = build_model("ra-unet", 4, 3)
+    save_checkpoint(ck, {"model": model.state_dict(), "model_config": model.cfg.as_dict(),
+                         "image_size": 64})
+    out = tmp_path / "out"
+    res = CliRunner().invoke(main, ["unmask", str(src), "--checkpoint", str(ck), "--out",
+                                    str(out), "--device", "cpu", "--side-by-side"],
+                             catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert "coffee.jpg: no-face" in res.output and "broken.jpg: unreadable" in res.output
+    s = json.loads((out / "summary.json").read_text())
+    assert (s["photos"], s["photos_restored"], s["no_face"], s["unreadable"]) == (3, 1, 1, 1)
+    assert s["faces_restored"] == 1
+    # Nothing is dropped: the two unusable photos are copied byte for byte.
+    assert (out / "coffee.jpg").read_bytes() == coffee.read_bytes()
+    assert (out / "broken.jpg").read_bytes() == (src / "broken.jpg").read_bytes()
+    restored = cv2.imread(str(out / "masked.png"))
+    assert restored.shape == masked_astronaut[0].shape
+    assert (out / "masked.compare.jpg").exists() and (out / "sheet.jpg").exists()
+
+
+def test_two_faces_are_both_restored(astronaut):
+    pts = detect_landmarks(astronaut).points
+    tpl = registry()["kn95"]
+    one, mask = mask_photo(astronaut, pts, tpl, np.random.default_rng(0))
+    face = one[20:280, 110:350]  # her head and shoulders, masked
+    photo = np.full((260, 520, 3), 200, np.uint8)
+    photo[:, :240] = face
+    photo[:, 280:] = face[:, ::-1]
+    m = mask[20:280, 110:350] > 0
+    both = np.zeros(photo.shape[:2], bool)
+    both[:, :240] = m
+    both[:, 280:] = m[:, ::-1]
+    from maskface.maskgen.landmarks import detect_faces
+
+    dets = detect_faces(photo)
+    assert len(dets) == 2
+    out, faces = restore_faces(photo, [d.points for d in dets], grey_predictor())
+    changed = (out != photo).any(-1)
+    assert changed[:, :260][both[:, :260]].mean() > 0.9
+    assert changed[:, 260:][both[:, 260:]].mean() > 0.9
