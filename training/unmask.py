@@ -53,6 +53,10 @@ def face_weight(points: np.ndarray, size: int) -> np.ndarray:
     hull = cv2.convexHull(np.concatenate([low, neck, sides]).astype(np.float32))
     w = np.zeros((size, size), np.float32)
     cv2.fillConvexPoly(w, np.round(hull).astype(np.int32), 1.0, cv2.LINE_AA)
+    # Grow by the seam's width first, so the whole outline (where mask edges sit) is fully
+    # restored and the seam falls just outside it.
+    r = round(1.5 * FEATHER * size)
+    w = cv2.dilate(w, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
     w = cv2.GaussianBlur(w, (0, 0), FEATHER * size)
     # The bridge is level with the lower eyelids on many faces: keep the eyes themselves.
     eyes = np.zeros((size, size), np.float32)
@@ -135,11 +139,12 @@ def _out_name(path: Path, taken: set[str]) -> str:
 
 def unmask_files(paths: Iterable[str | Path], predictor: Predictor, out: str | Path, *,
                  max_faces: int | None = None, composite: bool = False,
-                 side_by_side: bool = False, sheet_rows: int = 40,
+                 side_by_side: bool = False, sheet_max: int = 240,
                  progress: Callable[[int], None] | None = None) -> dict:
     """Unmask photos into ``out``: ``NAME.png`` per photo (the original bytes when no face is
     found or the file does not decode), ``NAME.compare.jpg`` with ``side_by_side``,
-    ``summary.json`` and ``sheet.jpg`` (input | restored)."""
+    ``summary.json`` and contact sheets ``sheet.jpg``, ``sheet-2.jpg``... (input | restored,
+    24 photos a page, the first ``sheet_max`` photos)."""
     from ..maskgen.landmarks import NoFace, detect_faces
 
     out = Path(out)
@@ -166,8 +171,8 @@ def unmask_files(paths: Iterable[str | Path], predictor: Predictor, out: str | P
             res.seconds = round(time.perf_counter() - t, 3)
             results.append(res)
             log.warning("%s: no face found (%s); copied unchanged", path, e)
-            if len(sheet) < sheet_rows:
-                sheet.append(_sheet_row(rgb, rgb))
+            if len(sheet) < sheet_max:
+                sheet.append(_sheet_tile(rgb, rgb))
             continue
         restored, faces = restore_faces(rgb, [d.points for d in dets], predictor, composite)
         target = out / f"{name}.png"
@@ -176,16 +181,18 @@ def unmask_files(paths: Iterable[str | Path], predictor: Predictor, out: str | P
             cv2.imwrite(str(out / f"{name}.compare.jpg"),
                         cv2.cvtColor(side_by_side_image(rgb, restored), cv2.COLOR_RGB2BGR),
                         [cv2.IMWRITE_JPEG_QUALITY, 92])
-        if len(sheet) < sheet_rows:
-            sheet.append(_sheet_row(rgb, restored))
+        if len(sheet) < sheet_max:
+            sheet.append(_sheet_tile(rgb, restored))
         results.append(PhotoResult(
             str(path), str(target), "restored", len(dets), len(faces),
             round(time.perf_counter() - t, 3),
             faces=[{"eyes_mouth": _anchors(d.points)} for d in dets]))
         if progress is not None:
             progress(1)
-    if sheet:
-        cv2.imwrite(str(out / "sheet.jpg"), cv2.cvtColor(np.vstack(sheet), cv2.COLOR_RGB2BGR),
+    for page, start in enumerate(range(0, len(sheet), SHEET_PAGE)):
+        name = "sheet.jpg" if page == 0 else f"sheet-{page + 1}.jpg"
+        cv2.imwrite(str(out / name), cv2.cvtColor(_page(sheet[start:start + SHEET_PAGE]),
+                                                  cv2.COLOR_RGB2BGR),
                     [cv2.IMWRITE_JPEG_QUALITY, 90])
     done = [r for r in results if r.status == "restored"]
     summary = {
@@ -231,11 +238,26 @@ def side_by_side_image(before: np.ndarray, after: np.ndarray, height: int = 512)
     return np.hstack([a, np.full((height, 6, 3), 255, np.uint8), b])
 
 
-def _sheet_row(before: np.ndarray, after: np.ndarray, height: int = 256) -> np.ndarray:
-    row = side_by_side_image(before, after, height)
-    width = 2 * int(height * 4 / 3) + 6  # rows share a width: 4:3 each side, padded
-    if row.shape[1] > width:
-        row = cv2.resize(row, (width, round(height * width / row.shape[1])),
-                         interpolation=cv2.INTER_AREA)
-        row = np.vstack([row, np.full((height - row.shape[0], width, 3), 255, np.uint8)])
-    return np.hstack([row, np.full((height, width - row.shape[1], 3), 255, np.uint8)])
+SHEET_PAGE = 24  # photos per contact sheet page: 8 rows of 3 before | after pairs
+SHEET_COLUMNS = 3
+
+
+def _sheet_tile(before: np.ndarray, after: np.ndarray, height: int = 200) -> np.ndarray:
+    """Before | after at one height, fitted into a fixed-size tile (4:3 a side)."""
+    pair = side_by_side_image(before, after, height)
+    width = 2 * int(height * 4 / 3) + 6
+    if pair.shape[1] > width:
+        h = max(1, round(height * width / pair.shape[1]))
+        pair = cv2.resize(pair, (width, h), interpolation=cv2.INTER_AREA)
+    tile = np.full((height + 8, width + 8, 3), 255, np.uint8)
+    tile[4:4 + pair.shape[0], 4:4 + pair.shape[1]] = pair
+    return tile
+
+
+def _page(tiles: list[np.ndarray]) -> np.ndarray:
+    rows = []
+    for i in range(0, len(tiles), SHEET_COLUMNS):
+        row = tiles[i:i + SHEET_COLUMNS]
+        row += [np.full_like(tiles[0], 255)] * (SHEET_COLUMNS - len(row))
+        rows.append(np.hstack(row))
+    return np.vstack(rows)
