@@ -159,8 +159,12 @@ def preview(src, out, shard_dir, samples, types, faces, keys, wear, seed, size, 
 @click.option("--seed", default=0, show_default=True)
 @click.option("--checkpoint-every", default=1000, show_default=True)
 @click.option("--log-every", default=50, show_default=True)
+@click.option("--val-every", default=1, show_default=True, help="Epochs between validations.")
+@click.option("--val-batches", default=50, show_default=True,
+              help="Validation batches (of --batch-size) each time.")
 def train(data, out, model, width, depth, epochs, max_steps, batch_size, lr, loss, device,
-          compile_, resume, workers, seed, checkpoint_every, log_every) -> None:
+          compile_, resume, workers, seed, checkpoint_every, log_every, val_every,
+          val_batches) -> None:
     """Train the RA-UNet (or a variant) on generated shards. Multi-GPU: torchrun."""
     from .training.train import TrainConfig, TrainError
     from .training.train import train as run
@@ -169,7 +173,7 @@ def train(data, out, model, width, depth, epochs, max_steps, batch_size, lr, los
                       epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr,
                       loss=loss, device=device, compile=compile_, resume=resume,
                       workers=workers, seed=seed, checkpoint_every=checkpoint_every,
-                      log_every=log_every)
+                      log_every=log_every, val_every=val_every, val_batches=val_batches)
     from .maskgen.shards import ShardError
 
     try:
@@ -191,8 +195,9 @@ def train(data, out, model, width, depth, epochs, max_steps, batch_size, lr, los
 @click.option("--out", required=True, type=click.Path(), help="Report directory.")
 @click.option("--device", default="auto", show_default=True,
               type=click.Choice(["auto", "cpu", "cuda"]))
-@click.option("--batch-size", default=16, show_default=True)
-@click.option("--limit", type=int, default=None, help="Evaluate the first N pairs only.")
+@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1))
+@click.option("--limit", type=click.IntRange(min=1), default=None,
+              help="Evaluate the first N pairs only.")
 @click.option("--baselines", default=",".join(("masked-input", "telea", "navier-stokes")),
               show_default=True, help="Comma list; empty for none.")
 @click.option("--composite/--no-composite", default=True, show_default=True,
@@ -200,7 +205,7 @@ def train(data, out, model, width, depth, epochs, max_steps, batch_size, lr, los
                    "changed the picture).")
 @click.option("--timing/--no-timing", default=True, show_default=True,
               help="Measure the networks' batch-1 latency and batched throughput.")
-@click.option("--timing-batch", type=int, default=None,
+@click.option("--timing-batch", type=click.IntRange(min=1), default=None,
               help="Batch for throughput (default 64 on CUDA, 16 on the CPU).")
 def eval_cmd(checkpoints, labels, data, split, out, device, batch_size, limit, baselines,
              composite, timing, timing_batch) -> None:
@@ -218,10 +223,12 @@ def eval_cmd(checkpoints, labels, data, split, out, device, batch_size, limit, b
         report = run_eval(cfg, progress=_progress_bar("eval", limit))
     except (EvalError, TrainError, ShardError) as e:
         raise click.ClickException(str(e)) from e
+    from .training.evaluate import fmt
+
     for name, m in report["methods"].items():
         t = m.get("ms_per_sample_b1")
-        click.echo(f"{name:28s} PSNR {m['psnr'] or 0:6.2f}  SSIM {m['ssim'] or 0:.4f}  "
-                   f"masked {m['psnr_masked'] or 0:6.2f} / {m['ssim_masked'] or 0:.4f}"
+        click.echo(f"{name:28s} PSNR {fmt(m['psnr'], 2):>6}  SSIM {fmt(m['ssim'], 4)}  "
+                   f"masked {fmt(m['psnr_masked'], 2):>6} / {fmt(m['ssim_masked'], 4)}"
                    + (f"  {t:.2f} ms/sample" if t is not None else ""), err=True)
     click.echo(f"report: {out}/report.md", err=True)
 
@@ -231,8 +238,8 @@ def eval_cmd(checkpoints, labels, data, split, out, device, batch_size, limit, b
 @click.option("--checkpoint", required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--out", required=True, type=click.Path(),
               help="Output folder: NAME.png per photo, summary.json, sheet.jpg.")
-@click.option("--max-faces", type=int, default=None, help="Restore at most N faces a photo "
-                                                          "(largest first; default all).")
+@click.option("--max-faces", type=click.IntRange(min=1), default=None,
+              help="Restore at most N faces a photo (largest first; default all).")
 @click.option("--composite", is_flag=True,
               help="Replace only what the model changed (the mask, as it sees it) instead of "
                    "the whole lower face.")
@@ -245,22 +252,24 @@ def unmask(photos, checkpoint, out, max_faces, composite, side_by_side, device) 
     back. Photos without a face are copied unchanged and listed in summary.json."""
     from .training.predict import Predictor
     from .training.train import TrainError
-    from .training.unmask import find_photos, unmask_files
+    from .training.unmask import UnmaskError, find_photos, unmask_files
 
     try:
         pred = Predictor.load(checkpoint, device)
-    except TrainError as e:
+        total = len(find_photos(photos))
+        s = unmask_files(photos, pred, out, max_faces=max_faces, composite=composite,
+                         side_by_side=side_by_side,
+                         progress=_progress_bar("unmask", total, "photo"))
+    except (TrainError, UnmaskError) as e:
         raise click.ClickException(str(e)) from e
-    total = len(find_photos(photos))
-    s = unmask_files(photos, pred, out, max_faces=max_faces, composite=composite,
-                     side_by_side=side_by_side, progress=_progress_bar("unmask", total))
     for r in s["results"]:
         if r["status"] != "restored":
             click.echo(f"{r['source']}: {r['status']} ({r['reason']}); copied unchanged",
                        err=True)
     click.echo(f"{s['photos']} photos: {s['photos_restored']} restored "
                f"({s['faces_restored']} faces), {s['no_face']} without a face, "
-               f"{s['unreadable']} unreadable; {s['seconds_per_photo']} s a photo. "
+               f"{s['unreadable']} unreadable, {s['errors']} failed; "
+               f"{s['seconds_per_photo']} s a photo. "
                f"Output: {out}", err=True)
 
 
@@ -294,13 +303,13 @@ def export(checkpoint, onnx_path, opset) -> None:
     click.echo(json.dumps(info), err=True)
 
 
-def _progress_bar(desc: str, total: int | None):
+def _progress_bar(desc: str, total: int | None, unit: str = "pair"):
     """A tqdm update callback on a terminal, else None."""
     if not sys.stderr.isatty():
         return None
     from tqdm import tqdm
 
-    bar = tqdm(total=total, desc=desc, unit="pair", dynamic_ncols=True)
+    bar = tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True)
     return bar.update
 
 

@@ -87,7 +87,8 @@ def run_demo(cfg: DemoConfig) -> dict:
                              width=cfg.width, depth=cfg.depth, max_steps=cfg.steps,
                              batch_size=cfg.batch_size, lr=cfg.lr, device="cpu", workers=1,
                              seed=cfg.seed, checkpoint_every=cfg.steps, log_every=50,
-                             val_batches=10))
+                             # Epochs of ~20 steps: validate at the end only.
+                             val_batches=10, val_every=10**6))
     steps["train"] = last | {"seconds": round(time.perf_counter() - t, 1)}
     ck = out / "run" / "checkpoints" / "best.pt"
     if not ck.exists():
@@ -117,6 +118,8 @@ def run_demo(cfg: DemoConfig) -> dict:
 
 
 def _index(cfg: DemoConfig, steps: dict, photos: list[str]) -> str:
+    from .training.evaluate import fmt
+
     g, tr, ev, un = steps["generate"], steps["train"], steps["eval"], steps["unmask"]
     total = sum(s["seconds"] for s in steps.values())
     lines = [
@@ -133,12 +136,12 @@ def _index(cfg: DemoConfig, steps: dict, photos: list[str]) -> str:
         "`eval/sheet.png`.", "",
         "| Method | PSNR | SSIM | PSNR masked | SSIM masked |", "|---|---|---|---|---|"]
     for name, m in ev["methods"].items():
-        lines.append(f"| {name} | {m['psnr']:.2f} | {m['ssim']:.4f} | {m['psnr_masked']:.2f} "
-                     f"| {m['ssim_masked']:.4f} |")
+        lines.append(f"| {name} | {fmt(m['psnr'], 2)} | {fmt(m['ssim'], 4)} | "
+                     f"{fmt(m['psnr_masked'], 2)} | {fmt(m['ssim_masked'], 4)} |")
     lines += [
         "", f"4. **unmask** ({un['seconds']} s): {un['photos']} photos in `photos/` "
         f"({', '.join(photos)}); {un['faces_restored']} faces restored, {un['no_face']} "
         "photo without a face passed through unchanged. Results, side-by-side pictures and "
-        "`summary.json` in `unmask/`.", "", "![unmask](unmask/sheet.jpg)", "",
+        "`summary.json` in `unmask/`.", "", "![unmask](unmask/sheets/sheet-01.jpg)", "",
         "![eval](eval/sheet.png)", ""]
     return "\n".join(lines)

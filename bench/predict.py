@@ -2,7 +2,7 @@
 
     python bench/predict.py                          # the paper's RA-UNet (64/5) at 256 px
     python bench/predict.py --device cuda --batch 64 --compile
-    python bench/predict.py --checkpoint RUN/checkpoints/best.pt --size 128
+    python bench/predict.py --checkpoint RUN/checkpoints/best.pt   # at its trained size
 
 Without --checkpoint the weights are random (time does not depend on them). Forward pass only,
 inputs already on the device, after warm-up, the device synchronised around each run; the
@@ -28,7 +28,8 @@ def main() -> None:
     ap.add_argument("--model", default="ra-unet")
     ap.add_argument("--width", type=int, default=64)
     ap.add_argument("--depth", type=int, default=5)
-    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--size", type=int, default=None,
+                    help="crop side (default: the checkpoint's, else 256)")
     ap.add_argument("--batch", type=int, default=None, help="default 64 on CUDA, 16 on CPU")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"])
@@ -44,13 +45,14 @@ def main() -> None:
             model = model.to(memory_format=torch.channels_last)
         prec = a.precision if a.precision != "auto" else ("bf16" if dev.type == "cuda"
                                                            else "fp32")
-        pred = Predictor(model, dev, prec, a.size, a.model)
+        pred = Predictor(model, dev, prec, a.size or 256, a.model)
     if a.compile:
         pred.model = torch.compile(pred.model)
     batch = a.batch or (64 if dev.type == "cuda" else 16)
-    res = time_network(pred, a.size, batch, a.iters)
+    size = a.size or pred.image_size
+    res = time_network(pred, size, batch, a.iters)
     print(json.dumps({"bench": "predict", "model": pred.label,
-                      "parameters": count_parameters(pred.model), "size": a.size,
+                      "parameters": count_parameters(pred.model), "size": size,
                       "compiled": a.compile, "torch": torch.__version__,
                       "python": platform.python_version(), **res}))
 

@@ -27,7 +27,7 @@ def test_demo_runs_every_step_and_writes_its_index(tmp_path):
     assert {"masked-input", "telea", "navier-stokes", "ra-unet"} <= set(steps["eval"]["methods"])
     u = steps["unmask"]
     assert (u["photos"], u["photos_restored"], u["no_face"], u["faces_restored"]) == (3, 2, 1, 2)
-    for f in ("index.md", "eval/report.md", "eval/sheet.png", "unmask/sheet.jpg",
+    for f in ("index.md", "eval/report.md", "eval/sheet.png", "unmask/sheets/sheet-01.jpg",
               "unmask/summary.json", "run/checkpoints/last.pt"):
         assert (out / f).exists(), f
-    assert "unmask/sheet.jpg" in (out / "index.md").read_text()
+    assert "unmask/sheets/sheet-01.jpg" in (out / "index.md").read_text()

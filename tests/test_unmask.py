@@ -27,15 +27,20 @@ from maskface.training.unmask import face_weight, restore_faces  # noqa: E402
 
 
 class Painter(torch.nn.Module):
-    """A stand-in "model" with a known output: it paints everything mid-grey. What unmask does
-    with the output (where it goes, what it leaves alone) is then exactly checkable."""
+    """A stand-in "model" with a known output, so that what unmask does with it (where it
+    goes, what it leaves alone) is exactly checkable: it paints the lower middle of the crop,
+    where masks are, mid-grey, and elsewhere returns its input slightly changed, as a trained
+    network does."""
 
     def __init__(self) -> None:
         super().__init__()
         self.cfg = build_model("unet", 4, 3).cfg
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.full_like(x, 0.5)
+        s = x.shape[-1]
+        y = (x + 0.02).clamp(0, 1)
+        y[..., int(0.45 * s):int(0.95 * s), int(0.2 * s):int(0.8 * s)] = 0.5
+        return y
 
 
 def grey_predictor(size: int = 128) -> Predictor:
@@ -80,6 +85,10 @@ def test_restored_face_is_blended_back_and_the_rest_is_untouched(masked_astronau
     assert np.abs(out[mask > 0].astype(int) - 128).mean() < 12
     w = faces[0]["weight"]
     assert 0.05 < np.median(w[(w > 0) & (w < 1)]) < 0.95
+    # Composite: only what the "model" clearly changed (the grey), not its small changes.
+    comp, _ = restore_faces(masked, [pts], grey_predictor(), composite=True)
+    changed_c = (comp != masked).any(-1)
+    assert changed_c[mask > 0].mean() > 0.8 and changed_c.sum() < changed.sum()
 
 
 def test_face_cut_by_the_frame_writes_only_inside_the_photo(astronaut):
@@ -124,7 +133,22 @@ def test_cli_unmasks_a_folder_and_passes_a_photo_without_a_face_through(
     assert (out / "broken.jpg").read_bytes() == (src / "broken.jpg").read_bytes()
     restored = cv2.imread(str(out / "masked.png"))
     assert restored.shape == masked_astronaut[0].shape
-    assert (out / "masked.compare.jpg").exists() and (out / "sheet.jpg").exists()
+    assert (out / "compare" / "masked.jpg").exists()
+    assert (out / "sheets" / "sheet-01.jpg").exists()
+    # A photo named like an output file is not overwritten by it.
+    sheet_like = src / "sheet-01.jpg"
+    sheet_like.write_bytes(coffee.read_bytes())
+    res = CliRunner().invoke(main, ["unmask", str(sheet_like), "--checkpoint", str(ck),
+                                    "--out", str(out / "again"), "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    assert (out / "again" / "sheet-01.jpg").read_bytes() == coffee.read_bytes()
+    # Writing into the input folder would overwrite the photos: refused.
+    res = CliRunner().invoke(main, ["unmask", str(src), "--checkpoint", str(ck), "--out",
+                                    str(src / "restored"), "--device", "cpu"])
+    assert res.exit_code != 0 and "inside the input folder" in res.output
+    res = CliRunner().invoke(main, ["unmask", str(src), "--checkpoint", str(ck), "--out",
+                                    str(out / "x"), "--max-faces", "0"])
+    assert res.exit_code != 0 and "max-faces" in res.output
 
 
 def test_two_faces_are_both_restored(astronaut):
@@ -147,3 +171,25 @@ def test_two_faces_are_both_restored(astronaut):
     changed = (out != photo).any(-1)
     assert changed[:, :260][both[:, :260]].mean() > 0.9
     assert changed[:, 260:][both[:, 260:]].mean() > 0.9
+
+
+@pytest.mark.parametrize("side", [300, 3000])  # 3000: align_face shrinks the photo first
+def test_paste_back_inverts_align_face(side):
+    """Cropping and pasting back with weight 1 returns the photo where the crop saw it."""
+    rng = np.random.default_rng(0)
+    small = rng.integers(0, 255, (side // 20, side // 20, 3), dtype=np.uint8)
+    photo = cv2.resize(small, (side, side), interpolation=cv2.INTER_CUBIC)  # smooth detail
+    # Eyes and mouth of a face filling the middle third, tilted.
+    c = side / 2
+    pts = np.zeros((478, 3), np.float32)
+    from maskface.maskgen.landmarks import MOUTH
+
+    pts[list(LEFT_EYE), :2] = (c - side / 12, c - side / 20)
+    pts[list(RIGHT_EYE), :2] = (c + side / 12, c)
+    pts[list(MOUTH), :2] = (c - side / 50, c + side / 8)
+    crop, m, _ = align_face(photo, pts, 256)
+    back = paste_back(photo, crop, m, np.ones((256, 256), np.float32))
+    inner = slice(int(c - side / 10), int(c + side / 10))
+    err = np.abs(back[inner, inner].astype(int) - photo[inner, inner]).mean()
+    # Resampling twice blurs a little (much more when the crop had to shrink the photo).
+    assert err < (1.0 if side == 300 else 6.0), err  # one crop pixel off: 3.1 and 29

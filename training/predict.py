@@ -7,6 +7,7 @@ sides the network cannot divide, and returns images in the form it was given.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from .model import UNet, model_from_config
 from .train import TrainError, load_checkpoint
 
 DEFAULT_IMAGE_SIZE = 256
+log = logging.getLogger("maskface.predict")
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -72,8 +74,7 @@ class Predictor:
             raise ValueError(f"precision must be auto, bf16 or fp32, got {precision!r}")
         if dev.type == "cuda":
             model = model.to(memory_format=torch.channels_last)
-        size = ck.get("image_size") or image_size(ck.get("train_config", {}).get("data", "."))
-        return cls(model, dev, precision, int(size or DEFAULT_IMAGE_SIZE),
+        return cls(model, dev, precision, _trained_size(ck, checkpoint),
                    label or ck["model_config"]["model"])
 
     @property
@@ -107,6 +108,24 @@ class Predictor:
             y = self(x.permute(0, 3, 1, 2).float() / 255.0)
             out[i:i + batch_size] = to_uint8(y)
         return out[0] if single else out
+
+
+def _trained_size(ck: dict, path: str | Path) -> int:
+    """The crop side a checkpoint was trained on: stored in it, else in its training data's
+    manifest (older checkpoints), else the default, with a warning."""
+    if ck.get("image_size"):
+        return int(ck["image_size"])
+    data = ck.get("train_config", {}).get("data")
+    size = None
+    if data:
+        try:
+            size = image_size(data)
+        except (OSError, ValueError):
+            size = None
+    if not size:
+        log.warning("%s does not say what crop size it was trained on; assuming %d px",
+                    path, DEFAULT_IMAGE_SIZE)
+    return int(size or DEFAULT_IMAGE_SIZE)
 
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:

@@ -55,6 +55,7 @@ class TrainConfig:
     checkpoint_every: int = 1000
     log_every: int = 50
     val_batches: int = 50
+    val_every: int = 1  # epochs between validations (a --max-steps run also validates at its end)
 
 
 def _device(name: str) -> torch.device:
@@ -326,7 +327,7 @@ def train(cfg: TrainConfig) -> dict:
             break  # mid-epoch: the checkpoint below records the position
         epoch += 1
         in_epoch = 0
-        if rank == 0 and val_set is not None:
+        if rank == 0 and val_set is not None and epoch % max(cfg.val_every, 1) == 0:
             last = validate()
         if rank == 0:
             _save(ck_path, model, opt, step, epoch, 0, best, cfg)

@@ -24,7 +24,14 @@ import torch
 
 from ..maskgen.align import align_face, paste_back
 from ..maskgen.decode import BadImage, decode_image
-from ..maskgen.landmarks import FACE_OVAL, LEFT_EYE, RIGHT_EYE
+from ..maskgen.landmarks import (
+    FACE_OVAL,
+    LEFT_EYE,
+    RIGHT_EYE,
+    NoFace,
+    anchor_points,
+    detect_faces,
+)
 from .composite import change_mask
 from .predict import Predictor
 
@@ -40,6 +47,8 @@ NECK_DROP = 0.12
 FEATHER = 0.03  # Gaussian sigma of the seam, as a fraction of the crop side
 EYE_MARGIN = 0.02  # the eyes, grown by this much, are never blended
 EDGE_FADE = 0.06  # the weight fades to 0 over this much of the crop's border
+SHEET_PAGE = 24  # photos per contact sheet page: 8 rows of 3 before | after pairs
+SHEET_COLUMNS = 3
 
 
 def face_weight(points: np.ndarray, size: int) -> np.ndarray:
@@ -58,7 +67,12 @@ def face_weight(points: np.ndarray, size: int) -> np.ndarray:
     r = round(1.5 * FEATHER * size)
     w = cv2.dilate(w, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
     w = cv2.GaussianBlur(w, (0, 0), FEATHER * size)
-    # The bridge is level with the lower eyelids on many faces: keep the eyes themselves.
+    return w * keep_eyes(points, size) * edge_fade(size)
+
+
+def keep_eyes(points: np.ndarray, size: int) -> np.ndarray:
+    """0 on the eyes (grown by EYE_MARGIN), rising softly to 1 around them: the bridge is level
+    with the lower eyelids on many faces, and the eyes must keep the photo's own pixels."""
     eyes = np.zeros((size, size), np.float32)
     for eye in (LEFT_EYE, RIGHT_EYE):
         ring = cv2.convexHull(points[list(eye), :2].astype(np.float32))
@@ -66,7 +80,7 @@ def face_weight(points: np.ndarray, size: int) -> np.ndarray:
     k = 2 * round(EYE_MARGIN * size) + 1
     core = cv2.dilate(eyes, np.ones((k, k), np.uint8))  # weight exactly 0 here
     soft = cv2.GaussianBlur(cv2.dilate(core, np.ones((k, k), np.uint8)), (0, 0), k / 3)
-    return w * (1 - np.maximum(core, np.clip(soft, 0, 1))) * edge_fade(size)
+    return 1 - np.maximum(core, np.clip(soft, 0, 1))
 
 
 def edge_fade(size: int) -> np.ndarray:
@@ -93,11 +107,11 @@ def restore_faces(rgb: np.ndarray, faces: list[np.ndarray], predictor: Predictor
     out = rgb
     info = []
     for c, r, m, q in zip(crops, restored, ms, pts, strict=True):
-        if composite:
-            t = torch.from_numpy(np.stack([c, r])).permute(0, 3, 1, 2).float() / 255
-            w = change_mask(t[:1], t[1:])[0, 0].numpy() * edge_fade(size)
-        else:
-            w = face_weight(q, size)
+        t = torch.from_numpy(np.stack([c, r])).permute(0, 3, 1, 2).float() / 255
+        changed = change_mask(t[:1], t[1:])[0, 0].numpy() * keep_eyes(q, size) * edge_fade(size)
+        # Composite: only what the model changed. Default: the lower face, and also whatever
+        # the model changed beyond it (a mask's top edge over the bridge, its straps).
+        w = changed if composite else np.maximum(face_weight(q, size), changed)
         out = paste_back(out, r, m, w)
         info.append({"crop": c, "restored": r, "weight": w, "alignment": m})
     return out, info
@@ -113,6 +127,7 @@ class PhotoResult:
     seconds: float = 0.0
     reason: str = ""
     faces: list[dict] = field(default_factory=list)
+    size: list[int] = field(default_factory=list)  # width, height worked on and written
 
 
 def find_photos(paths: Iterable[str | Path]) -> list[Path]:
@@ -137,68 +152,64 @@ def _out_name(path: Path, taken: set[str]) -> str:
     return name
 
 
+class UnmaskError(ValueError):
+    """The run as a whole cannot go on (e.g. the output folder would overwrite inputs)."""
+
+
+# Photos are decoded up to this side (decode_image's default cap is for training crops);
+# a larger photo is worked on reduced, and its result says so.
+MAX_PHOTO_SIDE = 16384
+
+
+def _check_output(paths: list[Path], out: Path) -> None:
+    """Refuse an output folder that is an input folder or inside one: results would
+    overwrite the photos, or be picked up as photos by the next run."""
+    o = out.resolve()
+    for p in paths:
+        p = p.resolve()
+        if p.is_dir() and (o == p or p in o.parents):
+            raise UnmaskError(f"--out {out} is inside the input folder {p}; choose another")
+
+
 def unmask_files(paths: Iterable[str | Path], predictor: Predictor, out: str | Path, *,
                  max_faces: int | None = None, composite: bool = False,
                  side_by_side: bool = False, sheet_max: int = 240,
                  progress: Callable[[int], None] | None = None) -> dict:
     """Unmask photos into ``out``: ``NAME.png`` per photo (the original bytes when no face is
-    found or the file does not decode), ``NAME.compare.jpg`` with ``side_by_side``,
-    ``summary.json`` and contact sheets ``sheet.jpg``, ``sheet-2.jpg``... (input | restored,
-    24 photos a page, the first ``sheet_max`` photos)."""
-    from ..maskgen.landmarks import NoFace, detect_faces
-
+    found or the file does not decode), ``compare/NAME.jpg`` (before | after) with
+    ``side_by_side``, ``summary.json`` and contact sheets ``sheets/sheet-NN.jpg`` (before |
+    after, 24 photos a page, the first ``sheet_max`` photos). A photo that fails in any other
+    way is recorded with status ``error`` and copied unchanged; the run goes on."""
+    if max_faces is not None and max_faces < 1:
+        raise UnmaskError(f"max_faces must be at least 1, got {max_faces}")
     out = Path(out)
+    inputs = [Path(p) for p in paths]
+    _check_output(inputs, out)
     out.mkdir(parents=True, exist_ok=True)
     results: list[PhotoResult] = []
     sheet: list[np.ndarray] = []
     taken: set[str] = set()
-    for path in find_photos(paths):
+    for path in find_photos(inputs):
         t = time.perf_counter()
         name = _out_name(path, taken)
-        try:
-            data = path.read_bytes()
-            rgb = decode_image(data)
-        except (OSError, BadImage) as e:
-            reason = str(e) if isinstance(e, BadImage) else f"{type(e).__name__}: {e}"
-            res = _pass_through(path, out, name, "unreadable", reason)
-            results.append(res)
-            log.warning("%s: unreadable (%s), copied unchanged", path, e)
-            continue
-        try:
-            dets = detect_faces(rgb, max_faces=max_faces)
-        except NoFace as e:
-            res = _pass_through(path, out, name, "no-face", str(e))
-            res.seconds = round(time.perf_counter() - t, 3)
-            results.append(res)
-            log.warning("%s: no face found (%s); copied unchanged", path, e)
-            if len(sheet) < sheet_max:
-                sheet.append(_sheet_tile(rgb, rgb))
-            continue
-        restored, faces = restore_faces(rgb, [d.points for d in dets], predictor, composite)
-        target = out / f"{name}.png"
-        cv2.imwrite(str(target), cv2.cvtColor(restored, cv2.COLOR_RGB2BGR))
-        if side_by_side:
-            cv2.imwrite(str(out / f"{name}.compare.jpg"),
-                        cv2.cvtColor(side_by_side_image(rgb, restored), cv2.COLOR_RGB2BGR),
-                        [cv2.IMWRITE_JPEG_QUALITY, 92])
-        if len(sheet) < sheet_max:
-            sheet.append(_sheet_tile(rgb, restored))
-        results.append(PhotoResult(
-            str(path), str(target), "restored", len(dets), len(faces),
-            round(time.perf_counter() - t, 3),
-            faces=[{"eyes_mouth": _anchors(d.points)} for d in dets]))
+        res = _unmask_one(path, out, name, predictor, max_faces, composite, side_by_side,
+                          sheet if len(sheet) < sheet_max else None)
+        res.seconds = round(time.perf_counter() - t, 3)
+        results.append(res)
         if progress is not None:
             progress(1)
+    if sheet:
+        (out / "sheets").mkdir(exist_ok=True)
     for page, start in enumerate(range(0, len(sheet), SHEET_PAGE)):
-        name = "sheet.jpg" if page == 0 else f"sheet-{page + 1}.jpg"
-        cv2.imwrite(str(out / name), cv2.cvtColor(_page(sheet[start:start + SHEET_PAGE]),
-                                                  cv2.COLOR_RGB2BGR),
+        cv2.imwrite(str(out / "sheets" / f"sheet-{page + 1:02d}.jpg"),
+                    cv2.cvtColor(_page(sheet[start:start + SHEET_PAGE]), cv2.COLOR_RGB2BGR),
                     [cv2.IMWRITE_JPEG_QUALITY, 90])
     done = [r for r in results if r.status == "restored"]
     summary = {
         "photos": len(results), "photos_restored": len(done),
         "no_face": sum(r.status == "no-face" for r in results),
         "unreadable": sum(r.status == "unreadable" for r in results),
+        "errors": sum(r.status == "error" for r in results),
         "faces_found": sum(r.faces_found for r in results),
         "faces_restored": sum(r.faces_restored for r in results),
         "seconds_per_photo": round(float(np.mean([r.seconds for r in results])), 3)
@@ -210,9 +221,43 @@ def unmask_files(paths: Iterable[str | Path], predictor: Predictor, out: str | P
     return summary
 
 
-def _anchors(points: np.ndarray) -> list[list[float]]:
-    from ..maskgen.landmarks import anchor_points
+def _unmask_one(path: Path, out: Path, name: str, predictor: Predictor,
+                max_faces: int | None, composite: bool, side_by_side: bool,
+                sheet: list[np.ndarray] | None) -> PhotoResult:
+    try:
+        rgb = decode_image(path.read_bytes(), max_side=MAX_PHOTO_SIDE)
+    except (OSError, BadImage) as e:
+        reason = str(e) if isinstance(e, BadImage) else f"{type(e).__name__}: {e}"
+        log.warning("%s: unreadable (%s), copied unchanged", path, reason)
+        return _pass_through(path, out, name, "unreadable", reason)
+    try:
+        dets = detect_faces(rgb, max_faces=max_faces)
+    except NoFace as e:
+        log.warning("%s: no face found (%s); copied unchanged", path, e)
+        if sheet is not None:
+            sheet.append(_sheet_tile(rgb, rgb))
+        return _pass_through(path, out, name, "no-face", str(e))
+    try:
+        restored, faces = restore_faces(rgb, [d.points for d in dets], predictor, composite)
+        target = out / f"{name}.png"
+        if not cv2.imwrite(str(target), cv2.cvtColor(restored, cv2.COLOR_RGB2BGR)):
+            raise OSError(f"could not write {target}")
+        if side_by_side:
+            (out / "compare").mkdir(exist_ok=True)
+            cv2.imwrite(str(out / "compare" / f"{name}.jpg"),
+                        cv2.cvtColor(side_by_side_image(rgb, restored), cv2.COLOR_RGB2BGR),
+                        [cv2.IMWRITE_JPEG_QUALITY, 92])
+    except (RuntimeError, OSError, ValueError, cv2.error) as e:  # e.g. out of GPU memory
+        log.error("%s: failed (%s: %s); copied unchanged", path, type(e).__name__, e)
+        return _pass_through(path, out, name, "error", f"{type(e).__name__}: {e}")
+    if sheet is not None:
+        sheet.append(_sheet_tile(rgb, restored))
+    return PhotoResult(str(path), str(target), "restored", dets[0].faces_found, len(faces),
+                       faces=[{"eyes_mouth": _anchors(d.points)} for d in dets],
+                       size=[int(rgb.shape[1]), int(rgb.shape[0])])
 
+
+def _anchors(points: np.ndarray) -> list[list[float]]:
     return np.round(anchor_points(points), 1).tolist()
 
 
@@ -236,10 +281,6 @@ def side_by_side_image(before: np.ndarray, after: np.ndarray, height: int = 512)
     a = cv2.resize(before, size, interpolation=interp)
     b = cv2.resize(after, size, interpolation=interp)
     return np.hstack([a, np.full((height, 6, 3), 255, np.uint8), b])
-
-
-SHEET_PAGE = 24  # photos per contact sheet page: 8 rows of 3 before | after pairs
-SHEET_COLUMNS = 3
 
 
 def _sheet_tile(before: np.ndarray, after: np.ndarray, height: int = 200) -> np.ndarray:
