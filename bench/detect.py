@@ -1,6 +1,7 @@
 """Face finding on real photos: how many faces `detect_faces` finds, how fast, and by which stage.
 
     python bench/detect.py [--src ../shared/data/real-masked-dev] [--limit N] [--draw DIR]
+                           [--baselines]
 
 Runs `maskgen.landmarks.detect_faces` over every image of a folder (one process, models loaded
 before timing starts) and prints one JSON object: photos, photos with a face, found rate, faces
@@ -55,6 +56,9 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None, help="first N images only")
     ap.add_argument("--max-faces", type=int, default=None)
     ap.add_argument("--draw", default=None, help="write annotated PNGs into this folder")
+    ap.add_argument("--baselines", action="store_true",
+                    help="also count photos where one plain FaceMesh pass, and the generator's "
+                         "detect_landmarks (with its retries, unchecked), find a face")
     args = ap.parse_args()
     if not Path(args.src).exists():
         sys.exit(f"no source at {args.src} (pass --src)")
@@ -80,6 +84,7 @@ def main() -> None:
     faces_by_stage: Counter = Counter()
     photos_by_stage: Counter = Counter()
     misses, unreadable, with_face, faces_total = [], [], 0, 0
+    baseline: Counter = Counter()
     for item in items:
         try:
             rgb = decode_image(read_source(item))
@@ -95,6 +100,8 @@ def main() -> None:
                            "reason": e.reason, "detail": e.detail})
         ms.append(1000 * (time.perf_counter() - t))
         cpu_ms.append(1000 * (time.process_time() - c))
+        if args.baselines:
+            baseline.update(baselines(rgb))
         if dets:
             with_face += 1
             faces_total += len(dets)
@@ -123,7 +130,24 @@ def main() -> None:
         "cpu_cores": os.cpu_count(),
         "startup_ms": round(startup_ms, 1),
         "faces_by_stage": dict(faces_by_stage), "photos_by_stage": dict(photos_by_stage),
+        **({"baselines_photos_with_face": dict(baseline)} if args.baselines else {}),
         "misses": misses}, indent=1))
+
+
+def baselines(rgb: np.ndarray) -> list[str]:
+    """Which simpler detectors find a face in ``rgb``: one FaceMesh pass on the photo as it
+    is, and ``detect_landmarks`` (padding and detector retries, no plausibility checks)."""
+    from maskface.maskgen.landmarks import NoFace, _run, detect_landmarks
+
+    found = []
+    if _run(rgb, 0.0)[0] is not None:
+        found.append("facemesh_once")
+    try:
+        detect_landmarks(rgb)
+        found.append("detect_landmarks")
+    except NoFace:
+        pass
+    return found
 
 
 if __name__ == "__main__":

@@ -122,15 +122,21 @@ def _unique_keys(rel_paths: list[str]) -> list[str]:
     return out
 
 
-def folder_items(root: Path, ratios: tuple[float, float, float]) -> list[SourceItem]:
-    """Every image under ``root`` (recursive; extensions in any case), hash-split."""
+def image_files(root: Path) -> list[str]:
+    """Paths (relative to ``root``, sorted) of every image under it: recursive, extensions in
+    any case, hidden files and folders skipped."""
     rels = []
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for f in filenames:
             if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith("."):
                 rels.append(os.path.relpath(os.path.join(dirpath, f), root))
-    rels.sort()
+    return sorted(rels)
+
+
+def folder_items(root: Path, ratios: tuple[float, float, float]) -> list[SourceItem]:
+    """Every image under ``root`` (see :func:`image_files`), hash-split."""
+    rels = image_files(root)
     if not rels:
         raise SourceError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {root}")
     keys = _unique_keys(rels)

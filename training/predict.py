@@ -16,20 +16,11 @@ import torch
 import torch.nn.functional as F
 
 from .data import image_size
-from .model import UNet, model_from_config
-from .train import TrainError, load_checkpoint
+from .model import UNet
+from .train import load_checkpoint, model_from_checkpoint, pick_device
 
 DEFAULT_IMAGE_SIZE = 256
 log = logging.getLogger("maskface.predict")
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    """``auto``: CUDA when available, else the CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise TrainError(f"--device {name}, but no CUDA device is available")
-    return torch.device(name)
 
 
 def device_name(device: torch.device) -> str:
@@ -63,11 +54,7 @@ class Predictor:
         """Load a ``maskface train`` checkpoint (``weights_only``: no code runs from it)."""
         dev = pick_device(device)
         ck = load_checkpoint(checkpoint, "cpu")
-        if "model_config" not in ck or "model" not in ck:
-            raise TrainError(f"{checkpoint} is not a maskface checkpoint (no model config)")
-        model = model_from_config(ck["model_config"])
-        model.load_state_dict(ck["model"])
-        model = model.to(dev).eval()
+        model = model_from_checkpoint(ck, checkpoint).to(dev)
         if precision == "auto":
             precision = "bf16" if dev.type == "cuda" else "fp32"
         if precision not in ("bf16", "fp32"):

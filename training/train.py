@@ -58,11 +58,12 @@ class TrainConfig:
     val_every: int = 1  # epochs between validations (a --max-steps run also validates at its end)
 
 
-def _device(name: str) -> torch.device:
+def pick_device(name: str = "auto") -> torch.device:
+    """``auto``: CUDA when available, else the CPU."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise TrainError("--device cuda, but no CUDA device is available")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise TrainError(f"--device {name}, but no CUDA device is available")
     return torch.device(name)
 
 
@@ -95,14 +96,18 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise TrainError(f"{path} is not a maskface checkpoint ({e})") from e
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> torch.nn.Module:
-    """A trained model from a checkpoint, rebuilt from the config it stores."""
-    ck = load_checkpoint(path, device)
+def model_from_checkpoint(ck: dict, path: str | Path) -> torch.nn.Module:
+    """The trained model a loaded checkpoint holds, rebuilt from the config it stores."""
     if "model_config" not in ck or "model" not in ck:
         raise TrainError(f"{path} is not a maskface checkpoint (no model config)")
     model = model_from_config(ck["model_config"])
     model.load_state_dict(ck["model"])
-    return model.to(device).eval()
+    return model.eval()
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> torch.nn.Module:
+    """A trained model from a checkpoint file, on ``device``."""
+    return model_from_checkpoint(load_checkpoint(path, device), path).to(device)
 
 
 def _distributed() -> tuple[int, int, int]:
@@ -153,7 +158,7 @@ def save_grid(path: Path, batch: dict, pred: torch.Tensor, rows: int = 4) -> Non
 def train(cfg: TrainConfig) -> dict:
     """Train (or resume); returns the last metrics."""
     rank, world, local_rank = _distributed()
-    device = _device(cfg.device)
+    device = pick_device(cfg.device)
     if device.type == "cuda":
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)

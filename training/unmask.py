@@ -32,12 +32,12 @@ from ..maskgen.landmarks import (
     anchor_points,
     detect_faces,
 )
+from ..maskgen.sources import image_files
 from .composite import change_mask
 from .predict import Predictor
 
 log = logging.getLogger("maskface.unmask")
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 # Masks cover the face from the nose bridge down: the blend region is the face outline below
 # this landmark (the bridge just under the eyes), so the eyes keep the photo's own sharpness.
 NOSE_BRIDGE = 6
@@ -131,14 +131,10 @@ class PhotoResult:
 
 
 def find_photos(paths: Iterable[str | Path]) -> list[Path]:
-    """Files as given, folders searched recursively for images (sorted)."""
+    """Files as given; folders searched for images as ``generate`` searches a folder source."""
     out: list[Path] = []
     for p in map(Path, paths):
-        if p.is_dir():
-            out += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES
-                          and f.is_file())
-        else:
-            out.append(p)
+        out += [p / r for r in image_files(p)] if p.is_dir() else [p]
     return out
 
 
