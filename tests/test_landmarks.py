@@ -203,6 +203,7 @@ def test_real_masked_photos_are_found():
     from maskface.maskgen.decode import decode_image
 
     photos = sorted(REAL_MASKED.glob("*.jpg"))[::10]
+    assert photos, f"no photos in {REAL_MASKED}"
     found = 0
     for path in photos:
         try:
