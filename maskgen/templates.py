@@ -135,6 +135,12 @@ def template_from_dict(d: dict, source: str = "") -> Template:
                              for row in d["grid"]["uv"])
             if len(uv_nodes) != len(v) or any(len(r) != len(u) for r in uv_nodes):
                 raise ValueError("grid uv must have the anchors' shape")
+        from .warp import WEAR_SHIFT  # warp imports this module's types
+
+        unknown = set(d.get("wear_shift", {})) - set(WEAR_SHIFT)
+        if unknown:  # a misspelt style would silently fall back to the default shift
+            raise ValueError(f"wear_shift: unknown wear style(s) {', '.join(sorted(unknown))}; "
+                             f"known: {', '.join(WEAR_SHIFT)}")
         return Template(d["name"], d.get("description", ""), u, v, anchors, texture, palette,
                         tuple(d.get("patterns", ["plain"])), loops, source, features,
                         bool(d.get("on_face", True)), float(d.get("max_yaw", 60.0)), uv_nodes,

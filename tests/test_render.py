@@ -76,6 +76,18 @@ def test_anchor_syntax():
             parse_anchor(bad)
 
 
+def test_a_misspelt_wear_style_is_refused():
+    import json
+
+    from maskface.maskgen.templates import ASSETS_DIR, template_from_dict
+
+    d = json.loads((ASSETS_DIR / "bandana.json").read_text())
+    assert template_from_dict(d).wear_shift  # bandana has its own shifts
+    d["wear_shift"] = {"nose_exposed": 1.0}
+    with pytest.raises(ValueError, match="unknown wear style"):
+        template_from_dict(d)
+
+
 def test_type_selection():
     assert select_types("all") == list(registry())
     assert select_types("surgical, cloth") == ["surgical", "cloth"]
