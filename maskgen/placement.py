@@ -50,15 +50,6 @@ class Placement:
         return None
 
 
-def _inside(mask: np.ndarray, points: np.ndarray, idx: tuple[int, ...]) -> np.ndarray:
-    h, w = mask.shape
-    p = np.round(points[list(idx), :2]).astype(int)
-    ok = (p[:, 0] >= 0) & (p[:, 0] < w) & (p[:, 1] >= 0) & (p[:, 1] < h)
-    out = np.zeros(len(idx), bool)
-    out[ok] = mask[p[ok, 1], p[ok, 0]] > 0
-    return out
-
-
 def face_region(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """uint8 (H, W): 1 inside the face outline (its convex hull), extended by 12 % below the
     middle of the face, where every mask wraps under the chin."""
@@ -72,14 +63,27 @@ def face_region(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return face
 
 
-def check_placement(body: np.ndarray, points: np.ndarray,
-                    region: np.ndarray | None = None) -> Placement:
+# Every point the checks look at, in one index: mouth, then nostrils, then eyes.
+_CHECKED = np.array(MOUTH_POINTS + NOSTRIL_POINTS + EYE_POINTS)
+_NOSTRILS = slice(len(MOUTH_POINTS), len(MOUTH_POINTS) + len(NOSTRIL_POINTS))
+_EYES = slice(_NOSTRILS.stop, None)
+
+
+def check_placement(body: np.ndarray, points: np.ndarray, region: np.ndarray | None = None,
+                    origin: tuple[int, int] = (0, 0)) -> Placement:
     """Placement of a mask body (uint8/bool coverage, straps excluded) over a face's landmarks
-    (478, 2|3) in the same pixels; ``region`` is :func:`face_region`, when the caller has it."""
-    mouth = bool(_inside(body, points, MOUTH_POINTS).all())
-    nostrils = bool(_inside(body, points, NOSTRIL_POINTS).all())
-    eyes_free = not bool(_inside(body, points, EYE_POINTS).any())
-    face = region if region is not None else face_region(points, body.shape)
+    (478, 2|3) in the same pixels; ``region`` is :func:`face_region`, when the caller has it.
+    ``body`` may be a box cut from the picture, with its top-left corner at ``origin`` (x, y)."""
+    h, w = body.shape
+    x0, y0 = origin
+    p = np.round(points[_CHECKED, :2]).astype(np.intp) - (x0, y0)
+    ok = (p[:, 0] >= 0) & (p[:, 0] < w) & (p[:, 1] >= 0) & (p[:, 1] < h)
+    hit = np.zeros(len(p), bool)
+    hit[ok] = body[p[ok, 1], p[ok, 0]] > 0
+    if region is None:
+        region = face_region(points, (y0 + h, x0 + w))
+    face = region[y0:y0 + h, x0:x0 + w]
     n = int(np.count_nonzero(body))
     off = float(np.count_nonzero(body > face)) / n if n else 1.0
-    return Placement(mouth, nostrils, eyes_free, off)
+    return Placement(bool(hit[:len(MOUTH_POINTS)].all()), bool(hit[_NOSTRILS].all()),
+                     not bool(hit[_EYES].any()), off)

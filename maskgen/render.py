@@ -9,22 +9,20 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from dataclasses import dataclass
-from functools import lru_cache
 from itertools import accumulate
 
 import cv2
 import numpy as np
 
 from .placement import Placement, check_placement, face_region
-from .raster import PATTERNS, darken, paint_layer
-from .templates import Template, Texture
+from .raster import PATTERNS, blend_layer, darken, paint_layer
+from .templates import Template
 from .texture import draw_texture
 from .warp import (
     WEAR_SHIFT,
     bounding_box,
     face_frame,
     mesh_nodes,
-    node_normals,
     slide_down,
     template_mesh,
     triangle_maps,
@@ -93,15 +91,6 @@ def prepare_face(face: np.ndarray, points: np.ndarray | None = None) -> FaceCont
     return FaceContext(shade, exposure, noise, grayscale, light / np.linalg.norm(light), region)
 
 
-def geometric_shading(nodes: np.ndarray, shape: tuple[int, int], light: np.ndarray
-                      ) -> np.ndarray:
-    """Per-node brightness of the mask's own surface under ``light`` (Lambert plus ambient),
-    relative to its mean: the nose ridge and cheeks catch light, the sides turn away."""
-    lambert = np.clip(node_normals(nodes, shape) @ light, 0.0, 1.0)
-    s = 0.55 + 0.45 * lambert
-    return s / max(float(s.mean()), 1e-6)
-
-
 @dataclass(frozen=True)
 class Rendered:
     masked: np.ndarray  # (S, S, 3) uint8
@@ -150,11 +139,11 @@ def render_mask(face: np.ndarray, points: np.ndarray, template: Template,
         colours = np.repeat(colours @ _LUMA[:, None], 3, axis=1).astype(np.float32)
         base = colours[0]
         feature[:] = float(feature @ _LUMA)
-    tris, coef, order = triangle_maps(mesh, nodes, (th, tw),
-                                      geometric_shading(nodes, mesh.shape, ctx.light_dir))
-    colour, alpha = paint_layer(x0, y0, x1, y1, tris, coef, order, tex, ctx.shade, colours,
-                                pid, params, fields, template.texture.aspect, feature,
-                                _sheen(template.texture))
+    tris, coef, order = triangle_maps(mesh, nodes, (th, tw), ctx.light_dir)
+    layer = paint_layer(x0, y0, x1, y1, tris, coef, order, tex, ctx.shade, colours, pid,
+                        params, fields, template.texture.aspect, feature,
+                        float(template.texture.params.get("sheen", DEFAULT_SHEEN)))
+    alpha = layer[..., 3]
     if not alpha.any():
         raise RenderError("mask-off-crop", "the mask covers no pixel of the crop")
 
@@ -176,21 +165,15 @@ def render_mask(face: np.ndarray, points: np.ndarray, template: Template,
             lx0, ly0, lx1, ly1 = bounding_box(np.concatenate(curves) / 16.0, size, thick + 2)
             d = cv2.absdiff(masked[ly0:ly1, lx0:lx1], face[ly0:ly1, lx0:lx1])
             mask[ly0:ly1, lx0:lx1][(d[..., 0] | d[..., 1] | d[..., 2]) > 0] = 255
-    _composite(masked, mask, box, alpha, colour, blur,
+    _composite(masked, mask, box, layer, blur,
                rng.standard_normal(3, dtype=np.float32) if ctx.noise > 0.3 else None,
                ctx.noise, ctx.grayscale)
-    body = np.zeros(mask.shape, np.uint8)
-    body[y0:y1, x0:x1] = alpha > 0.05  # clear windows (alpha ~0.2) still cover
-    placement = check_placement(body, points, ctx.region)
+    # Clear windows (alpha ~0.2) still cover.
+    placement = check_placement(alpha > 0.05, points, ctx.region, (x0, y0))
     meta = {"colour": "#{:02x}{:02x}{:02x}".format(*(int(c) for c in base)), "pattern": pattern,
             "coverage": round(float(np.count_nonzero(mask)) / mask.size, 5),
             "wear": wear, "placement": placement.as_dict()}
     return Rendered(masked, mask, meta, placement)
-
-
-@lru_cache(maxsize=64)
-def _sheen(texture: Texture) -> float:
-    return float(texture.params.get("sheen", DEFAULT_SHEEN))
 
 
 def pick_colour(weights: tuple[float, ...], n: int, rng: np.random.Generator) -> int:
@@ -268,29 +251,26 @@ def cast_shadow(img: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, int
 
 
 def _composite(img: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, int],
-               alpha: np.ndarray, colour: np.ndarray, blur: float,
+               layer: np.ndarray, blur: float,
                noise_pick: np.ndarray | None = None, noise: float = 0.0,
                mono: bool = False) -> None:
-    """Blend a layer into ``img`` in place over ``box``; mark touched pixels in ``mask``.
+    """Blend a layer into ``img`` in place over ``box``, softened by ``blur`` (sigma, pixels),
+    with grain; mark touched pixels in ``mask``.
 
-    ``colour`` is an (h, w, 3) float32 image. Alpha below
-    ``ALPHA_MIN`` is zeroed, so every pixel outside ``mask`` keeps its exact value.
+    ``layer`` is (h, w, 4) float32: colour, then alpha. Alpha below ``ALPHA_MIN`` changes
+    nothing, so every pixel outside ``mask`` keeps its exact value.
     """
-    x0, y0, x1, y1 = box
-    alpha = cv2.GaussianBlur(alpha, (0, 0), blur)
-    alpha[alpha < ALPHA_MIN] = 0.0
-    crop = img[y0:y1, x0:x1].astype(np.float32)
-    colour = cv2.GaussianBlur(colour, (0, 0), blur)
-    if noise_pick is not None:
-        grain = _grain(colour.shape[:2], noise_pick)
-        colour += (grain[..., :1] if mono else grain) * noise
-    # cv2.blendLinear: (a * colour + (1 - a) * crop), one pass in C; a == 0 gives crop exactly.
-    out = cv2.blendLinear(colour, crop, alpha, 1.0 - alpha)
-    img[y0:y1, x0:x1] = cv2.convertScaleAbs(out)
-    mask[y0:y1, x0:x1] |= (alpha > 0).view(np.uint8) * np.uint8(255)
+    x0, y0 = box[:2]
+    layer = cv2.GaussianBlur(layer, (0, 0), blur)
+    if noise_pick is None:
+        grain, noise = _NO_GRAIN, 0.0
+    else:
+        grain = _grain(layer.shape[:2], noise_pick)
+    blend_layer(img, mask, y0, x0, layer, grain, float(noise), mono, ALPHA_MIN)
 
 
 _GRAIN = np.random.default_rng(7).standard_normal((512, 512, 3)).astype(np.float32)
+_NO_GRAIN = np.zeros((1, 1, 3), np.float32)
 
 
 def _grain(shape: tuple[int, int], pick: np.ndarray) -> np.ndarray:

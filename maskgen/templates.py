@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -71,7 +71,7 @@ class Texture:
     aspect: float = 1.6  # texture width / height, so patterns are not stretched
     params_json: str = "{}"  # style parameters, as canonical JSON so textures hash by value
 
-    @property
+    @cached_property  # parsed once: rendering reads it for every mask
     def params(self) -> dict:
         return json.loads(self.params_json)
 
