@@ -112,21 +112,23 @@ def _fill_triangle(owner: np.ndarray, t: np.ndarray, k: int, x0: int, y0: int) -
 
 @njit(cache=True, nogil=True)
 def paint_layer(x0: int, y0: int, x1: int, y1: int, tris: np.ndarray, coef: np.ndarray,
-                order: np.ndarray, tex: np.ndarray, shade: np.ndarray, colours: np.ndarray,
-                pid: int, params: np.ndarray, fields: np.ndarray, aspect: float,
-                feature_colour: np.ndarray, sheen: float = 0.0) -> np.ndarray:
+                order: np.ndarray, tex: np.ndarray, tex_scale: np.ndarray, shade: np.ndarray,
+                colours: np.ndarray, pid: int, params: np.ndarray, fields: np.ndarray,
+                aspect: float, feature_colour: np.ndarray, sheen: float = 0.0) -> np.ndarray:
     """Colour and alpha ``(h, w, 4)`` of a mask over the box [x0, x1) x [y0, y1) (one array, so
     that softening it is one filter pass).
 
     ``tris`` (T, 3, 2) are face-space triangles and ``coef`` (T, 9) their affine maps to texture
     pixels (u = c0 x + c1 y + c2, v = c3 x + c4 y + c5) and of the mask's own shading
     (s = c6 x + c7 y + c8); they are painted in ``order`` (far to near), later ones covering
-    earlier ones. ``tex`` (th, tw, 3 or 6) holds fabric detail, alpha, feature weight (and an
-    RGB albedo for picture templates); ``shade`` is the face's light over the whole crop;
-    ``colours`` (K, 3) the base colour then the pattern's other colours; features (valves...)
-    get ``feature_colour``. ``sheen`` (colour levels) is light the surface reflects whatever
-    its dye: it scales the fabric's shading (folds, seams, the turn of the cheeks) on top of the
-    dyed colour's own, so a black mask still shows its folds, as real ones do in photos.
+    earlier ones. ``tex`` (th, tw, 3 or 6), fixed point times ``tex_scale`` per channel, holds
+    fabric detail, alpha, feature weight (and an RGB albedo for picture templates); ``shade``
+    is the face's light over the whole crop; ``colours`` (K, 3) the base colour then the
+    pattern's other colours; features (valves...) get ``feature_colour``.
+
+    ``sheen`` (colour levels) is light the surface reflects whatever its dye: it scales the
+    fabric's shading (folds, seams, the turn of the cheeks) on top of the dyed colour's own, so
+    a black mask still shows its folds, as real ones do in photos.
     """
     h = y1 - y0
     w = x1 - x0
@@ -160,13 +162,13 @@ def paint_layer(x0: int, y0: int, x1: int, y1: int, tris: np.ndarray, coef: np.n
             w10 = (1 - fx) * fy
             w11 = fx * fy
             a = (w00 * tex[iy, ix, 1] + w01 * tex[iy, ix + 1, 1] + w10 * tex[iy + 1, ix, 1]
-                 + w11 * tex[iy + 1, ix + 1, 1])
+                 + w11 * tex[iy + 1, ix + 1, 1]) * tex_scale[1]
             if a <= 0.0:
                 continue
             d = (w00 * tex[iy, ix, 0] + w01 * tex[iy, ix + 1, 0] + w10 * tex[iy + 1, ix, 0]
-                 + w11 * tex[iy + 1, ix + 1, 0])
+                 + w11 * tex[iy + 1, ix + 1, 0]) * tex_scale[0]
             f = (w00 * tex[iy, ix, 2] + w01 * tex[iy, ix + 1, 2] + w10 * tex[iy + 1, ix, 2]
-                 + w11 * tex[iy + 1, ix + 1, 2])
+                 + w11 * tex[iy + 1, ix + 1, 2]) * tex_scale[2]
             lit = d * (coef[k, 6] * px + coef[k, 7] * py + coef[k, 8])  # surface's own shading
             light = shade[py, px]
             glint = sheen * (lit - 1.0)  # mean zero: lightens lit folds, darkens the shadowed
@@ -178,7 +180,8 @@ def paint_layer(x0: int, y0: int, x1: int, y1: int, tris: np.ndarray, coef: np.n
                 albedo = 1.0
                 if has_albedo:
                     albedo = (w00 * tex[iy, ix, 3 + ch] + w01 * tex[iy, ix + 1, 3 + ch]
-                              + w10 * tex[iy + 1, ix, 3 + ch] + w11 * tex[iy + 1, ix + 1, 3 + ch])
+                              + w10 * tex[iy + 1, ix, 3 + ch]
+                              + w11 * tex[iy + 1, ix + 1, 3 + ch]) * tex_scale[3 + ch]
                 dyed = ((1.0 - f) * colours[c, ch] + f * feature_colour[ch]) * albedo
                 layer[j, i, ch] = max(light * (dyed * lit + glint), 0.0)
     return layer

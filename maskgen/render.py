@@ -17,7 +17,7 @@ import numpy as np
 from .placement import Placement, check_placement, face_region
 from .raster import PATTERNS, blend_layer, darken, paint_layer
 from .templates import Template
-from .texture import draw_texture
+from .texture import packed_texture
 from .warp import (
     WEAR_SHIFT,
     bounding_box,
@@ -109,7 +109,7 @@ def render_mask(face: np.ndarray, points: np.ndarray, template: Template,
     one of ``WEAR_SHIFT`` (proper, nose-exposed, under-chin)."""
     size = face.shape[0]
     ctx = context if context is not None else prepare_face(face, points)
-    tex = draw_texture(template.texture)
+    tex, tex_scale = packed_texture(template.texture)
     th, tw = tex.shape[:2]
     mesh = template_mesh(template, REFINE)
     frame = face_frame(points)
@@ -140,8 +140,8 @@ def render_mask(face: np.ndarray, points: np.ndarray, template: Template,
         base = colours[0]
         feature[:] = float(feature @ _LUMA)
     tris, coef, order = triangle_maps(mesh, nodes, (th, tw), ctx.light_dir)
-    layer = paint_layer(x0, y0, x1, y1, tris, coef, order, tex, ctx.shade, colours, pid,
-                        params, fields, template.texture.aspect, feature,
+    layer = paint_layer(x0, y0, x1, y1, tris, coef, order, tex, tex_scale, ctx.shade, colours,
+                        pid, params, fields, template.texture.aspect, feature,
                         float(template.texture.params.get("sheen", DEFAULT_SHEEN)))
     alpha = layer[..., 3]
     if not alpha.any():

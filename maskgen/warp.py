@@ -54,7 +54,11 @@ class TemplateMesh:
     """A template's dense (refined) grid, precomputed: everything but the face is constant."""
 
     shape: tuple[int, int]  # dense rows, columns
-    weights: np.ndarray  # (N, 478): node = weights @ landmarks
+    # Node = spline @ anchors, anchor = the weighted sum of a few landmarks: two small steps
+    # where one (N, 478) matrix spent most of its time on zeros and cache misses.
+    anchor_idx: np.ndarray  # (A, K) landmark indices of each anchor (padded with weight 0)
+    anchor_w: np.ndarray  # (A, K) their weights
+    spline: np.ndarray  # (N, A)
     offsets: np.ndarray  # (N, 2) in face units (eye-line, down)
     uv: np.ndarray  # (N, 2) texture coordinates in [0, 1]
     tris: np.ndarray  # (T, 3) node indices
@@ -67,11 +71,13 @@ def template_mesh(t: Template, factor: tuple[int, int] = (1, 2)) -> TemplateMesh
     grid is one matrix applied to the landmarks."""
     R, C = t.shape
     flat = [a for row in t.anchors for a in row]
-    w = np.zeros((R * C, 478))
+    width = max(len(a.indices) for a in flat)
+    idx = np.zeros((R * C, width), np.intp)
+    w = np.zeros((R * C, width))
     off = np.zeros((R * C, 2))
     for k, a in enumerate(flat):
-        for i, x in zip(a.indices, a.weights, strict=True):
-            w[k, i] += x
+        idx[k, :len(a.indices)] = a.indices
+        w[k, :len(a.weights)] = a.weights
         off[k] = a.offset
     mr, mc = _catmull_rom_matrix(R, factor[0]), _catmull_rom_matrix(C, factor[1])
     dense = np.kron(mr, mc)  # (Rd*Cd, R*C)
@@ -86,15 +92,16 @@ def template_mesh(t: Template, factor: tuple[int, int] = (1, 2)) -> TemplateMesh
     a, b, d, e = r * Cd + c, r * Cd + c + 1, (r + 1) * Cd + c, (r + 1) * Cd + c + 1
     tris = np.concatenate([np.stack([a, b, d], -1).reshape(-1, 3),
                            np.stack([e, d, b], -1).reshape(-1, 3)])
-    return TemplateMesh((Rd, Cd), (dense @ w).astype(np.float32),
-                        (dense @ off).astype(np.float32), uv.astype(np.float32), tris)
+    return TemplateMesh((Rd, Cd), idx, w, dense, (dense @ off).astype(np.float32),
+                        uv.astype(np.float32), tris)
 
 
 def mesh_nodes(mesh: TemplateMesh, points: np.ndarray,
                frame: tuple[np.ndarray, np.ndarray, float] | None = None) -> np.ndarray:
     """Where the dense grid's nodes land on a face: ``(N, 3)`` (x, y, depth z). ``frame`` is
     :func:`face_frame` of the points, when the caller has it."""
-    pos = mesh.weights @ points.astype(np.float32)
+    anchors = np.einsum("ak,akc->ac", mesh.anchor_w, points[mesh.anchor_idx])
+    pos = (mesh.spline @ anchors).astype(np.float32)
     x, y, iod = frame if frame is not None else face_frame(points)
     pos[:, :2] += iod * (mesh.offsets[:, :1] * x + mesh.offsets[:, 1:2] * y)
     return pos
