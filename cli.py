@@ -153,6 +153,9 @@ def preview(src, out, shard_dir, samples, types, faces, keys, wear, seed, size, 
               help="Second term of ssim_l1: L1 (the paper's text) or MSE (its code).")
 @click.option("--device", default="auto", show_default=True,
               type=click.Choice(["auto", "cpu", "cuda"]))
+@click.option("--precision", default="auto", show_default=True,
+              type=click.Choice(["auto", "bf16", "fp32"]),
+              help="bf16: autocast and channels_last (auto picks it on CUDA); fp32: the paper's.")
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile the model.")
 @click.option("--resume", is_flag=True, help="Continue from OUT/checkpoints/last.pt.")
 @click.option("--workers", default=2, show_default=True, help="DataLoader workers.")
@@ -163,7 +166,7 @@ def preview(src, out, shard_dir, samples, types, faces, keys, wear, seed, size, 
 @click.option("--val-batches", default=50, show_default=True,
               help="Validation batches (of --batch-size) each time.")
 def train(data, out, model, width, depth, epochs, max_steps, batch_size, lr, loss, device,
-          compile_, resume, workers, seed, checkpoint_every, log_every, val_every,
+          precision, compile_, resume, workers, seed, checkpoint_every, log_every, val_every,
           val_batches) -> None:
     """Train the RA-UNet (or a variant) on generated shards. Multi-GPU: torchrun."""
     from .training.train import TrainConfig, TrainError
@@ -171,8 +174,8 @@ def train(data, out, model, width, depth, epochs, max_steps, batch_size, lr, los
 
     cfg = TrainConfig(data=data, out=out, model=model, width=width, depth=depth,
                       epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr,
-                      loss=loss, device=device, compile=compile_, resume=resume,
-                      workers=workers, seed=seed, checkpoint_every=checkpoint_every,
+                      loss=loss, device=device, precision=precision, compile=compile_,
+                      resume=resume, workers=workers, seed=seed, checkpoint_every=checkpoint_every,
                       log_every=log_every, val_every=val_every, val_batches=val_batches)
     from .maskgen.shards import ShardError
 

@@ -48,6 +48,9 @@ class TrainConfig:
     l1_weight: float = 1.0
     loss: str = "l1"  # "l1" (the paper's text) or "mse" (the paper's code)
     device: str = "auto"
+    # "bf16": autocast to bfloat16 with channels_last tensors (the fast path on GPUs with tensor
+    # cores); "fp32": the paper's plain precision; "auto": bf16 on CUDA, fp32 on the CPU.
+    precision: str = "auto"
     compile: bool = False
     resume: bool = False
     seed: int = 0
@@ -65,6 +68,13 @@ def pick_device(name: str = "auto") -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise TrainError(f"--device {name}, but no CUDA device is available")
     return torch.device(name)
+
+
+def use_bf16(precision: str, device: torch.device) -> bool:
+    """Whether a run takes the bf16 + channels_last path (see ``TrainConfig.precision``)."""
+    if precision not in ("auto", "bf16", "fp32"):
+        raise TrainError(f"precision must be auto, bf16 or fp32, got {precision!r}")
+    return precision == "bf16" or (precision == "auto" and device.type == "cuda")
 
 
 def _rng_state() -> dict:
@@ -173,7 +183,8 @@ def train(cfg: TrainConfig) -> dict:
     if rank == 0:
         log.info("%s: %.2f M parameters", cfg.model, count_parameters(model) / 1e6)
     cuda = device.type == "cuda"
-    model = model.to(device, memory_format=torch.channels_last if cuda else torch.preserve_format)
+    fast = use_bf16(cfg.precision, device)
+    model = model.to(device, memory_format=torch.channels_last if fast else torch.preserve_format)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=cuda)
     step = epoch = start_in_epoch = 0
     best = -math.inf
@@ -249,7 +260,7 @@ def train(cfg: TrainConfig) -> dict:
     def validate() -> dict:
         """Validation PSNR/SSIM (and the masked input's), a sample grid, best.pt."""
         nonlocal best
-        v = evaluate(model, DataLoader(val_set, **loader_kw), device, cfg.val_batches, cuda)
+        v = evaluate(model, DataLoader(val_set, **loader_kw), device, cfg.val_batches, fast)
         v |= {"step": step, "epoch": epoch, "split": "val"}
         with open(metrics_f, "a") as f:
             f.write(json.dumps(v) + "\n")
@@ -279,9 +290,9 @@ def train(cfg: TrainConfig) -> dict:
                 break
             x = batch["masked"].to(device, non_blocking=True)
             y = batch["clean"].to(device, non_blocking=True)
-            if cuda:
+            if fast:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=fast):
                 pred = net(x)
             loss = ssim_l1(pred.float(), y, cfg.l1_weight, cfg.loss)
             opt.zero_grad(set_to_none=True)
