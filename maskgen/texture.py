@@ -67,12 +67,29 @@ def draw_texture(tex: Texture, height: int = TEXTURE_HEIGHT) -> np.ndarray:
     # Valves and cartridges stand proud of the outline: they are opaque where they are.
     alpha = np.maximum(alpha, feature)
     for win in params.get("windows", []):
-        # A clear panel: mostly see-through, with a faint sheen and a rim.
-        u0, v0, u1, v1 = win["rect"]
-        inside = _soft_box(g, u0, v0, u1, v1, 0.01)
-        alpha = alpha * (1 - inside * (1 - win.get("alpha", 0.2)))
-        detail = detail * (1 + 0.25 * inside * np.exp(-((g.u - u0 - 0.2 * (u1 - u0)) / 0.05) ** 2))
+        detail, alpha, feature = _window(g, win, detail, alpha, feature)
     return np.dstack([detail, alpha, feature]).astype(np.float32)
+
+
+def _window(g: _Grid, win: dict, detail: np.ndarray, alpha: np.ndarray, feature: np.ndarray
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A clear plastic panel in the fabric: see-through, but read as plastic, not as a hole.
+    Its edge is thicker and shows more; light glints in two diagonal streaks; it takes the
+    template's feature colour (a colourless haze), not the fabric's dye; and a stitched
+    binding of fabric runs around it."""
+    u0, v0, u1, v1 = win["rect"]
+    inside = _soft_box(g, u0, v0, u1, v1, 0.01)
+    edge = inside * (1 - _soft_box(g, u0 + 0.02, v0 + 0.03, u1 - 0.02, v1 - 0.03, 0.01))
+    s = (g.u - u0) / (u1 - u0) + 0.5 * (g.v - v0) / (v1 - v0)
+    glint = np.exp(-(((s - 0.35) / 0.05) ** 2)) + 0.6 * np.exp(-(((s - 0.52) / 0.02) ** 2))
+    panel = np.clip(win.get("alpha", 0.2) + 0.25 * edge + 0.3 * glint, 0, 1)
+    alpha = alpha * (1 - inside * (1 - panel))
+    detail = detail * (1 + inside * (0.5 * glint - 0.1 * edge))
+    feature = np.maximum(feature, inside)
+    band = (1 - inside) * _soft_box(g, u0 - 0.035, v0 - 0.05, u1 + 0.035, v1 + 0.05, 0.005)
+    stitches = band * (np.abs(np.sin(g.uu * 0.8) * np.sin(g.vv * 0.8)) > 0.35)
+    detail = detail * (1 - 0.08 * band - 0.1 * stitches * (inside < 0.01))
+    return detail, alpha, feature
 
 
 # Fixed-point scale of each channel in :func:`packed_texture`: detail (a shading multiplier,
