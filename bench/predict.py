@@ -41,12 +41,8 @@ def main() -> None:
     if a.checkpoint:
         pred = Predictor.load(a.checkpoint, a.device, a.precision)
     else:
-        model = build_model(a.model, a.width, a.depth).to(dev).eval()
-        if dev.type == "cuda":
-            model = model.to(memory_format=torch.channels_last)
-        prec = a.precision if a.precision != "auto" else ("bf16" if dev.type == "cuda"
-                                                           else "fp32")
-        pred = Predictor(model, dev, prec, a.size or 256, a.model)
+        pred = Predictor.on_device(build_model(a.model, a.width, a.depth), dev, a.precision,
+                                   a.size or 256, a.model)
     if a.compile:
         pred.model = torch.compile(pred.model)
     batch = a.batch or (64 if dev.type == "cuda" else 16)

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from .data import image_size
 from .model import UNet
-from .train import load_checkpoint, model_from_checkpoint, pick_device
+from .train import load_checkpoint, model_from_checkpoint, pick_device, use_bf16
 
 DEFAULT_IMAGE_SIZE = 256
 log = logging.getLogger("maskface.predict")
@@ -54,15 +54,18 @@ class Predictor:
         """Load a ``maskface train`` checkpoint (``weights_only``: no code runs from it)."""
         dev = pick_device(device)
         ck = load_checkpoint(checkpoint, "cpu")
-        model = model_from_checkpoint(ck, checkpoint).to(dev)
-        if precision == "auto":
-            precision = "bf16" if dev.type == "cuda" else "fp32"
-        if precision not in ("bf16", "fp32"):
-            raise ValueError(f"precision must be auto, bf16 or fp32, got {precision!r}")
-        if dev.type == "cuda":
-            model = model.to(memory_format=torch.channels_last)
-        return cls(model, dev, precision, _trained_size(ck, checkpoint),
-                   label or ck["model_config"]["model"])
+        return cls.on_device(model_from_checkpoint(ck, checkpoint), dev, precision,
+                             _trained_size(ck, checkpoint), label or ck["model_config"]["model"])
+
+    @classmethod
+    def on_device(cls, model: UNet, device: torch.device, precision: str, image_size: int,
+                  label: str) -> Predictor:
+        """Put a model on ``device`` with the precision and memory layout training uses there
+        (``precision``: auto, bf16 or fp32, as in ``maskface train``)."""
+        fast = use_bf16(precision, device)
+        model = model.to(device, memory_format=torch.channels_last if fast
+                         else torch.preserve_format).eval()
+        return cls(model, device, "bf16" if fast else "fp32", image_size, label)
 
     @property
     def multiple(self) -> int:
@@ -78,10 +81,10 @@ class Predictor:
         ph, pw = (-h) % m, (-w) % m
         if ph or pw:
             x = F.pad(x, (0, pw, 0, ph), mode="replicate")
-        if self.device.type == "cuda":
+        fast = self.precision == "bf16"  # with channels_last, as the model (on_device)
+        if fast:
             x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16,
-                            enabled=self.precision == "bf16"):
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=fast):
             y = self.model(x)
         return y.float().clamp_(0, 1)[..., :h, :w]
 

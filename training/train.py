@@ -71,9 +71,10 @@ def pick_device(name: str = "auto") -> torch.device:
 
 
 def use_bf16(precision: str, device: torch.device) -> bool:
-    """Whether a run takes the bf16 + channels_last path (see ``TrainConfig.precision``)."""
+    """Whether a model runs on the bf16 + channels_last path (see ``TrainConfig.precision``):
+    one rule for training, evaluation and prediction."""
     if precision not in ("auto", "bf16", "fp32"):
-        raise TrainError(f"precision must be auto, bf16 or fp32, got {precision!r}")
+        raise ValueError(f"precision must be auto, bf16 or fp32, got {precision!r}")
     return precision == "bf16" or (precision == "auto" and device.type == "cuda")
 
 
