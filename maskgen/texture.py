@@ -101,8 +101,8 @@ _PACK_RANGE = (2.0, 1.0, 1.0, 1.0, 1.0, 1.0)
 def packed_texture(tex: Texture, height: int = TEXTURE_HEIGHT) -> tuple[np.ndarray, np.ndarray]:
     """:func:`draw_texture` as uint16 fixed point, and the factor (per channel) that turns it
     back: the renderer samples it. Half the bytes of float32 at a precision (3e-5) far below one
-    colour level, so all types' textures together stay in the CPU's cache while a face gets
-    every type (float32 textures cost ~15 % of the render time in cache misses)."""
+    colour level, so more of all types' textures stay in the CPU's cache while a face gets every
+    type (rendering every type per face in turn: 2.08 -> 1.92 ms a mask)."""
     tex_f = draw_texture(tex, height)
     scale = np.array(_PACK_RANGE[:tex_f.shape[2]]) / 65535.0
     packed = np.round(np.clip(tex_f / scale, 0, 65535)).astype(np.uint16)

@@ -55,7 +55,7 @@ class TemplateMesh:
 
     shape: tuple[int, int]  # dense rows, columns
     # Node = spline @ anchors, anchor = the weighted sum of a few landmarks: two small steps
-    # where one (N, 478) matrix spent most of its time on zeros and cache misses.
+    # instead of one (N, 478) matrix that is almost all zeros (about as fast, 1/8 the memory).
     anchor_idx: np.ndarray  # (A, K) landmark indices of each anchor (padded with weight 0)
     anchor_w: np.ndarray  # (A, K) their weights
     spline: np.ndarray  # (N, A)
@@ -67,8 +67,8 @@ class TemplateMesh:
 @lru_cache(maxsize=64)
 def template_mesh(t: Template, factor: tuple[int, int] = (1, 2)) -> TemplateMesh:
     """Refine a template's anchor grid by ``factor`` (rows, columns) with Catmull-Rom splines.
-    Anchors are linear in the landmarks and the spline is linear in the anchors, so the dense
-    grid is one matrix applied to the landmarks."""
+    Anchors are linear in the landmarks and the spline is linear in the anchors, so placing
+    the dense grid on a face is two small linear maps (:func:`mesh_nodes`)."""
     R, C = t.shape
     flat = [a for row in t.anchors for a in row]
     width = max(len(a.indices) for a in flat)
@@ -157,11 +157,11 @@ def triangle_maps(mesh: TemplateMesh, nodes: np.ndarray, tex_shape: tuple[int, i
     far side of a turned head) or degenerate.
     """
     rows, cols = mesh.shape
+    nodes = np.ascontiguousarray(nodes, np.float64)
     shade = (np.ones(len(nodes)) if light is None else
-             _node_shading(np.ascontiguousarray(nodes, np.float64), rows, cols,
-                           np.asarray(light, np.float64)))
-    return _triangle_maps(np.ascontiguousarray(nodes, np.float64), mesh.tris, mesh.uv,
-                          float(tex_shape[1] - 1), float(tex_shape[0] - 1), shade)
+             _node_shading(nodes, rows, cols, np.asarray(light, np.float64)))
+    return _triangle_maps(nodes, mesh.tris, mesh.uv, float(tex_shape[1] - 1),
+                          float(tex_shape[0] - 1), shade)
 
 
 # The two kernels below ran as ~40 small numpy calls (~0.35 ms a mask, a sixth of rendering);
