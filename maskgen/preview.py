@@ -20,7 +20,9 @@ def make_sheet(src: str, out: str, *, types: str = "all", faces: int = 6, seed: 
                size: int = 192, celeba_root: str | None = None,
                templates: tuple[str, ...] = (), keys: list[str] | None = None,
                wear: str = "proper") -> dict:
-    """Write a PNG grid (rows: faces; columns: clean, then each type) and describe it."""
+    """Write a PNG grid (rows: faces; columns: clean, then each type) and describe it; samples
+    that ``generate`` would not write (placement check, render error) are dimmed and listed
+    under ``rejected`` with their reason."""
     names = select_types(types, templates)
     reg = registry(templates)
     _, items = resolve_source(src, celeba_root=celeba_root)
@@ -28,6 +30,7 @@ def make_sheet(src: str, out: str, *, types: str = "all", faces: int = 6, seed: 
         wanted = set(keys)
         items = [i for i in items if i.key in wanted]
     rows, used, skipped = [], [], []
+    rejected: dict[str, dict[str, str]] = {}
     for item in items:
         if len(rows) >= faces:
             break
@@ -45,10 +48,20 @@ def make_sheet(src: str, out: str, *, types: str = "all", faces: int = 6, seed: 
             # The same randomness `generate` uses for this face and type (colour, pattern).
             rng = np.random.default_rng(sample_seed(seed, item.key, name))
             try:
-                tiles.append(render_mask(crop, pts, reg[name], rng, wear=wear,
-                                         source_scale=scale, context=context).masked)
-            except RenderError:
+                r = render_mask(crop, pts, reg[name], rng, wear=wear, source_scale=scale,
+                                context=context)
+            except RenderError as e:
+                rejected.setdefault(item.key, {})[name] = e.reason
                 tiles.append(np.zeros_like(crop))
+                continue
+            # The same placement check as `generate`: a sample it would not write is shown
+            # dimmed and labelled, not as if it were data.
+            problem = r.placement.problem(wear, reg[name].on_face)
+            if problem:
+                rejected.setdefault(item.key, {})[name] = problem
+                tiles.append(_rejected_tile(r.masked, problem))
+            else:
+                tiles.append(r.masked)
         rows.append(np.hstack(tiles))
         used.append(item.key)
     if not rows:
@@ -56,7 +69,17 @@ def make_sheet(src: str, out: str, *, types: str = "all", faces: int = 6, seed: 
     sheet = np.vstack(rows)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(out), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
-    return {"out": str(out), "faces": used, "columns": ["clean", *names], "skipped": skipped}
+    return {"out": str(out), "faces": used, "columns": ["clean", *names], "skipped": skipped,
+            "rejected": rejected}
+
+
+def _rejected_tile(img: np.ndarray, reason: str) -> np.ndarray:
+    """A sample the placement check refuses: dimmed, with the reason written across it."""
+    tile = (img.astype(np.float32) * 0.35).astype(np.uint8)
+    scale = img.shape[1] / 400
+    cv2.putText(tile, reason, (4, img.shape[0] - 8), cv2.FONT_HERSHEY_SIMPLEX, scale,
+                (255, 255, 255), max(1, round(2 * scale)), cv2.LINE_AA)
+    return tile
 
 
 def sheet_from_shards(out_dir: str, path: str, *, samples: int = 24, columns: int = 4,

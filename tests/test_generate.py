@@ -259,3 +259,22 @@ def test_wear_styles_are_drawn_and_their_rules_hold(tmp_path, reference, mixed_f
     res = CliRunner().invoke(main, ["generate", "--src", "demo", "--wear", "sideways=1",
                                     "--out", str(tmp_path / "x")])
     assert res.exit_code != 0 and "unknown style" in res.output
+
+
+def test_preview_rejects_exactly_what_generate_does_not_write(tmp_path):
+    """The contact sheet applies generate's placement check: the cameraman's near-profile
+    (mirrored) fails it for several types, and both tools name the same samples."""
+    from maskface.maskgen.preview import make_sheet
+
+    types = "surgical,kn95,bandana"
+    out = tmp_path / "gen"
+    generate("--src", "demo", "--out", str(out), "--types", types, "--per-face", "all")
+    failures = [json.loads(x) for x in (out / "failures.jsonl").read_text().splitlines()]
+    keys = ["cameraman", "cameraman-mirror"]
+    written = {(f["source"], f["type"]): f["reason"] for f in failures
+               if f["source"] in keys and "type" in f}
+    assert written, "the near-profile should fail some placement checks"
+    sheet = make_sheet("demo", str(tmp_path / "sheet.png"), types=types, keys=keys, size=256,
+                       faces=2)
+    shown = {(k, t): r for k, by_type in sheet["rejected"].items() for t, r in by_type.items()}
+    assert shown == written
