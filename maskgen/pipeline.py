@@ -436,9 +436,10 @@ def generate_shard(task: ShardTask, cfg: GenerateConfig, type_names: list[str],
                 "seed": cfg.seed, "size": cfg.size,
                 "alignment": np.round(m, 6).tolist(), "pose": pose,
                 **({"frame_cut": cut} if cut is not None else {}),
-                "faces_found": entry.faces_found, "landmarks_unit": 0.1,
-                "landmarks": np.round(pts * 10).astype(np.int32).tolist()},
+                "faces_found": entry.faces_found, "landmarks_unit": 0.1},
                 separators=(",", ":"))
+            face_json = (f'{face_json[:-1]},"landmarks":'
+                         f'{_int_rows_json(np.round(pts * 10).astype(np.int32))}}}')
             t5 = time.perf_counter()
             secs["align"] += t5 - t4
             faces_ok += 1
@@ -485,6 +486,14 @@ def generate_shard(task: ShardTask, cfg: GenerateConfig, type_names: list[str],
               "seconds": {k: round(v, 4) for k, v in secs.items()}}
     _atomic_write(state / f"{task.state_name}.json", json.dumps(result))
     return result
+
+
+def _int_rows_json(a: np.ndarray) -> str:
+    """``json.dumps(a.tolist(), separators=(",", ":"))`` for a 2-D integer array, in one
+    %-format: 0.1 instead of 0.2 ms for a face's landmarks."""
+    rows, cols = a.shape
+    row = "[" + ",".join(["%d"] * cols) + "],"
+    return "[" + (row * rows % tuple(a.ravel().tolist()))[:-1] + "]"
 
 
 def _finalize(out: Path, cfg: GenerateConfig, source_desc: str, tasks: list[ShardTask],
