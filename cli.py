@@ -44,7 +44,8 @@ def main(verbose: bool) -> None:
               help="Dask scheduler address (tcp://host:8786): run the shards on that cluster.")
 @click.option("--shard-index", type=int, default=None, help="This machine's part (0-based)...")
 @click.option("--num-shards", type=int, default=None, help="...of this many parts.")
-@click.option("--shard-size", default=256, show_default=True, help="Source images per shard.")
+@click.option("--shard-size", default=256, show_default=True,
+              help="Most source images per shard (a split's shards get equal shares).")
 @click.option("--split-ratios", default="0.8,0.1,0.1", show_default=True,
               help="train,val,test ratios where the source has no official split.")
 @click.option("--celeba-root", type=click.Path(), default=None,

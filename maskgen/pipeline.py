@@ -73,7 +73,7 @@ class GenerateConfig:
                 "split_ratios": list(self.split_ratios), "jpeg_quality": self.jpeg_quality,
                 "image_format": self.image_format, "templates": list(self.templates),
                 "wear": self.wear,
-                "limit": self.limit, "version": __version__,
+                "limit": self.limit, "version": __version__, "shard_plan": "equal",
                 **({"frame_cut": self.frame_cut} if self.frame_cut else {})}
 
 
@@ -111,12 +111,20 @@ class Summary:
 
 
 def plan_tasks(items: list[SourceItem], shard_size: int) -> list[ShardTask]:
-    """Group items (sorted by key) into shard tasks per split, in a fixed global order."""
+    """Group items (sorted by key) into shard tasks per split, in a fixed global order.
+
+    Each split gets as few shards as ``shard_size`` allows, of equal size (within one item):
+    a small remainder shard would leave one worker alone at the end of a run, and one
+    data-loader worker or DDP rank short of samples in training."""
     tasks = []
     for split in SPLITS:
         chunk = [i for i in items if i.split == split]
-        for n, start in enumerate(range(0, len(chunk), shard_size)):
-            tasks.append(ShardTask(split, n, chunk[start:start + shard_size]))
+        count = -(-len(chunk) // shard_size)
+        start = 0
+        for n in range(count):
+            size = len(chunk) // count + (n < len(chunk) % count)
+            tasks.append(ShardTask(split, n, chunk[start:start + size]))
+            start += size
     return tasks
 
 

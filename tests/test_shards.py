@@ -88,3 +88,19 @@ def test_headers_are_standard_tar(tmp_path):
         assert all(m.isreg() and m.mode == 0o644 and m.mtime == 0 for m in members)
         assert tar.extractfile(members[1]).read() == bytes(range(256)) * 3
     assert (tmp_path / "s.tar").stat().st_size % (20 * 512) == 0
+
+
+@pytest.mark.parametrize("n, size, expect", [(10, 4, [4, 3, 3]), (8, 4, [4, 4]), (1, 256, [1]),
+                                              (513, 256, [171, 171, 171]), (0, 4, [])])
+def test_a_splits_shards_are_equal_and_cover_it_in_order(n, size, expect):
+    from maskface.maskgen.pipeline import plan_tasks
+    from maskface.maskgen.sources import SourceItem
+
+    items = [SourceItem(f"k{i:04d}", "file", f"{i}.jpg", "train") for i in range(n)]
+    items += [SourceItem("v0", "file", "v.jpg", "val")]
+    tasks = plan_tasks(items, size)
+    train = [t for t in tasks if t.split == "train"]
+    assert [len(t.items) for t in train] == expect
+    assert [i for t in train for i in t.items] == items[:n]  # all of them, in order, once
+    assert [t.index for t in train] == list(range(len(expect)))
+    assert [t.split for t in tasks] == ["train"] * len(expect) + ["val"]
