@@ -147,7 +147,10 @@ def preview(src, out, shard_dir, samples, types, faces, keys, wear, seed, size, 
 @click.option("--width", default=64, show_default=True)
 @click.option("--depth", default=5, show_default=True)
 @click.option("--epochs", default=40, show_default=True)
-@click.option("--max-steps", type=int, default=None, help="Stop after this many steps.")
+@click.option("--max-steps", type=click.IntRange(min=1), default=None,
+              help="Stop after this many steps.")
+@click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Stop after this many minutes (at a log interval; validates and saves).")
 @click.option("--batch-size", default=8, show_default=True, help="Per process (GPU).")
 @click.option("--lr", default=1e-4, show_default=True)
 @click.option("--loss", default="l1", show_default=True, type=click.Choice(["l1", "mse"]),
@@ -166,15 +169,16 @@ def preview(src, out, shard_dir, samples, types, faces, keys, wear, seed, size, 
 @click.option("--val-every", default=1, show_default=True, help="Epochs between validations.")
 @click.option("--val-batches", default=50, show_default=True,
               help="Validation batches (of --batch-size) each time.")
-def train(data, out, model, width, depth, epochs, max_steps, batch_size, lr, loss, device,
-          precision, compile_, resume, workers, seed, checkpoint_every, log_every, val_every,
-          val_batches) -> None:
+def train(data, out, model, width, depth, epochs, max_steps, max_minutes, batch_size, lr, loss,
+          device, precision, compile_, resume, workers, seed, checkpoint_every, log_every,
+          val_every, val_batches) -> None:
     """Train the RA-UNet (or a variant) on generated shards. Multi-GPU: torchrun."""
     from .training.train import TrainConfig, TrainError
     from .training.train import train as run
 
     cfg = TrainConfig(data=data, out=out, model=model, width=width, depth=depth,
-                      epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr,
+                      epochs=epochs, max_steps=max_steps, max_minutes=max_minutes,
+                      batch_size=batch_size, lr=lr,
                       loss=loss, device=device, precision=precision, compile=compile_,
                       resume=resume, workers=workers, seed=seed, checkpoint_every=checkpoint_every,
                       log_every=log_every, val_every=val_every, val_batches=val_batches)

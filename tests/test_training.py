@@ -167,6 +167,30 @@ def test_ddp_with_two_cpu_ranks(tmp_path, shards):
     assert 4 in losses(run)
 
 
+def test_a_time_budget_stops_the_run_and_it_still_validates(tmp_path, shards):
+    run = tmp_path / "budget"
+    train("--data", str(shards), "--out", str(run), "--epochs", "100000", "--log-every", "1",
+          "--max-minutes", "0.01")
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert lines[-1]["split"] == "val"
+    ck = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert 0 < ck["step"] == max(losses(run)) and ck["epoch"] < 100000
+
+
+def test_a_time_budget_stops_every_rank_at_the_same_step(tmp_path, shards):
+    # Ranks reach the deadline at different moments; if they stopped on their own clocks, one
+    # would wait for the other's all-reduce for ever (the timeout below would fail the test).
+    run = tmp_path / "ddp-budget"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+           "--master_addr", "127.0.0.1", "--master_port", "29533", "-m", "maskface.cli",
+           "train", "--data", str(shards), "--out", str(run), *TINY, "--batch-size", "1",
+           "--max-steps", "100000", "--max-minutes", "0.03", "--log-every", "1",
+           "--device", "cpu"]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert 0 < load_checkpoint(run / "checkpoints" / "last.pt")["step"] < 100000
+
+
 def test_a_truncated_shard_stops_training_with_its_name(tmp_path, shards):
     import shutil
 

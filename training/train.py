@@ -43,6 +43,9 @@ class TrainConfig:
     depth: int = 5
     epochs: int = 40
     max_steps: int | None = None
+    # Stop at the first log interval after this many minutes of this invocation (a budget on a
+    # shared or rented machine); the run validates and checkpoints as at any other end.
+    max_minutes: float | None = None
     batch_size: int = 8
     lr: float = 1e-4
     l1_weight: float = 1.0
@@ -248,6 +251,12 @@ def train(cfg: TrainConfig) -> dict:
     total = cfg.max_steps or estimate * cfg.epochs
     last: dict = {}
     t0, seen = time.perf_counter(), 0
+    deadline = t0 + 60 * cfg.max_minutes if cfg.max_minutes else None
+    out_of_time = False
+
+    def finished() -> bool:
+        return bool(cfg.max_steps and step >= total) or out_of_time
+
     running = torch.zeros((), device=device)
     since_log = 0
     in_epoch = start_in_epoch
@@ -280,7 +289,7 @@ def train(cfg: TrainConfig) -> dict:
             _save(out / "checkpoints" / "best.pt", model, opt, step, epoch, 0, best, cfg)
         return v
 
-    while (cfg.max_steps is None and epoch < cfg.epochs) or (cfg.max_steps and step < total):
+    while not finished() and (cfg.max_steps or epoch < cfg.epochs):
         train_set.set_epoch(epoch)
         in_epoch = 0
         for batch in loader:
@@ -306,7 +315,7 @@ def train(cfg: TrainConfig) -> dict:
                 bar.update(1)
             in_epoch += 1
             seen += len(x)
-            if step % cfg.log_every == 0 or (cfg.max_steps and step >= total):
+            if step % cfg.log_every == 0 or finished():
                 # The one host sync per log interval; the last interval may be shorter. With
                 # several ranks, the mean over all of them (and a NaN anywhere stops them all).
                 if world > 1:
@@ -319,6 +328,8 @@ def train(cfg: TrainConfig) -> dict:
                     raise TrainError(f"loss is {mean} at step {step}: lower --lr, or check "
                                      "the data")
                 el = time.perf_counter() - t0
+                if deadline is not None:
+                    out_of_time = _agree(time.perf_counter() >= deadline, device, world)
                 last = {"step": step, "epoch": epoch, "loss": round(mean, 6),
                         "images_per_s": round(seen * world / el, 1)}
                 if rank == 0:
@@ -334,13 +345,13 @@ def train(cfg: TrainConfig) -> dict:
                                  last["images_per_s"])
             if rank == 0 and step % cfg.checkpoint_every == 0:
                 _save(ck_path, model, opt, step, epoch, in_epoch, best, cfg)
-            if cfg.max_steps and step >= total:
+            if finished():
                 break
         if in_epoch == 0:
             raise TrainError(f"an epoch of {cfg.data} gave no batch: fewer training pairs "
                              f"per process than --batch-size {cfg.batch_size}")
         start_in_epoch = 0
-        if cfg.max_steps and step >= total:
+        if finished():
             break  # mid-epoch: the checkpoint below records the position
         epoch += 1
         in_epoch = 0
@@ -348,8 +359,11 @@ def train(cfg: TrainConfig) -> dict:
             last = validate()
         if rank == 0:
             _save(ck_path, model, opt, step, epoch, 0, best, cfg)
-    if rank == 0 and val_set is not None and cfg.max_steps and last.get("split") != "val":
-        last = validate()  # a run cut by --max-steps still reports validation and best.pt
+    if out_of_time and rank == 0:
+        log.info("--max-minutes %g reached at step %d", cfg.max_minutes, step)
+    if (rank == 0 and val_set is not None and (cfg.max_steps or out_of_time)
+            and last.get("split") != "val"):
+        last = validate()  # a run cut short still reports validation and best.pt
     if bar is not None:
         bar.close()
     if tb is not None:
@@ -360,6 +374,15 @@ def train(cfg: TrainConfig) -> dict:
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
     return last
+
+
+def _agree(flag: bool, device: torch.device, world: int) -> bool:
+    """True on every rank when ``flag`` is true on any (ranks must stop at the same step)."""
+    if world == 1:
+        return flag
+    t = torch.tensor(float(flag), device=device)
+    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+    return bool(t.item())
 
 
 def _world() -> int:
