@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -58,7 +59,8 @@ def main() -> None:
     ap.add_argument("--src", default=str(DEFAULT_SRC))
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--jobs", default="1,2")
-    ap.add_argument("--keep", default=None, help="Keep outputs in this directory.")
+    ap.add_argument("--keep", default=None,
+                    help="Keep outputs in this directory (else they are deleted as measured).")
     args = ap.parse_args()
     if not Path(args.src).exists():
         sys.exit(f"no source at {args.src} (pass --src)")
@@ -84,6 +86,9 @@ def main() -> None:
                 print(json.dumps(r), file=sys.stderr)
                 if not warm and cache is None:
                     cache = out / "landmarks.npz"
+                if not args.keep:  # a full run writes gigabytes of shards
+                    for split in ("train", "val", "test"):
+                        shutil.rmtree(out / split, ignore_errors=True)
     by = {r["run"]: r for r in results}
     first = results[0]
     summary = {
@@ -100,6 +105,8 @@ def main() -> None:
             summary[f"speedup_j2_{kind}"] = round(by[f"{kind}-j2"]["pairs_per_s"]
                                                   / by[f"{kind}-j1"]["pairs_per_s"], 2)
     print(json.dumps(summary, indent=1))
+    if not args.keep:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":
