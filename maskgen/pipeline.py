@@ -237,9 +237,10 @@ def _execute(pending: list[ShardTask], cfg: GenerateConfig, type_names: list[str
     from joblib import Parallel, delayed, parallel_config
 
     jobs = cfg.jobs if cfg.jobs and cfg.jobs > 0 else (os.cpu_count() or 1)
-    # Biggest shards first, so the small last shard of each split fills the gaps at the end
-    # instead of one worker finishing a full shard alone (~5 % of a 2-worker run). Each shard's
-    # bytes depend only on its own task, so the order changes nothing in the output.
+    # Biggest shards first (a small split's shards are smaller: plan_tasks makes them equal
+    # within a split only), so the smaller ones fill the gaps at the end instead of one worker
+    # finishing a big shard alone. Each shard's bytes depend only on its own task, so the order
+    # changes nothing in the output.
     pending = sorted(pending, key=lambda t: -len(t.items))
     work = (delayed(generate_shard)(t, cfg, type_names, cache.subset([i.key for i in t.items]))
             for t in pending)
