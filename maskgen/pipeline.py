@@ -310,7 +310,7 @@ def sample_seed(*parts: object) -> int:
 
 def parse_wear(spec: str) -> dict[str, float]:
     """``"proper=0.8,nose-exposed=0.15,under-chin=0.05"`` -> probabilities (normalised)."""
-    from .warp import WEAR_SHIFT
+    from .templates import WEAR_SHIFT
 
     out: dict[str, float] = {}
     for part in spec.split(","):
@@ -534,11 +534,13 @@ def _finalize(out: Path, cfg: GenerateConfig, source_desc: str, tasks: list[Shar
                     "{key}.mask.png", "{key}.json"],
     }
     _atomic_write(out / "manifest.json", json.dumps(manifest, indent=1))
+    detected = False
     for t in tasks:
         part = out / STATE_DIR / f"{t.state_name}.landmarks.npz"
         if part.exists():
             cache.update(LandmarkCache.load(part).entries)
-    if len(cache):
+            detected = True
+    if detected or (len(cache) and not cache_path.exists()):
         cache.save(cache_path)
 
 

@@ -16,10 +16,9 @@ import numpy as np
 
 from .placement import Placement, check_placement, face_region
 from .raster import PATTERNS, blend_layer, darken, paint_layer
-from .templates import Template
+from .templates import WEAR_SHIFT, Template
 from .texture import packed_texture
 from .warp import (
-    WEAR_SHIFT,
     bounding_box,
     face_frame,
     mesh_nodes,

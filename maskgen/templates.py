@@ -24,6 +24,12 @@ import numpy as np
 
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets" / "masks"
 
+# How far each wear style slides the mask down the face, in template rows: "nose-exposed" puts
+# the top edge under the nose, "under-chin" under the lower lip (templates share a row layout:
+# top edge, nose, mouth, chin). A template may override these (``wear_shift``). Kept here, not
+# in warp, so that listing and checking templates does not import numba (~0.3 s a process).
+WEAR_SHIFT = {"proper": 0.0, "nose-exposed": 1.3, "under-chin": 2.4}
+
 _TERM = re.compile(r"^\s*(\d+)\s*(?:\*\s*([0-9.]+))?\s*$")
 
 
@@ -94,7 +100,7 @@ class Template:
     on_face: bool = True  # False for types that may hang below the face (bandana, gaiter)
     max_yaw: float = 60.0  # faces turned further (degrees) are recorded, not rendered
     uv_nodes: tuple | None = None  # per-node (u, v), rows x columns; overrides u and v
-    wear_shift: tuple[tuple[str, float], ...] = ()  # per-type overrides of warp.WEAR_SHIFT
+    wear_shift: tuple[tuple[str, float], ...] = ()  # per-type overrides of WEAR_SHIFT
     # How often each palette colour is drawn, relative (empty: all alike), so a type's colours
     # come in the proportions real masks show (black and white surgical masks outnumber pink).
     palette_weights: tuple[float, ...] = ()
@@ -135,8 +141,6 @@ def template_from_dict(d: dict, source: str = "") -> Template:
                              for row in d["grid"]["uv"])
             if len(uv_nodes) != len(v) or any(len(r) != len(u) for r in uv_nodes):
                 raise ValueError("grid uv must have the anchors' shape")
-        from .warp import WEAR_SHIFT  # warp imports this module's types
-
         unknown = set(d.get("wear_shift", {})) - set(WEAR_SHIFT)
         if unknown:  # a misspelt style would silently fall back to the default shift
             raise ValueError(f"wear_shift: unknown wear style(s) {', '.join(sorted(unknown))}; "

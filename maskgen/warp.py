@@ -107,12 +107,6 @@ def mesh_nodes(mesh: TemplateMesh, points: np.ndarray,
     return pos
 
 
-# How far each wear style slides the mask down the face, in template rows: "nose-exposed" puts
-# the top edge under the nose, "under-chin" under the lower lip (templates share a row layout:
-# top edge, nose, mouth, chin).
-WEAR_SHIFT = {"proper": 0.0, "nose-exposed": 1.3, "under-chin": 2.4}
-
-
 def slide_down(nodes: np.ndarray, shape: tuple[int, int], rows: float) -> np.ndarray:
     """Move a placed grid ``rows`` rows down its own columns (a mask pulled down keeps its size
     and shape on the fabric); past the last row the columns continue straight, a little

@@ -153,6 +153,7 @@ def test_changed_settings_in_the_same_output_are_refused(tmp_path, reference, mi
 
 def test_rendering_from_the_cache_needs_no_mediapipe(tmp_path, reference, mixed_folder):
     out = tmp_path / "nomp"
+    before = (reference / "landmarks.npz").stat().st_mtime_ns
     code = ("import sys; sys.modules['mediapipe'] = None; from maskface.cli import main; "
             "main()")
     subprocess.run([sys.executable, "-c", code, "generate", "--no-progress", "--src",
@@ -160,6 +161,8 @@ def test_rendering_from_the_cache_needs_no_mediapipe(tmp_path, reference, mixed_
                     "--seed", "5", "--per-face", "all", "--types", TYPES, "--landmarks-cache",
                     str(reference / "landmarks.npz")], check=True, capture_output=True)
     assert outputs(out) == outputs(reference)
+    # A complete cache is only read (it may be shared, read-only, between runs and machines).
+    assert (reference / "landmarks.npz").stat().st_mtime_ns == before
     cache = LandmarkCache.load(reference / "landmarks.npz")
     assert len(cache) == 17 - 4  # everything that decoded; no-face results are cached too
     assert cache.entries["bad__noface"].reason == "no-face"
