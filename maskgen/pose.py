@@ -7,24 +7,28 @@ metadata need.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from .landmarks import LEFT_EYE, MOUTH, RIGHT_EYE
+from .landmarks import anchor_means
 
 
 def head_pose(points: np.ndarray) -> dict[str, float]:
     """``{"yaw", "pitch", "roll"}`` in degrees. Yaw > 0: the face turns towards the image's
     right; pitch > 0: the face tilts up; roll > 0: the head leans clockwise in the image."""
-    p = np.asarray(points, np.float64)
-    le, re = p[list(LEFT_EYE)].mean(0), p[list(RIGHT_EYE)].mean(0)
-    mouth = p[list(MOUTH)].mean(0)
-    x = re - le
-    x /= np.linalg.norm(x) + 1e-9
-    down = mouth - (le + re) / 2
-    n = np.cross(x, down)  # points away from the camera for a frontal face (+z)
-    n /= np.linalg.norm(n) + 1e-9
-    yaw = np.degrees(np.arctan2(-n[0], n[2]))
-    pitch = np.degrees(np.arctan2(n[1], np.hypot(n[0], n[2])))
-    roll = np.degrees(np.arctan2(x[1], x[0]))
-    return {"yaw": round(float(yaw), 2), "pitch": round(float(pitch), 2),
-            "roll": round(float(roll), 2)}
+    le, re, mouth = anchor_means(points[:, :3]).tolist()
+    # Three 3-vectors: plain floats are ~5x faster than numpy's small-array calls here.
+    x = [b - a for a, b in zip(le, re, strict=True)]
+    nx = math.hypot(*x) + 1e-9
+    x = [c / nx for c in x]
+    down = [m - (a + b) / 2 for a, b, m in zip(le, re, mouth, strict=True)]
+    # x cross down points away from the camera for a frontal face (+z).
+    n = [x[1] * down[2] - x[2] * down[1], x[2] * down[0] - x[0] * down[2],
+         x[0] * down[1] - x[1] * down[0]]
+    nn = math.hypot(*n) + 1e-9
+    n = [c / nn for c in n]
+    yaw = math.degrees(math.atan2(-n[0], n[2]))
+    pitch = math.degrees(math.atan2(n[1], math.hypot(n[0], n[2])))
+    roll = math.degrees(math.atan2(x[1], x[0]))
+    return {"yaw": round(yaw, 2), "pitch": round(pitch, 2), "roll": round(roll, 2)}
