@@ -2,6 +2,7 @@
 --jobs 1 and 2, one mask type and all types; time per stage; share of faces masked.
 
     python bench/generate.py [--src ../shared/data/celeba-wild] [--limit N] [--jobs 1,2]
+                             [--kinds cold-surgical,...] [--repeat N]
 
 Each configuration runs as its own `maskface generate` process (start-up included) into a
 fresh output directory, after a 4-face warm-up run that compiles the rendering kernels on a
@@ -54,16 +55,32 @@ def run(src: str, out: Path, jobs: int, types: str, per_face: str, cache: Path |
     }
 
 
+KINDS = ("cold-surgical", "cold-all", "warm-surgical", "warm-all")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--src", default=str(DEFAULT_SRC))
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--jobs", default="1,2")
+    ap.add_argument("--kinds", default=",".join(KINDS),
+                    help="Which of cold-surgical, cold-all, warm-surgical, warm-all to run.")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="Runs per configuration, --jobs values interleaved; the median run (the "
+                         "lower middle one for an even count) "
+                         "(by wall time) is reported, with every wall time (machines with "
+                         "noisy neighbours vary by 10-40 %% from minute to minute).")
+    ap.add_argument("--landmarks-cache", default=None,
+                    help="Cache for the warm runs (else the first cold run's, or one made by "
+                         "an extra cold run).")
     ap.add_argument("--keep", default=None,
                     help="Keep outputs in this directory (else they are deleted as measured).")
     args = ap.parse_args()
     if not Path(args.src).exists():
         sys.exit(f"no source at {args.src} (pass --src)")
+    kinds = [k for k in args.kinds.split(",") if k]
+    if not kinds or set(kinds) - set(KINDS) or args.repeat < 1:
+        sys.exit(f"--kinds: a comma list of {', '.join(KINDS)}; --repeat: at least 1")
     root = Path(args.keep or tempfile.mkdtemp(prefix="maskface-bench-"))
     jobs = [int(j) for j in args.jobs.split(",")]
     # The rendering kernels compile on first use and are cached on disk (numba): a one-off
@@ -72,27 +89,35 @@ def main() -> None:
     run(args.src, root / "warm-up", 1, "all", "all", None, 4)
     warm_up_s = round(time.perf_counter() - t0, 2)
     results = []
-    cache = None
-    for warm in (False, True):
-        for types, per_face in (("surgical", "1"), ("all", "all")):
+    cache = Path(args.landmarks_cache) if args.landmarks_cache else None
+    if cache is None and not any(k.startswith("cold") for k in kinds):
+        kinds = ["cold-surgical", *kinds]  # the warm runs need its landmark cache
+    for kind in [k for k in KINDS if k in kinds]:
+        warm = kind.startswith("warm")
+        types, per_face = ("surgical", "1") if kind.endswith("surgical") else ("all", "all")
+        runs: dict[int, list[dict]] = {j: [] for j in jobs}
+        for rep in range(args.repeat):
             for j in jobs:
-                name = f"{'warm' if warm else 'cold'}-{types}-j{j}"
-                out = root / name
-                use = cache if warm else None
-                r = run(args.src, out, j, types, per_face, use, args.limit)
+                name = f"{kind}-j{j}"
+                out = root / f"{name}-{rep}"
+                r = run(args.src, out, j, types, per_face, cache if warm else None, args.limit)
                 r["run"] = name
                 r["landmarks"] = "cache" if warm else "detect"
-                results.append(r)
+                runs[j].append(r)
                 print(json.dumps(r), file=sys.stderr)
                 if not warm and cache is None:
-                    cache = out / "landmarks.npz"
+                    cache = root / "landmarks.npz"
+                    shutil.copy(out / "landmarks.npz", cache)
                 if not args.keep:  # a full run writes gigabytes of shards
-                    for split in ("train", "val", "test"):
-                        shutil.rmtree(out / split, ignore_errors=True)
+                    shutil.rmtree(out, ignore_errors=True)
+        for j in jobs:
+            walls = sorted(r["wall_s"] for r in runs[j])
+            median = sorted(runs[j], key=lambda r: r["wall_s"])[(len(walls) - 1) // 2]
+            results.append({**median, "wall_s_all": walls} if args.repeat > 1 else median)
     by = {r["run"]: r for r in results}
     first = results[0]
     summary = {
-        "bench": "generate", "src": args.src, "limit": args.limit,
+        "bench": "generate", "src": args.src, "limit": args.limit, "repeat": args.repeat,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "processor": platform.processor() or platform.machine()},
         "warm_up_s": warm_up_s,  # 4 faces, all types, kernels compiled or loaded
@@ -100,8 +125,8 @@ def main() -> None:
         "success_rate": round(first["faces_masked"] / max(first["faces"], 1), 5),
         "runs": results,
     }
-    if {"cold-surgical-j1", "cold-surgical-j2"} <= by.keys():
-        for kind in ("cold-surgical", "warm-surgical", "cold-all", "warm-all"):
+    for kind in KINDS:
+        if {f"{kind}-j1", f"{kind}-j2"} <= by.keys():
             summary[f"speedup_j2_{kind}"] = round(by[f"{kind}-j2"]["pairs_per_s"]
                                                   / by[f"{kind}-j1"]["pairs_per_s"], 2)
     print(json.dumps(summary, indent=1))
