@@ -31,6 +31,30 @@ def test_astronaut_landmarks_land_on_her_face(astronaut):
     assert abs(pose["yaw"]) < 12 and abs(pose["roll"]) < 8
 
 
+def test_the_graph_shortcut_reads_what_the_public_api_returns(astronaut):
+    """FaceMesh runs through its graph and its landmarks are decoded from bytes (a shortcut
+    for the pinned MediaPipe); anything without that graph takes FaceMesh.process. Both paths,
+    and both decoders, must give the same landmarks."""
+    from mediapipe.framework.formats import landmark_pb2
+
+    from maskface.maskgen.landmarks import _face_mesh_run, _landmark_array, get_detector
+
+    fm = get_detector(True)
+
+    class PublicOnly:
+        def process(self, rgb):
+            return fm.process(rgb)
+
+    img = np.ascontiguousarray(astronaut)
+    fast, public = _face_mesh_run(fm, img), _face_mesh_run(PublicOnly(), img)
+    assert len(fast) == len(public) == 1
+    points = _landmark_array(fast[0])
+    np.testing.assert_array_equal(points, _landmark_array(public[0]))
+    parsed = landmark_pb2.NormalizedLandmarkList.FromString(fast[0]).landmark
+    assert points.shape == (478, 3)
+    np.testing.assert_allclose(points, [(p.x, p.y, p.z) for p in parsed], rtol=1e-6)
+
+
 def test_pose_follows_mirroring_and_rotation(astronaut):
     import cv2
 
