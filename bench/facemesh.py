@@ -1,0 +1,114 @@
+"""Where the generator's detection time goes: MediaPipe's networks timed one by one.
+
+    python bench/facemesh.py [--src ../shared/data/celeba-wild] [--limit 300] [--repeat 3]
+
+On the first N images of a folder (decoded before timing, one process, models loaded and warmed
+up first), prints one JSON object with milliseconds per image, each the best of --repeat passes
+(this VM's speed drifts; the best pass is the least disturbed one):
+
+- ``detect_landmarks``: the generator's whole detection step (upscaling, FaceMesh, checks);
+- ``facemesh_graph``: one pass of FaceMesh (short-range face detector, then the 478-point
+  landmark model with attention), as the generator runs it;
+- ``face_detector``: the short-range face detector alone (``FaceDetection.process``);
+- ``landmarks_attention`` / ``landmarks_plain``: the 478-point and the plain 468-point landmark
+  model alone, on the region FaceMesh's own tracking would use for the face;
+- ``passthrough_graph``: a MediaPipe graph that only passes the image on (the fixed cost of
+  feeding a graph from Python and waiting for it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_SRC = Path(__file__).resolve().parents[2] / "shared" / "data" / "celeba-wild"
+
+
+def best_ms(fn: Callable[[int], object], n: int, repeat: int) -> float:
+    """Best mean over ``repeat`` passes of ``fn(i)`` for i < n, in ms (after 10 warm-up calls)."""
+    for i in range(min(10, n)):
+        fn(i)
+    best = float("inf")
+    for _ in range(repeat):
+        t = time.perf_counter()
+        for i in range(n):
+            fn(i)
+        best = min(best, (time.perf_counter() - t) / n)
+    return round(1000 * best, 3)
+
+
+def passthrough(images: list[np.ndarray]) -> Callable[[int], object]:
+    from google.protobuf import text_format
+    from mediapipe.framework import calculator_pb2
+    from mediapipe.python import packet_creator
+    from mediapipe.python._framework_bindings import calculator_graph, image_frame
+
+    config = text_format.Parse(
+        'input_stream: "image" output_stream: "out" node { calculator: "PassThroughCalculator" '
+        'input_stream: "image" output_stream: "out" }', calculator_pb2.CalculatorGraphConfig())
+    graph = calculator_graph.CalculatorGraph(graph_config=config)
+    graph.observe_output_stream("out", lambda *_: None)
+    graph.start_run()
+    clock = [0]
+
+    def run(i: int) -> None:
+        clock[0] += 1
+        frame = packet_creator.create_image_frame(image_format=image_frame.ImageFormat.SRGB,
+                                                  data=images[i])
+        graph.add_packet_to_input_stream(stream="image", packet=frame.at(clock[0]))
+        graph.wait_until_idle()
+
+    return run
+
+
+def main() -> None:
+    import cv2
+
+    from maskface.maskgen import landmarks as lm
+    from maskface.maskgen.decode import decode_image
+    from maskface.maskgen.sources import read_source, resolve_source
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--src", default=str(DEFAULT_SRC))
+    ap.add_argument("--limit", type=int, default=300)
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    if not Path(args.src).exists():
+        sys.exit(f"no source at {args.src} (pass --src)")
+    cv2.setNumThreads(1)  # as in the generator's workers
+    _, items = resolve_source(args.src)
+    images, rois = [], []
+    for item in items:
+        if len(images) == args.limit:
+            break
+        rgb = np.ascontiguousarray(decode_image(read_source(item)))
+        try:
+            rois.append(lm.roi_from_landmarks(lm.detect_landmarks(rgb).points))
+        except lm.NoFace:
+            continue  # the networks are timed on faces
+        images.append(rgb)
+    n, r = len(images), args.repeat
+    facemesh, detector = lm.get_detector(True), lm.get_face_detector(0, 0.5)
+    attention, plain = lm.get_roi_mesher(True), lm.get_roi_mesher(False)
+    ms = {
+        "detect_landmarks": best_ms(lambda i: lm.detect_landmarks(images[i]), n, r),
+        "facemesh_graph": best_ms(lambda i: lm._face_mesh_run(facemesh, images[i]), n, r),
+        "face_detector": best_ms(lambda i: detector.process(images[i]), n, r),
+        "landmarks_attention": best_ms(lambda i: attention(images[i], rois[i]), n, r),
+        "landmarks_plain": best_ms(lambda i: plain(images[i], rois[i]), n, r),
+        "passthrough_graph": best_ms(passthrough(images), n, r),
+    }
+    sizes = np.array([im.shape[:2] for im in images])
+    print(json.dumps({"bench": "facemesh", "src": args.src, "images": n, "repeat": r,
+                      "median_size_hw": np.median(sizes, 0).tolist(), "ms_per_image": ms},
+                     indent=1))
+
+
+if __name__ == "__main__":
+    main()
