@@ -58,6 +58,16 @@ def run(src: str, out: Path, jobs: int, types: str, per_face: str, cache: Path |
 KINDS = ("cold-surgical", "cold-all", "warm-surgical", "warm-all")
 
 
+def keep_cache(out: Path, root: Path, keep: str | None) -> Path:
+    """The landmark cache a cold run wrote, moved to ``root`` (and the run's outputs deleted,
+    unless kept: a full run writes gigabytes of shards)."""
+    cache = root / "landmarks.npz"
+    shutil.copy(out / "landmarks.npz", cache)
+    if not keep:
+        shutil.rmtree(out, ignore_errors=True)
+    return cache
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--src", default=str(DEFAULT_SRC))
@@ -66,13 +76,13 @@ def main() -> None:
     ap.add_argument("--kinds", default=",".join(KINDS),
                     help="Which of cold-surgical, cold-all, warm-surgical, warm-all to run.")
     ap.add_argument("--repeat", type=int, default=1,
-                    help="Runs per configuration, --jobs values interleaved; the median run (the "
-                         "lower middle one for an even count) "
-                         "(by wall time) is reported, with every wall time (machines with "
-                         "noisy neighbours vary by 10-40 %% from minute to minute).")
+                    help="Runs per configuration, --jobs values interleaved. The run with the "
+                         "median wall time (the lower middle one for an even count) is "
+                         "reported, with every wall time: machines with noisy neighbours vary "
+                         "by 10-40 %% from minute to minute.")
     ap.add_argument("--landmarks-cache", default=None,
                     help="Cache for the warm runs (else the first cold run's, or one made by "
-                         "an extra cold run).")
+                         "a single unreported cold run).")
     ap.add_argument("--keep", default=None,
                     help="Keep outputs in this directory (else they are deleted as measured).")
     args = ap.parse_args()
@@ -91,7 +101,9 @@ def main() -> None:
     results = []
     cache = Path(args.landmarks_cache) if args.landmarks_cache else None
     if cache is None and not any(k.startswith("cold") for k in kinds):
-        kinds = ["cold-surgical", *kinds]  # the warm runs need its landmark cache
+        # The warm runs need a landmark cache: one cold run makes it (not repeated, not reported).
+        run(args.src, root / "cache-run", max(jobs), "surgical", "1", None, args.limit)
+        cache = keep_cache(root / "cache-run", root, args.keep)
     for kind in [k for k in KINDS if k in kinds]:
         warm = kind.startswith("warm")
         types, per_face = ("surgical", "1") if kind.endswith("surgical") else ("all", "all")
@@ -106,9 +118,8 @@ def main() -> None:
                 runs[j].append(r)
                 print(json.dumps(r), file=sys.stderr)
                 if not warm and cache is None:
-                    cache = root / "landmarks.npz"
-                    shutil.copy(out / "landmarks.npz", cache)
-                if not args.keep:  # a full run writes gigabytes of shards
+                    cache = keep_cache(out, root, args.keep)
+                elif not args.keep:
                     shutil.rmtree(out, ignore_errors=True)
         for j in jobs:
             walls = sorted(r["wall_s"] for r in runs[j])

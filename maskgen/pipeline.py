@@ -26,7 +26,7 @@ from .. import __version__
 from .landmark_cache import CacheEntry, LandmarkCache, digest_bytes
 from .sources import SourceItem, read_source, resolve_source
 from .split import SPLITS
-from .templates import registry, select_types
+from .templates import WEAR_SHIFT, registry, select_types
 
 log = logging.getLogger("maskface.generate")
 
@@ -310,8 +310,6 @@ def sample_seed(*parts: object) -> int:
 
 def parse_wear(spec: str) -> dict[str, float]:
     """``"proper=0.8,nose-exposed=0.15,under-chin=0.05"`` -> probabilities (normalised)."""
-    from .templates import WEAR_SHIFT
-
     out: dict[str, float] = {}
     for part in spec.split(","):
         name, _, p = part.strip().partition("=")
@@ -534,13 +532,13 @@ def _finalize(out: Path, cfg: GenerateConfig, source_desc: str, tasks: list[Shar
                     "{key}.mask.png", "{key}.json"],
     }
     _atomic_write(out / "manifest.json", json.dumps(manifest, indent=1))
-    detected = False
-    for t in tasks:
-        part = out / STATE_DIR / f"{t.state_name}.landmarks.npz"
-        if part.exists():
-            cache.update(LandmarkCache.load(part).entries)
-            detected = True
-    if detected or (len(cache) and not cache_path.exists()):
+    # Entries come from the cache file or from these parts: without parts, nothing is new, and
+    # the file is left alone (a complete cache may be shared read-only).
+    parts = [p for t in tasks
+             if (p := out / STATE_DIR / f"{t.state_name}.landmarks.npz").exists()]
+    for part in parts:
+        cache.update(LandmarkCache.load(part).entries)
+    if parts:
         cache.save(cache_path)
 
 
