@@ -1,0 +1,586 @@
+"""MediaPipe FaceMesh's own networks, run by LiteRT instead of MediaPipe's graph runtime.
+
+Same models (the .tflite files inside the pinned mediapipe wheel), same pre- and
+post-processing as FaceMesh in static-image mode: the short-range face detector on the
+letterboxed picture, SSD decoding and weighted non-max suppression, a rotated square ROI per
+face, the 478-point landmark model with attention on each ROI, the refinement of lips, eyes and
+irises, and FaceMesh's face-presence gate. Why: on the 2-core reference VM the LiteRT runtime
+runs the two networks in ~3 ms where MediaPipe's graph takes ~6.5 ms, and detection is most of
+the generator's cold cost.
+
+The attention model contains three MediaPipe custom operators that LiteRT lacks
+(Landmarks2TransformMatrix, TransformTensorBilinear, TransformLandmarks). The model is split
+around them into two LiteRT sub-models, and the operators are computed here in numpy, from
+their attributes stored in the model itself. ``tests/test_facemesh.py`` checks the result
+against MediaPipe's own FaceMesh.
+
+Imports of LiteRT and MediaPipe happen only when a model is first loaded.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+DETECTOR_SIDE = 128
+MESH_SIDE = 192
+# FaceMesh's settings (mediapipe/modules/face_detection and face_landmark graphs).
+MIN_DETECTION_SCORE = 0.5
+NMS_IOU = 0.3
+MAX_FACES = 4
+ROI_SCALE = 1.5
+SAME_ROI_IOU = 0.5
+MIN_PRESENCE = 0.5
+# Iris depth: the mean depth of the eye contour (its first 16 refined points).
+IRIS_DEPTH_POINTS = 16
+
+
+def mediapipe_model(name: str) -> Path:
+    """Path of one of the .tflite models shipped inside the mediapipe wheel, found without
+    importing mediapipe (its import costs about a second)."""
+    from importlib.util import find_spec
+
+    spec = find_spec("mediapipe")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("landmark detection needs MediaPipe's models: "
+                           "pip install 'maskface[landmarks]' (mediapipe==0.10.21)")
+    return Path(list(spec.submodule_search_locations)[0]) / "modules" / name
+
+
+def litert_available() -> bool:
+    """Whether the LiteRT runtime (``ai-edge-litert``) is installed."""
+    from importlib.util import find_spec
+
+    return find_spec("ai_edge_litert") is not None
+
+
+def _interpreter(content: bytes):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from ai_edge_litert.interpreter import Interpreter
+
+    from .landmarks import _quiet_stderr
+
+    with _quiet_stderr():  # "Created TensorFlow Lite XNNPACK delegate", once per model
+        # One thread: the generator runs one process per core.
+        it = Interpreter(model_content=content, num_threads=1)
+        it.allocate_tensors()
+    return it
+
+
+# --- the face detector ------------------------------------------------------------------------
+
+
+def ssd_anchors() -> np.ndarray:
+    """(896, 2) anchor centres of the short-range detector, normalised to its input: a 16x16
+    grid with 2 anchors per cell (stride 8), then an 8x8 grid with 6 (strides 16, 16, 16)."""
+    out = []
+    for grid, per_cell in ((16, 2), (8, 6)):
+        c = (np.arange(grid) + 0.5) / grid
+        xs, ys = np.meshgrid(c, c)
+        cells = np.stack([xs.ravel(), ys.ravel()], 1)
+        out.append(np.repeat(cells, per_cell, axis=0))
+    return np.concatenate(out)
+
+
+_ANCHORS = ssd_anchors()
+
+
+@dataclass(frozen=True)
+class FaceBox:
+    """A detection in picture pixels: box corners, 6 keypoints (eyes first: the subject's right
+    eye, then the left), and the detector's score."""
+
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+    keypoints: np.ndarray
+    score: float
+
+
+def decode_detections(regressors: np.ndarray, logits: np.ndarray,
+                      min_score: float = MIN_DETECTION_SCORE) -> tuple[np.ndarray, np.ndarray]:
+    """Boxes above ``min_score`` from the detector's raw outputs ((896, 16) and (896,)):
+    ``(rows, scores)``, each row ``x0, y0, x1, y1`` then 6 keypoints ``x, y``, normalised to the
+    detector's input."""
+    # score >= min_score exactly where logit >= its logit: the sigmoid only for those kept.
+    keep = np.flatnonzero(logits >= math.log(min_score / (1.0 - min_score)))
+    scores = 1.0 / (1.0 + np.exp(-np.clip(logits[keep].astype(np.float64), -100.0, 100.0)))
+    raw = regressors[keep].astype(np.float64) / DETECTOR_SIDE
+    anchor = _ANCHORS[keep]
+    centre = raw[:, :2] + anchor
+    half = raw[:, 2:4] / 2
+    keypoints = raw[:, 4:].reshape(-1, 6, 2) + anchor[:, None, :]
+    rows = np.concatenate([centre - half, centre + half, keypoints.reshape(-1, 12)], 1)
+    return rows, scores
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IOU of box ``a`` (x0, y0, x1, y1) with each row of ``b``."""
+    w = np.clip(np.minimum(a[2], b[:, 2]) - np.maximum(a[0], b[:, 0]), 0.0, None)
+    h = np.clip(np.minimum(a[3], b[:, 3]) - np.maximum(a[1], b[:, 1]), 0.0, None)
+    inter = w * h
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+
+
+def weighted_nms(rows: np.ndarray, scores: np.ndarray, iou: float = NMS_IOU
+                 ) -> list[tuple[np.ndarray, float]]:
+    """MediaPipe's weighted non-max suppression: best first, each kept detection becomes the
+    score-weighted mean (box and keypoints) of the detections overlapping it by more than
+    ``iou``, and keeps its own score."""
+    order = np.argsort(-scores, kind="stable")
+    rows, scores = rows[order], scores[order]
+    out = []
+    left = np.arange(len(rows))
+    while len(left):
+        top = left[0]
+        close = _iou(rows[top, :4], rows[left, :4]) > iou
+        group = left[close]
+        w = scores[group]
+        out.append(((rows[group] * w[:, None]).sum(0) / w.sum(), float(scores[top])))
+        left = left[~close]
+    return out
+
+
+class FaceDetector:
+    """The short-range face detector (128 px input) on LiteRT."""
+
+    def __init__(self) -> None:
+        self._it = _interpreter(mediapipe_model(
+            "face_detection/face_detection_short_range.tflite").read_bytes())
+        self._input = self._it.get_input_details()[0]["index"]
+        outs = {d["name"]: d["index"] for d in self._it.get_output_details()}
+        self._regressors, self._logits = outs["regressors"], outs["classificators"]
+
+    def __call__(self, rgb: np.ndarray) -> list[FaceBox]:
+        """Faces in an RGB uint8 picture, best first, at most MAX_FACES: the picture
+        letterboxed (black) to a square, scaled to 128 px, values in [-1, 1]."""
+        import cv2
+
+        h, w = rgb.shape[:2]
+        side = float(max(h, w))
+        k = DETECTOR_SIDE / side
+        # Input pixel u samples the picture at x = u / k - (side - w) / 2, OpenCV's pixel
+        # convention, as MediaPipe's own resampling does. (cv2.resize, centre to centre,
+        # moves the boxes by a fraction of a pixel and the meshes by 0.3 % of the eye
+        # distance on average: the landmark model is that sensitive to its region.)
+        m = np.array([[k, 0.0, (side - w) / 2 * k], [0.0, k, (side - h) / 2 * k]])
+        small = cv2.warpAffine(rgb, m, (DETECTOR_SIDE, DETECTOR_SIDE), flags=cv2.INTER_LINEAR,
+                               borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+        x = small.astype(np.float32) * np.float32(2 / 255) - np.float32(1)
+        self._it.set_tensor(self._input, x[None])
+        self._it.invoke()
+        rows, scores = decode_detections(self._it.get_tensor(self._regressors)[0],
+                                         self._it.get_tensor(self._logits)[0, :, 0])
+        boxes = []
+        for row, score in weighted_nms(rows, scores)[:MAX_FACES]:
+            xy = row.reshape(-1, 2) * side - ((side - w) / 2, (side - h) / 2)
+            boxes.append(FaceBox(xy[0, 0], xy[0, 1], xy[1, 0], xy[1, 1], xy[2:], score))
+        return boxes
+
+
+# --- the landmark model with attention --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MeshRoi:
+    """A square region for the landmark model in picture pixels; ``angle`` is its roll in
+    radians, clockwise on screen (MediaPipe's convention)."""
+
+    cx: float
+    cy: float
+    size: float
+    angle: float
+
+
+def roi_from_box(box: FaceBox) -> MeshRoi:
+    """FaceMesh's ROI for a detection: the box centre, a square of 1.5 times the box's longer
+    side, rolled so that the detector's eyes lie level."""
+    (rx, ry), (lx, ly) = box.keypoints[0], box.keypoints[1]
+    angle = math.atan2(ly - ry, lx - rx)
+    return MeshRoi((box.x0 + box.x1) / 2, (box.y0 + box.y1) / 2,
+                   ROI_SCALE * max(box.x1 - box.x0, box.y1 - box.y0), angle)
+
+
+def _roi_iou(a: MeshRoi, b: MeshRoi) -> float:
+    """IOU of two ROIs as axis-aligned squares (rotation ignored, as MediaPipe's association
+    step does)."""
+    ra = np.array([a.cx - a.size / 2, a.cy - a.size / 2, a.cx + a.size / 2, a.cy + a.size / 2])
+    rb = np.array([[b.cx - b.size / 2, b.cy - b.size / 2, b.cx + b.size / 2, b.cy + b.size / 2]])
+    return float(_iou(ra, rb)[0])
+
+
+def distinct_rois(rois: list[MeshRoi]) -> list[MeshRoi]:
+    """ROIs left after FaceMesh's association step: a later ROI overlapping an earlier one by
+    more than SAME_ROI_IOU replaces it."""
+    out: list[MeshRoi] = []
+    for r in rois:
+        out = [o for o in out if _roi_iou(o, r) <= SAME_ROI_IOU] + [r]
+    return out
+
+
+def roi_matrix(roi: MeshRoi, side: int = MESH_SIDE) -> np.ndarray:
+    """2x3 map from model-input pixels (u, v) to picture pixels: the ROI's top-left corner at
+    (0, 0), its bottom-right at (side, side)."""
+    c, s = math.cos(roi.angle), math.sin(roi.angle)
+    k = roi.size / side
+    return np.array([[c * k, -s * k, roi.cx - roi.size / 2 * (c - s)],
+                     [s * k, c * k, roi.cy - roi.size / 2 * (s + c)]])
+
+
+def roi_input(rgb: np.ndarray, roi: MeshRoi) -> np.ndarray:
+    """The model's (192, 192, 3) float32 input in [0, 1]: the ROI resampled bilinearly, edge
+    pixels repeated outside the picture."""
+    import cv2
+
+    crop = cv2.warpAffine(rgb, roi_matrix(roi), (MESH_SIDE, MESH_SIDE),
+                          flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                          borderMode=cv2.BORDER_REPLICATE)
+    return crop.astype(np.float32) * np.float32(1 / 255)
+
+
+def transform_matrix(points: np.ndarray, attrs: dict) -> np.ndarray:
+    """MediaPipe's Landmarks2TransformMatrix (v2): the 4x4 map from a (16 x 16) feature crop to
+    the landmark model's coordinates, for the region around ``attrs['subset_idxs']``, rolled
+    like the line between the two rotation landmarks."""
+    left, right = points[attrs["left_rotation_idx"]], points[attrs["right_rotation_idx"]]
+    rot = attrs["target_rotation_radians"] - math.atan2(right[1] - left[1], right[0] - left[0])
+    c, s = math.cos(rot), math.sin(rot)
+    # The region's points rotated by rot: its box there, centre rotated back.
+    turned = points[attrs["subset_idxs"], :2].astype(np.float64) @ np.array([[c, s], [-s, c]])
+    lo, hi = turned.min(0), turned.max(0)
+    mx, my = (lo + hi) / 2
+    cx, cy = c * mx + s * my, -s * mx + c * my
+    out_w, out_h = attrs["output_width"], attrs["output_height"]
+    sx = attrs["scale_x"] * (hi[0] - lo[0]) / out_w
+    sy = attrs["scale_y"] * (hi[1] - lo[1]) / out_h
+    # shift(centre) @ rotate(-rot) @ scale(sx, sy) @ shift(-out / 2)
+    a, b, d, e = c * sx, s * sy, -s * sx, c * sy
+    return np.array([[a, b, 0, cx - a * out_w / 2 - b * out_h / 2],
+                     [d, e, 0, cy - d * out_w / 2 - e * out_h / 2],
+                     [0, 0, 1, 0], [0, 0, 0, 1]], np.float32)
+
+
+def transform_tensor_bilinear(features: np.ndarray, matrix: np.ndarray, out_h: int, out_w: int
+                              ) -> np.ndarray:
+    """MediaPipe's TransformTensorBilinear (v2): an (out_h, out_w, C) crop of (H, W, C) float32
+    features sampled bilinearly at ``matrix`` (4, 4) applied to output pixel centres; zero where
+    a sample falls outside the features."""
+    out = np.zeros((out_h, out_w, features.shape[2]), np.float32)
+    _bilinear_kernel()(np.ascontiguousarray(features, np.float32),
+                       np.asarray(matrix, np.float64).reshape(4, 4), out)
+    return out
+
+
+@lru_cache(maxsize=1)
+def _bilinear_kernel():
+    # numba is imported here, not at the top: it costs ~0.3 s a process, and only detection
+    # needs this kernel. (A numpy version costs ~0.1 ms a crop: a dozen small array passes.)
+    from numba import njit
+
+    @njit(cache=True, nogil=True)
+    def crop(features, m, out):  # pragma: no cover - compiled
+        h, w, ch = features.shape
+        out_h, out_w = out.shape[0], out.shape[1]
+        # Pixel centres on both sides (the op's "align corners" correction).
+        tx0 = m[0, 3] + 0.5 * (m[0, 0] + m[0, 1]) - 0.5
+        ty0 = m[1, 3] + 0.5 * (m[1, 0] + m[1, 1]) - 0.5
+        for v in range(out_h):
+            for u in range(out_w):
+                tx = m[0, 0] * u + m[0, 1] * v + tx0
+                ty = m[1, 0] * u + m[1, 1] * v + ty0
+                if tx < 0 or tx > w - 1 or ty < 0 or ty > h - 1:
+                    continue
+                x0, y0 = int(np.floor(tx)), int(np.floor(ty))
+                fx, fy = tx - x0, ty - y0
+                # Past the last row or column the op reads 0 (with weight 0 anyway).
+                x1, y1 = min(x0 + 1, w - 1), min(y0 + 1, h - 1)
+                for c in range(ch):
+                    top = (1 - fx) * features[y0, x0, c] + fx * features[y0, x1, c]
+                    bottom = (1 - fx) * features[y1, x0, c] + fx * features[y1, x1, c]
+                    out[v, u, c] = (1 - fy) * top + fy * bottom
+
+    return crop
+
+
+def transform_landmarks(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """MediaPipe's TransformLandmarks (v2): ``(N, 2)`` points through a 4x4 matrix's top rows."""
+    m = matrix.astype(np.float64)
+    return points.astype(np.float64) @ m[:2, :2].T + m[:2, 3]
+
+
+@dataclass(frozen=True)
+class CustomOp:
+    """One of the model's MediaPipe operators, computed here: its kind, tensors and attributes."""
+
+    kind: str
+    inputs: tuple[int, ...]
+    outputs: tuple[int, ...]
+    attrs: dict
+
+
+@dataclass(frozen=True)
+class SplitModel:
+    """The attention model cut around its custom operators: ``first`` (image to mesh, face flag
+    and features), then ``before`` (the three crops), ``second`` (lips, eyes and irises in their
+    crops), then ``after`` (those points mapped back). Tensors are the whole model's ids;
+    ``outputs`` names the tensor holding each model output."""
+
+    first: bytes
+    second: bytes
+    first_outputs: tuple[int, ...]
+    second_inputs: tuple[int, ...]
+    second_outputs: tuple[int, ...]
+    before: tuple[CustomOp, ...]
+    after: tuple[CustomOp, ...]
+    outputs: dict[str, int]
+
+
+# Bump when split_model's result changes: cached splits of another version are not used.
+SPLIT_VERSION = 1
+
+
+def split_model(buf: bytes) -> SplitModel:
+    """Split the 478-point model (a .tflite file's bytes) around its custom operators."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(buf, 0))
+    graph = model.subgraphs[0]
+    custom = {}
+    for k, op in enumerate(graph.operators):
+        code = model.operatorCodes[op.opcodeIndex].customCode
+        if code:
+            custom[k] = CustomOp(code.decode(), tuple(int(i) for i in op.inputs),
+                                 tuple(int(i) for i in op.outputs), _custom_attrs(op))
+    stage = _op_stages(graph, set(custom))
+    if sorted({stage[k] for k in custom}) != [0, 1, 2]:
+        raise RuntimeError("unexpected layout of the landmark model's custom operators")
+    const = {i for i, t in enumerate(graph.tensors) if model.buffers[t.buffer].data is not None}
+    first_in, first_out, first = _submodel(
+        model, [k for k, s in stage.items() if s == 0 and k not in custom], const)
+    second_in, second_out, second = _submodel(
+        model, [k for k, s in stage.items() if s in (1, 2) and k not in custom], const)
+    names = {i: t.name.decode() for i, t in enumerate(graph.tensors)}
+    return SplitModel(
+        first, second, tuple(first_out), tuple(second_in), tuple(second_out),
+        tuple(custom[k] for k in sorted(custom) if stage[k] < 2),
+        tuple(custom[k] for k in sorted(custom) if stage[k] == 2),
+        _output_sources(graph, names, set(custom)))
+
+
+def load_split_model(path: Path) -> SplitModel:
+    """:func:`split_model` of a model file, kept in the user's cache directory: splitting costs
+    ~0.3 s of Python, which every worker process would pay; loading the cached split ~5 ms."""
+    import hashlib
+    import pickle
+    import tempfile
+
+    buf = path.read_bytes()
+    key = hashlib.sha256(buf).hexdigest()[:16]
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "maskface"
+    cached = root / f"{path.stem}-{key}-split{SPLIT_VERSION}.pickle"
+    try:
+        split = pickle.loads(cached.read_bytes())
+        if isinstance(split, SplitModel):
+            return split
+    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, TypeError):
+        pass
+    split = split_model(buf)
+    try:  # a cache we cannot write only costs time
+        root.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=root, delete=False, suffix=".tmp") as f:
+            f.write(pickle.dumps(split))
+        os.replace(f.name, cached)  # atomic: parallel workers may race here
+    except OSError:
+        pass
+    return split
+
+
+class AttentionMesh:
+    """The 478-point landmark model with attention, run as a :class:`SplitModel`."""
+
+    def __init__(self, split: SplitModel) -> None:
+        self._split = split
+        self._a = _interpreter(split.first)
+        self._b = _interpreter(split.second)
+        # (tensor of the whole model, its slot in the sub-model) for each input and output.
+        self._a_out = _slots(split.first_outputs, self._a.get_output_details())
+        self._b_in = _slots(split.second_inputs, self._b.get_input_details())
+        self._b_out = _slots(split.second_outputs, self._b.get_output_details())
+        self._input_index = self._a.get_input_details()[0]["index"]
+        self._outputs = split.outputs
+        # Lips, left eye, right eye: the regions of the three crops, in the model's order.
+        self._regions = [op.attrs["subset_idxs"] for op in split.before
+                         if op.kind == "Landmarks2TransformMatrix"]
+        if len(self._regions) != 3:
+            raise RuntimeError("unexpected layout of the landmark model's crops")
+
+    def __call__(self, x: np.ndarray) -> tuple[np.ndarray, float]:
+        """``(points, presence)`` for one (192, 192, 3) float32 input: 478 points x, y, z in
+        input pixels (FaceMesh's refined mesh), and the face-presence probability."""
+        values: dict[int, np.ndarray] = {}
+        self._a.set_tensor(self._input_index, x[None])
+        self._a.invoke()
+        for index, slot in self._a_out:
+            values[index] = self._a.get_tensor(slot)
+        self._run_custom(values, self._split.before)
+        for index, slot in self._b_in:
+            self._b.set_tensor(slot, values[index])
+        self._b.invoke()
+        for index, slot in self._b_out:
+            values[index] = self._b.get_tensor(slot)
+        self._run_custom(values, self._split.after)
+        return self._assemble(values)
+
+    @staticmethod
+    def _run_custom(values: dict[int, np.ndarray], ops: tuple[CustomOp, ...]) -> None:
+        for op in ops:
+            kind, attrs = op.kind, op.attrs
+            ins = [values[i][0] for i in op.inputs]
+            if kind == "Landmarks2TransformMatrix":
+                out = transform_matrix(ins[0], attrs)
+            elif kind == "TransformTensorBilinear":
+                out = transform_tensor_bilinear(ins[0], ins[1], attrs["output_height"],
+                                                attrs["output_width"])
+            elif kind == "TransformLandmarks":
+                out = transform_landmarks(ins[0], ins[1]).astype(np.float32)
+            else:
+                raise RuntimeError(f"unknown custom operator {kind} in the landmark model")
+            values[op.outputs[0]] = out[None]
+
+    def _assemble(self, values: dict[int, np.ndarray]) -> tuple[np.ndarray, float]:
+        def out(name: str) -> np.ndarray:
+            return np.asarray(values[self._outputs[name]], np.float64).reshape(-1)
+
+        mesh = out("output_mesh_identity").reshape(468, 3)
+        pts = np.zeros((478, 3))
+        pts[:468] = mesh
+        for name, idx in zip(("output_lips", "output_left_eye", "output_right_eye"),
+                             self._regions, strict=True):
+            pts[idx, :2] = out(name).reshape(-1, 2)
+        for name, eye, start in (("output_left_iris", 1, 468), ("output_right_iris", 2, 473)):
+            pts[start:start + 5, :2] = out(name).reshape(5, 2)
+            pts[start:start + 5, 2] = mesh[self._regions[eye][:IRIS_DEPTH_POINTS], 2].mean()
+        flag = float(out("conv_faceflag")[0])
+        return pts, 1.0 / (1.0 + math.exp(-flag))
+
+
+def _slots(tensors: tuple[int, ...], details: list[dict]) -> list[tuple[int, int]]:
+    return [(t, d["index"]) for t, d in zip(tensors, details, strict=True)]
+
+
+def _op_stages(graph, custom: set[int]) -> dict[int, int]:
+    """For each operator, how many custom operators lie upstream of it (0 before the first)."""
+    level: dict[int, int] = {}
+    stage = {}
+    for k, op in enumerate(graph.operators):
+        s = max([level.get(i, 0) for i in op.inputs if i >= 0] or [0])
+        stage[k] = s
+        for i in op.outputs:
+            level[i] = s + 1 if k in custom else s
+    return stage
+
+
+def _custom_attrs(op) -> dict:
+    if op.customOptions is None:
+        return {}
+    from flatbuffers import flexbuffers
+
+    attrs = dict(flexbuffers.Loads(bytes(op.customOptions)))
+    if "subset_idxs" in attrs:
+        attrs["subset_idxs"] = np.asarray(attrs["subset_idxs"], np.intp)
+    return attrs
+
+
+def _submodel(model, ops: list[int], const: set[int]):
+    """A model of the operators ``ops`` of ``model`` (plus the weight-decoding operators they
+    need), with as inputs the non-constant tensors they read from elsewhere and as outputs the
+    tensors others read or the model returns: ``(inputs, outputs, tflite bytes)``."""
+    import flatbuffers
+
+    graph = model.subgraphs[0]
+    ops_all = range(len(graph.operators))
+    const_ops = {k for k in ops_all
+                 if all(i < 0 or i in const for i in graph.operators[k].inputs)}
+    chosen = set(ops) - const_ops
+    needed = {i for k in chosen for i in graph.operators[k].inputs}
+    chosen |= {k for k in const_ops if set(graph.operators[k].outputs) & needed}
+    chosen_sorted = sorted(chosen)
+    produced = {i for k in chosen for i in graph.operators[k].outputs}
+    read = {i for k in chosen for i in graph.operators[k].inputs if i >= 0}
+    read_elsewhere = {i for k in set(ops_all) - chosen - const_ops
+                      for i in graph.operators[k].inputs}
+    inputs = sorted(read - produced - const)
+    outputs = sorted(produced & (read_elsewhere | set(graph.outputs)))
+    sub = copy.copy(graph)
+    sub.operators = [graph.operators[k] for k in chosen_sorted]
+    sub.inputs = np.array(inputs, np.int32)
+    sub.outputs = np.array(outputs, np.int32)
+    part = copy.copy(model)
+    part.subgraphs = [sub]
+    part.signatureDefs = None
+    b = flatbuffers.Builder(1 << 20)
+    b.Finish(part.Pack(b), file_identifier=b"TFL3")
+    return inputs, outputs, bytes(b.Output())
+
+
+def _output_sources(graph, names: dict[int, str], custom: set[int]) -> dict[str, int]:
+    """Model output name -> the tensor holding its values: the output itself, or what the
+    final reshape reads."""
+    producer = {i: k for k, op in enumerate(graph.operators) for i in op.outputs}
+    out = {}
+    for i in graph.outputs:
+        src = i
+        k = producer.get(i)
+        if k is not None and k not in custom:
+            op = graph.operators[k]
+            ins = [j for j in op.inputs if j >= 0]
+            if len(ins) >= 1 and producer.get(ins[0]) in custom:
+                src = ins[0]
+        out[names[i]] = src
+    return out
+
+
+# --- FaceMesh ---------------------------------------------------------------------------------
+
+
+class FaceMesh:
+    """FaceMesh (static images, 478 points, up to MAX_FACES faces) on LiteRT."""
+
+    def __init__(self) -> None:
+        self._detector = FaceDetector()
+        self._mesh = AttentionMesh(load_split_model(mediapipe_model(
+            "face_landmark/face_landmark_with_attention.tflite")))
+
+    def landmarks(self, rgb: np.ndarray, roi: MeshRoi) -> tuple[np.ndarray, float]:
+        """``(points, presence)`` of the landmark model on one ROI: (478, 3) x, y in picture
+        pixels, z in the same scale."""
+        pts, presence = self._mesh(roi_input(rgb, roi))
+        m = roi_matrix(roi)
+        out = np.empty_like(pts)
+        out[:, :2] = pts[:, :2] @ m[:, :2].T + m[:, 2]
+        out[:, 2] = pts[:, 2] * (roi.size / MESH_SIDE)
+        return out, presence
+
+    def faces(self, rgb: np.ndarray) -> list[np.ndarray]:
+        """Every face's (478, 3) landmarks in picture pixels, as FaceMesh returns them."""
+        rois = distinct_rois([roi_from_box(b) for b in self._detector(rgb)])
+        out = []
+        for roi in rois:
+            pts, presence = self.landmarks(rgb, roi)
+            if presence >= MIN_PRESENCE:
+                out.append(pts)
+        return out
+
+
+@lru_cache(maxsize=1)
+def get_face_mesh() -> FaceMesh:
+    """This process's LiteRT FaceMesh."""
+    return FaceMesh()

@@ -1,0 +1,166 @@
+"""FaceMesh's networks on LiteRT (maskgen/facemesh.py) against MediaPipe's own FaceMesh, on real
+faces; and the three MediaPipe operators it computes itself, against their definitions."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from conftest import SHARED_DATA, needs_shared
+
+pytest.importorskip("mediapipe")
+pytest.importorskip("ai_edge_litert")
+
+from maskface.maskgen import facemesh  # noqa: E402
+from maskface.maskgen.landmarks import (  # noqa: E402
+    _eye_distance,
+    _face_mesh_run,
+    _landmark_array,
+    get_detector,
+    landmark_runtime,
+)
+
+
+def mediapipe_faces(rgb: np.ndarray) -> list[np.ndarray]:
+    h, w = rgb.shape[:2]
+    return [_landmark_array(raw) * (w, h, w) for raw in _face_mesh_run(get_detector(True), rgb)]
+
+
+def assert_same_faces(rgb: np.ndarray) -> int:
+    """LiteRT's FaceMesh finds the faces MediaPipe's does, with the same 478 landmarks to a
+    small fraction of the eye distance (the runtimes differ in float rounding only)."""
+    rgb = np.ascontiguousarray(rgb)
+    ours, theirs = facemesh.get_face_mesh().faces(rgb), mediapipe_faces(rgb)
+    assert len(ours) == len(theirs)
+    for pts in ours:
+        ref = min(theirs, key=lambda t: float(np.abs(t - pts).mean()))
+        err = np.abs(pts - ref) / _eye_distance(ref)
+        assert pts.shape == (478, 3)
+        assert err[:, :2].mean() < 0.002 and err[:, :2].max() < 0.03, err.max()
+        assert err[:, 2].mean() < 0.002 and err[:, 2].max() < 0.03
+    return len(ours)
+
+
+def test_litert_facemesh_matches_mediapipe_on_real_faces(astronaut):
+    import cv2
+
+    assert assert_same_faces(astronaut) == 1
+    assert assert_same_faces(astronaut[:, ::-1]) == 1
+    # Rolled 25 degrees: the ROI's roll, the crops and the maps back all take part.
+    m = cv2.getRotationMatrix2D((256, 256), 25, 1.0)
+    assert assert_same_faces(cv2.warpAffine(astronaut, m, (512, 512))) == 1
+    # Small and off-centre, cut by the frame: letterboxing, edge pixels repeated in the crop.
+    small = cv2.resize(astronaut, (160, 160), interpolation=cv2.INTER_AREA)
+    assert assert_same_faces(small[10:, 25:]) == 1
+    # Two faces in one picture: both found, both meshed.
+    pair = np.concatenate([astronaut[40:300, 100:350], astronaut[40:300, 100:350][:, ::-1]], 1)
+    assert assert_same_faces(pair) == 2
+
+
+def test_no_face_no_mesh():
+    from skimage import data
+
+    for img in (data.coffee(), np.full((200, 300, 3), 90, np.uint8)):
+        assert facemesh.get_face_mesh().faces(img) == [] == mediapipe_faces(img)
+
+
+@needs_shared()
+def test_litert_facemesh_matches_mediapipe_on_celeba():
+    import cv2
+
+    files = sorted((SHARED_DATA / "celeba-wild").glob("*.jpg"))[::150]
+    assert len(files) >= 20
+    for f in files:
+        assert assert_same_faces(cv2.cvtColor(cv2.imread(str(f)), cv2.COLOR_BGR2RGB)) >= 1
+
+
+def reference_bilinear(features, m, out_h, out_w):
+    """TransformTensorBilinear (v2) as its definition reads, one sample at a time."""
+    h, w, ch = features.shape
+    out = np.zeros((out_h, out_w, ch), np.float64)
+    for v in range(out_h):
+        for u in range(out_w):
+            x = m[0, 0] * (u + 0.5) + m[0, 1] * (v + 0.5) + m[0, 3] - 0.5
+            y = m[1, 0] * (u + 0.5) + m[1, 1] * (v + 0.5) + m[1, 3] - 0.5
+            if x < 0 or x > w - 1 or y < 0 or y > h - 1:
+                continue
+
+            def read(r, c):
+                return features[r, c] if 0 <= r < h and 0 <= c < w else 0.0
+
+            x0, y0 = math.floor(x), math.floor(y)
+            fx, fy = x - x0, y - y0
+            top = (1 - fx) * read(y0, x0) + fx * read(y0, x0 + 1)
+            bottom = (1 - fx) * read(y0 + 1, x0) + fx * read(y0 + 1, x0 + 1)
+            out[v, u] = (1 - fy) * top + fy * bottom
+    return out
+
+
+def test_feature_crop_follows_the_operator_definition():
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(12, 10, 3)).astype(np.float32)
+    for angle, scale, shift in ((0.0, 0.7, (1.0, 2.0)), (0.4, 0.9, (3.5, -1.0)),
+                                (-1.2, 1.3, (8.0, 6.0)), (0.0, 0.5, (6.5, 9.25))):
+        c, s = math.cos(angle) * scale, math.sin(angle) * scale
+        m = np.eye(4)
+        m[:2, :2] = [[c, -s], [s, c]]
+        m[:2, 3] = shift
+        got = facemesh.transform_tensor_bilinear(features, m, 6, 5)
+        want = reference_bilinear(features.astype(np.float64), m, 6, 5)
+        np.testing.assert_allclose(got, want, atol=1e-5)
+    # Some samples of the last two crops fall outside: those are exactly zero.
+    assert (got == 0).all(axis=2).any() and not (got == 0).all()
+
+
+def test_crop_matrix_frames_the_region_level():
+    """Landmarks2TransformMatrix: the crop is centred on the region, level with the line
+    between the two rotation landmarks, scale_x times as wide as the region."""
+    rng = np.random.default_rng(1)
+    pts = np.zeros((10, 3), np.float32)
+    pts[:, :2] = rng.uniform(40, 60, size=(10, 2))
+    pts[0, :2], pts[1, :2] = (40, 50), (60, 60)  # the region's roll: atan2(10, 20)
+    attrs = {"left_rotation_idx": 0, "right_rotation_idx": 1, "target_rotation_radians": 0.0,
+             "subset_idxs": np.arange(10), "scale_x": 1.5, "scale_y": 1.5,
+             "output_width": 16, "output_height": 16}
+    m = facemesh.transform_matrix(pts, attrs).astype(np.float64)
+    roll = math.atan2(10, 20)
+    np.testing.assert_allclose(math.atan2(m[1, 0], m[0, 0]), roll, atol=1e-5)
+    # In the crop's own (level) frame, the region spans 1/1.5 of the crop, centred.
+    inv = np.linalg.inv(m)
+    local = pts[:, :2] @ inv[:2, :2].T + inv[:2, 3]
+    lo, hi = local.min(0), local.max(0)
+    np.testing.assert_allclose((lo + hi) / 2, (8, 8), atol=1e-3)
+    np.testing.assert_allclose(hi - lo, (16 / 1.5, 16 / 1.5), atol=1e-3)
+
+
+def test_split_model_is_cached_and_a_bad_cache_is_rebuilt(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    path = facemesh.mediapipe_model("face_landmark/face_landmark_with_attention.tflite")
+    first = facemesh.load_split_model(path)
+    (cached,) = (tmp_path / "maskface").glob("*.pickle")
+
+    def same(split):
+        return (split.first, split.second, split.outputs, split.second_inputs) == (
+            first.first, first.second, first.outputs, first.second_inputs)
+
+    assert same(facemesh.load_split_model(path))
+    cached.write_bytes(b"not a pickle")
+    assert same(facemesh.load_split_model(path))
+    assert cached.stat().st_size > 1_000_000
+
+
+def test_the_runtime_is_chosen_by_environment(monkeypatch):
+    landmark_runtime.cache_clear()
+    try:
+        assert landmark_runtime() == "litert"
+        landmark_runtime.cache_clear()
+        monkeypatch.setenv("MASKFACE_LANDMARK_RUNTIME", "mediapipe")
+        assert landmark_runtime() == "mediapipe"
+        landmark_runtime.cache_clear()
+        monkeypatch.setenv("MASKFACE_LANDMARK_RUNTIME", "tensorflow")
+        with pytest.raises(RuntimeError, match="litert or mediapipe"):
+            landmark_runtime()
+    finally:
+        monkeypatch.delenv("MASKFACE_LANDMARK_RUNTIME")
+        landmark_runtime.cache_clear()
