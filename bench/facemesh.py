@@ -6,9 +6,13 @@ On the first N images of a folder (decoded before timing, one process, models lo
 up first), prints one JSON object with milliseconds per image, each the best of --repeat passes
 (this VM's speed drifts; the best pass is the least disturbed one):
 
-- ``detect_landmarks``: the generator's whole detection step (upscaling, FaceMesh, checks);
-- ``facemesh_graph``: one pass of FaceMesh (short-range face detector, then the 478-point
-  landmark model with attention), as the generator runs it;
+- ``detect_landmarks``: the generator's whole detection step (upscaling, FaceMesh, checks),
+  with FaceMesh on LiteRT (``..._litert``) and on MediaPipe (``..._mediapipe``);
+- ``facemesh_litert``: one pass of FaceMesh's networks on LiteRT (maskgen/facemesh.py), and
+  its parts: ``litert_face_detector`` (short-range detector, decoding, suppression) and
+  ``litert_landmarks_attention`` (crop, the split 478-point model, map back);
+- ``facemesh_graph``: one pass of MediaPipe's FaceMesh graph (short-range face detector, then
+  the 478-point landmark model with attention), as the generator ran it before LiteRT;
 - ``face_detector``: the short-range face detector alone (``FaceDetection.process``);
 - ``landmarks_attention`` / ``landmarks_plain``: the 478-point and the plain 468-point landmark
   model alone, on the region FaceMesh's own tracking would use for the face;
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -70,6 +75,7 @@ def passthrough(images: list[np.ndarray]) -> Callable[[int], object]:
 def main() -> None:
     import cv2
 
+    from maskface.maskgen import facemesh as fm
     from maskface.maskgen import landmarks as lm
     from maskface.maskgen.decode import decode_image
     from maskface.maskgen.sources import read_source, resolve_source
@@ -96,8 +102,21 @@ def main() -> None:
     n, r = len(images), args.repeat
     facemesh, detector = lm.get_detector(True), lm.get_face_detector(0, 0.5)
     attention, plain = lm.get_roi_mesher(True), lm.get_roi_mesher(False)
+    lite = fm.get_face_mesh()
+    lite_rois = [fm.MeshRoi(q.cx, q.cy, q.size, q.angle) for q in rois]
+
+    def detect_with(runtime: str) -> float:
+        os.environ["MASKFACE_LANDMARK_RUNTIME"] = runtime
+        lm.landmark_runtime.cache_clear()
+        return best_ms(lambda i: lm.detect_landmarks(images[i]), n, r)
+
     ms = {
-        "detect_landmarks": best_ms(lambda i: lm.detect_landmarks(images[i]), n, r),
+        "detect_landmarks_litert": detect_with("litert"),
+        "detect_landmarks_mediapipe": detect_with("mediapipe"),
+        "facemesh_litert": best_ms(lambda i: lite.faces(images[i]), n, r),
+        "litert_face_detector": best_ms(lambda i: lite._detector(images[i]), n, r),
+        "litert_landmarks_attention": best_ms(lambda i: lite.landmarks(images[i], lite_rois[i]),
+                                              n, r),
         "facemesh_graph": best_ms(lambda i: lm._face_mesh_run(facemesh, images[i]), n, r),
         "face_detector": best_ms(lambda i: detector.process(images[i]), n, r),
         "landmarks_attention": best_ms(lambda i: attention(images[i], rois[i]), n, r),
