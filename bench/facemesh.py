@@ -4,7 +4,8 @@
 
 On the first N images of a folder (decoded before timing, one process, models loaded and warmed
 up first), prints one JSON object with milliseconds per image, each the best of --repeat passes
-(this VM's speed drifts; the best pass is the least disturbed one):
+(this VM's speed drifts; the best pass is the least disturbed one; the passes of all the
+measurements are interleaved, so a slow spell hits each alike):
 
 - ``detect_landmarks``: the generator's whole detection step (upscaling, FaceMesh, checks),
   with FaceMesh on LiteRT (``..._litert``) and on MediaPipe (``..._mediapipe``);
@@ -35,17 +36,21 @@ import numpy as np
 DEFAULT_SRC = Path(__file__).resolve().parents[2] / "shared" / "data" / "celeba-wild"
 
 
-def best_ms(fn: Callable[[int], object], n: int, repeat: int) -> float:
-    """Best mean over ``repeat`` passes of ``fn(i)`` for i < n, in ms (after 10 warm-up calls)."""
-    for i in range(min(10, n)):
-        fn(i)
-    best = float("inf")
-    for _ in range(repeat):
-        t = time.perf_counter()
-        for i in range(n):
+def best_ms(fns: dict[str, Callable[[int], object]], n: int, repeat: int) -> dict[str, float]:
+    """For each function, the best mean over ``repeat`` passes of ``fn(i)`` for i < n, in ms
+    (after 10 warm-up calls). Passes are interleaved (one of each function, ``repeat`` times),
+    so that a slow spell of the machine hits every measurement alike."""
+    for fn in fns.values():
+        for i in range(min(10, n)):
             fn(i)
-        best = min(best, (time.perf_counter() - t) / n)
-    return round(1000 * best, 3)
+    best = dict.fromkeys(fns, float("inf"))
+    for _ in range(repeat):
+        for name, fn in fns.items():
+            t = time.perf_counter()
+            for i in range(n):
+                fn(i)
+            best[name] = min(best[name], (time.perf_counter() - t) / n)
+    return {name: round(1000 * v, 3) for name, v in best.items()}
 
 
 def passthrough(images: list[np.ndarray]) -> Callable[[int], object]:
@@ -105,24 +110,27 @@ def main() -> None:
     lite = fm.get_face_mesh()
     lite_rois = [fm.MeshRoi(q.cx, q.cy, q.size, q.angle) for q in rois]
 
-    def detect_with(runtime: str) -> float:
-        os.environ["MASKFACE_LANDMARK_RUNTIME"] = runtime
-        lm.landmark_runtime.cache_clear()
-        return best_ms(lambda i: lm.detect_landmarks(images[i]), n, r)
+    def detect_with(runtime: str) -> Callable[[int], object]:
+        def run(i: int) -> object:
+            if lm.landmark_runtime() != runtime:
+                os.environ["MASKFACE_LANDMARK_RUNTIME"] = runtime
+                lm.landmark_runtime.cache_clear()
+            return lm.detect_landmarks(images[i])
 
-    ms = {
+        return run
+
+    ms = best_ms({
         "detect_landmarks_litert": detect_with("litert"),
         "detect_landmarks_mediapipe": detect_with("mediapipe"),
-        "facemesh_litert": best_ms(lambda i: lite.faces(images[i]), n, r),
-        "litert_face_detector": best_ms(lambda i: lite._detector(images[i]), n, r),
-        "litert_landmarks_attention": best_ms(lambda i: lite.landmarks(images[i], lite_rois[i]),
-                                              n, r),
-        "facemesh_graph": best_ms(lambda i: lm._face_mesh_run(facemesh, images[i]), n, r),
-        "face_detector": best_ms(lambda i: detector.process(images[i]), n, r),
-        "landmarks_attention": best_ms(lambda i: attention(images[i], rois[i]), n, r),
-        "landmarks_plain": best_ms(lambda i: plain(images[i], rois[i]), n, r),
-        "passthrough_graph": best_ms(passthrough(images), n, r),
-    }
+        "facemesh_litert": lambda i: lite.faces(images[i]),
+        "litert_face_detector": lambda i: lite._detector(images[i]),
+        "litert_landmarks_attention": lambda i: lite.landmarks(images[i], lite_rois[i]),
+        "facemesh_graph": lambda i: lm._face_mesh_run(facemesh, images[i]),
+        "face_detector": lambda i: detector.process(images[i]),
+        "landmarks_attention": lambda i: attention(images[i], rois[i]),
+        "landmarks_plain": lambda i: plain(images[i], rois[i]),
+        "passthrough_graph": passthrough(images),
+    }, n, r)
     sizes = np.array([im.shape[:2] for im in images])
     print(json.dumps({"bench": "facemesh", "src": args.src, "images": n, "repeat": r,
                       "median_size_hw": np.median(sizes, 0).tolist(), "ms_per_image": ms},

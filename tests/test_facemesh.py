@@ -150,6 +150,22 @@ def test_split_model_is_cached_and_a_bad_cache_is_rebuilt(tmp_path, monkeypatch)
     assert cached.stat().st_size > 1_000_000
 
 
+def test_detect_landmarks_gives_the_same_face_on_either_runtime(astronaut, monkeypatch):
+    from maskface.maskgen.landmarks import detect_landmarks
+
+    landmark_runtime.cache_clear()
+    try:
+        lite = detect_landmarks(astronaut).points
+        landmark_runtime.cache_clear()
+        monkeypatch.setenv("MASKFACE_LANDMARK_RUNTIME", "mediapipe")
+        mp = detect_landmarks(astronaut).points
+    finally:
+        monkeypatch.delenv("MASKFACE_LANDMARK_RUNTIME", raising=False)
+        landmark_runtime.cache_clear()
+    assert not np.array_equal(lite, mp)  # two runtimes really ran
+    np.testing.assert_allclose(lite, mp, atol=0.01 * _eye_distance(mp))
+
+
 def test_the_runtime_is_chosen_by_environment(monkeypatch):
     landmark_runtime.cache_clear()
     try:

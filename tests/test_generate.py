@@ -151,11 +151,11 @@ def test_changed_settings_in_the_same_output_are_refused(tmp_path, reference, mi
     assert res.exit_code != 0 and "seed" in res.output
 
 
-def test_rendering_from_the_cache_needs_no_mediapipe(tmp_path, reference, mixed_folder):
+def test_rendering_from_the_cache_needs_no_landmark_runtime(tmp_path, reference, mixed_folder):
     out = tmp_path / "nomp"
     before = (reference / "landmarks.npz").stat().st_mtime_ns
-    code = ("import sys; sys.modules['mediapipe'] = None; from maskface.cli import main; "
-            "main()")
+    code = ("import sys; sys.modules['mediapipe'] = sys.modules['ai_edge_litert'] = None; "
+            "from maskface.cli import main; main()")
     subprocess.run([sys.executable, "-c", code, "generate", "--no-progress", "--src",
                     str(mixed_folder), "--out", str(out), "--jobs", "1", "--shard-size", "3",
                     "--seed", "5", "--per-face", "all", "--types", TYPES, "--landmarks-cache",
