@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 import math
 import os
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -580,7 +581,14 @@ class FaceMesh:
         return out
 
 
-@lru_cache(maxsize=1)
+_THREAD = threading.local()
+
+
 def get_face_mesh() -> FaceMesh:
-    """This process's LiteRT FaceMesh."""
-    return FaceMesh()
+    """This thread's LiteRT FaceMesh. An interpreter must not run in two threads at once, and a
+    Dask worker may run several shards in threads of one process; the generator's own worker
+    processes have one thread, so one FaceMesh each."""
+    mesh = getattr(_THREAD, "mesh", None)
+    if mesh is None:
+        mesh = _THREAD.mesh = FaceMesh()
+    return mesh

@@ -58,6 +58,17 @@ def test_litert_facemesh_matches_mediapipe_on_real_faces(astronaut):
     assert assert_same_faces(pair) == 2
 
 
+def test_threads_get_their_own_networks(astronaut):
+    from concurrent.futures import ThreadPoolExecutor
+
+    want = facemesh.get_face_mesh().faces(astronaut)[0]
+    with ThreadPoolExecutor(3) as pool:
+        got = list(pool.map(lambda _: facemesh.get_face_mesh().faces(astronaut)[0], range(12)))
+        meshes = set(pool.map(lambda _: id(facemesh.get_face_mesh()), range(12)))
+    assert all(np.array_equal(g, want) for g in got)
+    assert id(facemesh.get_face_mesh()) not in meshes
+
+
 def test_no_face_no_mesh():
     from skimage import data
 
