@@ -105,6 +105,25 @@ class FaceBox:
     score: float
 
 
+def _decoding_maps() -> tuple[np.ndarray, np.ndarray]:
+    """Every decoded value is linear in the raw outputs and the anchor centre: a row is
+    ``raw @ A + anchor @ B``. Raw columns: centre offset x, y, width, height, 6 keypoints x, y."""
+    a = np.zeros((16, 16))
+    b = np.zeros((2, 16))
+    for corner, sign in ((0, -0.5), (1, 0.5)):  # x0, y0 then x1, y1: centre -+ half the size
+        for axis in (0, 1):
+            col = 2 * corner + axis
+            a[axis, col], a[2 + axis, col] = 1.0, sign
+            b[axis, col] = 1.0
+    for k in range(4, 16):  # keypoints: offset + anchor
+        a[k, k] = 1.0
+        b[k % 2, k] = 1.0
+    return a / DETECTOR_SIDE, b
+
+
+_RAW_MAP, _ANCHOR_MAP = _decoding_maps()
+
+
 def decode_detections(regressors: np.ndarray, logits: np.ndarray,
                       min_score: float = MIN_DETECTION_SCORE) -> tuple[np.ndarray, np.ndarray]:
     """Boxes above ``min_score`` from the detector's raw outputs ((896, 16) and (896,)):
@@ -113,39 +132,30 @@ def decode_detections(regressors: np.ndarray, logits: np.ndarray,
     # score >= min_score exactly where logit >= its logit: the sigmoid only for those kept.
     keep = np.flatnonzero(logits >= math.log(min_score / (1.0 - min_score)))
     scores = 1.0 / (1.0 + np.exp(-np.clip(logits[keep].astype(np.float64), -100.0, 100.0)))
-    raw = regressors[keep].astype(np.float64) / DETECTOR_SIDE
-    anchor = _ANCHORS[keep]
-    centre = raw[:, :2] + anchor
-    half = raw[:, 2:4] / 2
-    keypoints = raw[:, 4:].reshape(-1, 6, 2) + anchor[:, None, :]
-    rows = np.concatenate([centre - half, centre + half, keypoints.reshape(-1, 12)], 1)
+    rows = regressors[keep].astype(np.float64) @ _RAW_MAP + _ANCHORS[keep] @ _ANCHOR_MAP
     return rows, scores
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IOU of box ``a`` (x0, y0, x1, y1) with each row of ``b``."""
-    w = np.clip(np.minimum(a[2], b[:, 2]) - np.maximum(a[0], b[:, 0]), 0.0, None)
-    h = np.clip(np.minimum(a[3], b[:, 3]) - np.maximum(a[1], b[:, 1]), 0.0, None)
-    inter = w * h
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
 
 
 def weighted_nms(rows: np.ndarray, scores: np.ndarray, iou: float = NMS_IOU
                  ) -> list[tuple[np.ndarray, float]]:
     """MediaPipe's weighted non-max suppression: best first, each kept detection becomes the
     score-weighted mean (box and keypoints) of the detections overlapping it by more than
-    ``iou``, and keeps its own score."""
+    ``iou`` (intersection over union), and keeps its own score."""
     order = np.argsort(-scores, kind="stable")
     rows, scores = rows[order], scores[order]
+    area = (rows[:, 2] - rows[:, 0]) * (rows[:, 3] - rows[:, 1])
     out = []
     left = np.arange(len(rows))
     while len(left):
-        top = left[0]
-        close = _iou(rows[top, :4], rows[left, :4]) > iou
+        top = rows[left[0]]
+        lo = np.maximum(rows[left, :2], top[:2])
+        hi = np.minimum(rows[left, 2:4], top[2:4])
+        inter = np.prod(np.clip(hi - lo, 0.0, None), axis=1)
+        union = area[left[0]] + area[left] - inter
+        close = inter > iou * union  # IOU > iou, without dividing by a zero union
         group = left[close]
         w = scores[group]
-        out.append(((rows[group] * w[:, None]).sum(0) / w.sum(), float(scores[top])))
+        out.append((w @ rows[group] / w.sum(), float(scores[left[0]])))
         left = left[~close]
     return out
 
@@ -213,9 +223,12 @@ def roi_from_box(box: FaceBox) -> MeshRoi:
 def _roi_iou(a: MeshRoi, b: MeshRoi) -> float:
     """IOU of two ROIs as axis-aligned squares (rotation ignored, as MediaPipe's association
     step does)."""
-    ra = np.array([a.cx - a.size / 2, a.cy - a.size / 2, a.cx + a.size / 2, a.cy + a.size / 2])
-    rb = np.array([[b.cx - b.size / 2, b.cy - b.size / 2, b.cx + b.size / 2, b.cy + b.size / 2]])
-    return float(_iou(ra, rb)[0])
+    w = max(0.0, min(a.cx + a.size / 2, b.cx + b.size / 2) - max(a.cx - a.size / 2,
+                                                                  b.cx - b.size / 2))
+    h = max(0.0, min(a.cy + a.size / 2, b.cy + b.size / 2) - max(a.cy - a.size / 2,
+                                                                  b.cy - b.size / 2))
+    union = a.size ** 2 + b.size ** 2 - w * h
+    return w * h / union if union > 0 else 0.0
 
 
 def distinct_rois(rois: list[MeshRoi]) -> list[MeshRoi]:
