@@ -4,15 +4,16 @@ Same models (the .tflite files inside the pinned mediapipe wheel), same pre- and
 post-processing as FaceMesh in static-image mode: the short-range face detector on the
 letterboxed picture, SSD decoding and weighted non-max suppression, a rotated square ROI per
 face, the 478-point landmark model with attention on each ROI, the refinement of lips, eyes and
-irises, and FaceMesh's face-presence gate. Why: on the 2-core reference VM the LiteRT runtime
-runs the two networks in ~3 ms where MediaPipe's graph takes ~6.5 ms, and detection is most of
-the generator's cold cost.
+irises, and FaceMesh's face-presence gate. Why: detection is most of the generator's cold
+cost. On the 2-core reference VM a FaceMesh pass takes 5.0 ms here against 5.6-5.8 ms in
+MediaPipe's graph (``bench/facemesh.py``), and a generator worker that never loads MediaPipe
+starts 0.7 s sooner and runs its other stages faster too (README, "Landmark runtime").
 
 The attention model contains three MediaPipe custom operators that LiteRT lacks
 (Landmarks2TransformMatrix, TransformTensorBilinear, TransformLandmarks). The model is split
-around them into two LiteRT sub-models, and the operators are computed here in numpy, from
-their attributes stored in the model itself. ``tests/test_facemesh.py`` checks the result
-against MediaPipe's own FaceMesh.
+around them into two LiteRT sub-models, and the operators are computed here (numpy, and numba
+for the feature crops) from their attributes stored in the model itself.
+``tests/test_facemesh.py`` checks the result against MediaPipe's own FaceMesh.
 
 Imports of LiteRT and MediaPipe happen only when a model is first loaded.
 """
@@ -44,7 +45,7 @@ IRIS_DEPTH_POINTS = 16
 
 def mediapipe_model(name: str) -> Path:
     """Path of one of the .tflite models shipped inside the mediapipe wheel, found without
-    importing mediapipe (its import costs about a second)."""
+    importing mediapipe (slow, and not needed here)."""
     from importlib.util import find_spec
 
     spec = find_spec("mediapipe")
