@@ -28,13 +28,16 @@ def digest_bytes(data: bytes) -> str:
 
 @dataclass(frozen=True)
 class CacheEntry:
-    """Landmarks (``(478, 3)`` float32, in decoded-image pixels) or a failure ``reason``."""
+    """Landmarks (``(478, 3)`` float32, in decoded-image pixels) or a failure ``reason``;
+    ``found_with`` names what found them (see ``landmarks.runtime_description``; "" in caches
+    written before it was recorded)."""
 
     digest: str
     points: np.ndarray | None
     reason: str = ""
     detail: str = ""
     faces_found: int = 0
+    found_with: str = ""
 
 
 class LandmarkCache:
@@ -70,6 +73,8 @@ class LandmarkCache:
                                      f"{FORMAT_VERSION}")
                 keys, digests, reasons = z["keys"], z["digests"], z["reasons"]
                 details, faces, points = z["details"], z["faces"], z["points"]
+                # Added later, without a new format version: older files simply lack it.
+                found_with = z["found_with"] if "found_with" in z.files else [""] * len(keys)
         except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as e:
             raise ValueError(f"landmark cache {path} is unreadable ({e}); delete it to "
                              "detect again") from e
@@ -77,7 +82,8 @@ class LandmarkCache:
         for i, k in enumerate(keys.tolist()):
             ok = not reasons[i]
             entries[k] = CacheEntry(str(digests[i]), points[i].copy() if ok else None,
-                                    str(reasons[i]), str(details[i]), int(faces[i]))
+                                    str(reasons[i]), str(details[i]), int(faces[i]),
+                                    str(found_with[i]))
         return cls(entries)
 
     def save(self, path: str | os.PathLike) -> None:
@@ -97,5 +103,7 @@ class LandmarkCache:
                  reasons=np.array([self.entries[k].reason for k in keys], dtype=str).reshape(n),
                  details=np.array([self.entries[k].detail for k in keys], dtype=str).reshape(n),
                  faces=np.array([self.entries[k].faces_found for k in keys], np.int64),
+                 found_with=np.array([self.entries[k].found_with for k in keys],
+                                     dtype=str).reshape(n),
                  points=points)
         os.replace(tmp, path)

@@ -238,6 +238,26 @@ def landmark_runtime() -> str:
     return want or ("litert" if litert_available() else "mediapipe")
 
 
+def runtime_description() -> str:
+    """What finds the generator's landmarks, with versions, as the landmark cache and the
+    manifest record it: shards made with the two runtimes differ by a hair."""
+    return _describe(landmark_runtime())
+
+
+@lru_cache(maxsize=2)
+def _describe(runtime: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    def ver(dist: str) -> str:
+        try:
+            return version(dist)
+        except PackageNotFoundError:
+            return "?"
+
+    runner = "ai-edge-litert " + ver("ai-edge-litert") if runtime == "litert" else "its runtime"
+    return f"FaceMesh of mediapipe {ver('mediapipe')} on {runner}"
+
+
 def _face_mesh_run(fm, rgb: np.ndarray) -> list[bytes]:
     """One image through a FaceMesh solution's graph: each face's landmarks as a serialised
     NormalizedLandmarkList.

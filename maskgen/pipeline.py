@@ -368,7 +368,7 @@ def generate_shard(task: ShardTask, cfg: GenerateConfig, type_names: list[str],
     from .align import align_face, reflect_below
     from .decode import BadImage, decode_image
     from .encode import encode_jpeg, encode_png_gray, encode_png_rgb
-    from .landmarks import NoFace, detect_landmarks
+    from .landmarks import NoFace, detect_landmarks, runtime_description
     from .pose import head_pose
     from .render import RenderError, prepare_face, render_mask
     from .shards import ShardWriter
@@ -381,6 +381,7 @@ def generate_shard(task: ShardTask, cfg: GenerateConfig, type_names: list[str],
     failures: list[dict] = []
     new_cache: dict[str, CacheEntry] = {}
     faces_ok = pairs = 0
+    found_with: set[str] = set()  # what found the landmarks of this shard's sources
     type_counts: Counter = Counter()
     ext = cfg.image_format
     wear_probs = parse_wear(cfg.wear)
@@ -424,11 +425,14 @@ def generate_shard(task: ShardTask, cfg: GenerateConfig, type_names: list[str],
             if entry is None or entry.digest != digest:
                 try:
                     det = detect_landmarks(rgb)
-                    entry = CacheEntry(digest, det.points, "", "", det.faces_found)
+                    entry = CacheEntry(digest, det.points, "", "", det.faces_found,
+                                       runtime_description())
                 except NoFace as e:
-                    entry = CacheEntry(digest, None, e.reason, e.detail, 0)
+                    entry = CacheEntry(digest, None, e.reason, e.detail, 0,
+                                       runtime_description())
                 new_cache[item.key] = entry
             secs["detect"] += time.perf_counter() - t3
+            found_with.add(entry.found_with)
             if entry.points is None:
                 fail(item, entry.reason, entry.detail)
                 continue
@@ -508,7 +512,7 @@ def generate_shard(task: ShardTask, cfg: GenerateConfig, type_names: list[str],
         LandmarkCache(new_cache).save(state / f"{task.state_name}.landmarks.npz")
     result = {"split": task.split, "shard": task.name, "faces_in": len(task.items),
               "faces_ok": faces_ok, "pairs": pairs, "types": dict(sorted(type_counts.items())),
-              "failures": failures,
+              "failures": failures, "landmarks_found_with": sorted(found_with),
               "seconds": {k: round(v, 4) for k, v in secs.items()}}
     _atomic_write(state / f"{task.state_name}.json", json.dumps(result))
     return result
@@ -547,6 +551,10 @@ def _finalize(out: Path, cfg: GenerateConfig, source_desc: str, tasks: list[Shar
         "pairs": sum(s["pairs"] for s in states), "failures": dict(sorted(reasons.items())),
         "render_failures": sum(1 for f in failures if "type" in f),
         "pairs_per_type": dict(sorted(per_type.items())), "splits": splits,
+        # From the cache entries used, so a re-render from a cache reports the same; "" for
+        # caches written before this was recorded.
+        "landmarks_found_with": sorted({w for s in states
+                                        for w in s.get("landmarks_found_with", [])}),
         "members": [f"{{key}}.masked.{cfg.image_format}", f"{{key}}.clean.{cfg.image_format}",
                     "{key}.mask.png", "{key}.json"],
     }

@@ -68,6 +68,9 @@ def test_outputs_and_accounting(reference, mixed_folder):
     assert reasons["bad__tiny"] in ("no-face", "too-small")
     assert m["sources"] == 17 and m["failed_sources"] == len(fails) == 6
     assert m["pairs"] == 3 * (17 - 6) == sum(m["pairs_per_type"].values())
+    # What found the landmarks, with versions (the two runtimes' shards differ by a hair).
+    (found_with,) = m["landmarks_found_with"]
+    assert found_with.startswith("FaceMesh of mediapipe 0.10.21 on ")
     seen = 0
     for split in m["splits"].values():
         for shard in split["shards"]:
@@ -166,6 +169,20 @@ def test_rendering_from_the_cache_needs_no_landmark_runtime(tmp_path, reference,
     cache = LandmarkCache.load(reference / "landmarks.npz")
     assert len(cache) == 17 - 4  # everything that decoded; no-face results are cached too
     assert cache.entries["bad__noface"].reason == "no-face"
+    assert {e.found_with for e in cache.entries.values()} == set(
+        json.loads((out / "manifest.json").read_text())["landmarks_found_with"])
+
+
+def test_a_cache_from_before_found_with_was_recorded_still_loads(tmp_path, reference):
+    with np.load(reference / "landmarks.npz") as z:
+        old = {k: z[k] for k in z.files if k != "found_with"}
+    np.savez(tmp_path / "old.npz", **old)
+    cache = LandmarkCache.load(tmp_path / "old.npz")
+    fresh = LandmarkCache.load(reference / "landmarks.npz")
+    assert cache.entries.keys() == fresh.entries.keys()
+    assert {e.found_with for e in cache.entries.values()} == {""}
+    key = next(k for k, e in fresh.entries.items() if e.points is not None)
+    np.testing.assert_array_equal(cache.entries[key].points, fresh.entries[key].points)
 
 
 def test_killed_run_resumes_to_the_same_result(tmp_path, face_folder):
