@@ -223,10 +223,10 @@ def _mesh_faces(img: np.ndarray, pad_frac: float, refine: bool = True) -> list[n
 @lru_cache(maxsize=1)
 def landmark_runtime() -> str:
     """What runs FaceMesh for :func:`detect_landmarks`: ``litert`` (its networks on the LiteRT
-    runtime, see :mod:`.facemesh`; ~40 % faster) where ai-edge-litert is installed, else
-    ``mediapipe``. ``MASKFACE_LANDMARK_RUNTIME`` chooses one explicitly. Both give the same
-    landmarks to ~0.1 % of the eye distance; the other passes (face boxes, the plain mesh,
-    :func:`detect_faces`) always use MediaPipe."""
+    runtime, see :mod:`.facemesh`; faster, and workers need not load MediaPipe) where
+    ai-edge-litert is installed, else ``mediapipe``. ``MASKFACE_LANDMARK_RUNTIME`` chooses one
+    explicitly. Both give the same landmarks to ~0.03 % of the eye distance (median); the other
+    passes (face boxes, the plain mesh, :func:`detect_faces`) always use MediaPipe."""
     from .facemesh import litert_available
 
     want = os.environ.get("MASKFACE_LANDMARK_RUNTIME", "").strip().lower()

@@ -396,7 +396,7 @@ def generate_shard(task: ShardTask, cfg: GenerateConfig, type_names: list[str],
     def encode(img: np.ndarray) -> bytes:
         return encode_jpeg(img, cfg.jpeg_quality) if ext == "jpg" else encode_png_rgb(img)
 
-    def faces_found():
+    def with_landmarks():
         """(item, picture, landmarks entry) for each usable source, in order. Landmarks are
         found a chunk of sources at a time before any of them is rendered: the networks'
         weights stay in the CPU's caches from one picture to the next (~4 % faster when
@@ -445,7 +445,7 @@ def generate_shard(task: ShardTask, cfg: GenerateConfig, type_names: list[str],
 
     writer = ShardWriter(out / task.split / f"{task.name}.tar")
     with writer:
-        for item, rgb, entry in faces_found():
+        for item, rgb, entry in with_landmarks():
             t4 = time.perf_counter()
             crop, m, pts = align_face(rgb, entry.points, cfg.size)
             scale = float(np.sqrt(abs(np.linalg.det(m[:, :2]))))
