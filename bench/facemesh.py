@@ -108,7 +108,6 @@ def main() -> None:
     facemesh, detector = lm.get_detector(True), lm.get_face_detector(0, 0.5)
     attention, plain = lm.get_roi_mesher(True), lm.get_roi_mesher(False)
     lite = fm.get_face_mesh()
-    lite_rois = [fm.MeshRoi(q.cx, q.cy, q.size, q.angle) for q in rois]
 
     def detect_with(runtime: str) -> Callable[[int], object]:
         def run(i: int) -> object:
@@ -124,7 +123,7 @@ def main() -> None:
         "detect_landmarks_mediapipe": detect_with("mediapipe"),
         "facemesh_litert": lambda i: lite.faces(images[i]),
         "litert_face_detector": lambda i: lite._detector(images[i]),
-        "litert_landmarks_attention": lambda i: lite.landmarks(images[i], lite_rois[i]),
+        "litert_landmarks_attention": lambda i: lite.landmarks(images[i], rois[i]),
         "facemesh_graph": lambda i: lm._face_mesh_run(facemesh, images[i]),
         "face_detector": lambda i: detector.process(images[i]),
         "landmarks_attention": lambda i: attention(images[i], rois[i]),

@@ -23,7 +23,9 @@ from __future__ import annotations
 import copy
 import math
 import os
+import sys
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -36,8 +38,10 @@ MESH_SIDE = 192
 MIN_DETECTION_SCORE = 0.5
 NMS_IOU = 0.3
 MAX_FACES = 4
+# ROI side per face-box side and per landmark span, as in MediaPipe's face graphs.
 ROI_SCALE = 1.5
 SAME_ROI_IOU = 0.5
+# FaceMesh's own threshold on its face-presence probability.
 MIN_PRESENCE = 0.5
 # Iris depth: the mean depth of the eye contour (its first 16 refined points).
 IRIS_DEPTH_POINTS = 16
@@ -55,6 +59,21 @@ def mediapipe_model(name: str) -> Path:
     return Path(list(spec.submodule_search_locations)[0]) / "modules" / name
 
 
+@contextmanager
+def quiet_stderr():
+    """Silence the C++ chatter of MediaPipe and LiteRT (written to fd 2, past Python's logging)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def litert_available() -> bool:
     """Whether the LiteRT runtime (``ai-edge-litert``) is installed."""
     from importlib.util import find_spec
@@ -66,9 +85,7 @@ def _interpreter(content: bytes):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from ai_edge_litert.interpreter import Interpreter
 
-    from .landmarks import _quiet_stderr
-
-    with _quiet_stderr():  # "Created TensorFlow Lite XNNPACK delegate", once per model
+    with quiet_stderr():  # "Created TensorFlow Lite XNNPACK delegate", once per model
         # One thread: the generator runs one process per core.
         it = Interpreter(model_content=content, num_threads=1)
         it.allocate_tensors()
@@ -202,26 +219,28 @@ class FaceDetector:
 
 
 @dataclass(frozen=True)
-class MeshRoi:
-    """A square region for the landmark model in picture pixels; ``angle`` is its roll in
-    radians, clockwise on screen (MediaPipe's convention)."""
+class Roi:
+    """A square region for the landmark model: centre and side in photo pixels; ``angle`` the
+    face's roll in radians (clockwise on screen, MediaPipe's convention); ``prior`` how much its
+    source believed in it, which orders the work."""
 
     cx: float
     cy: float
     size: float
     angle: float
+    prior: float = 0.0
 
 
-def roi_from_box(box: FaceBox) -> MeshRoi:
+def roi_from_box(box: FaceBox) -> Roi:
     """FaceMesh's ROI for a detection: the box centre, a square of 1.5 times the box's longer
     side, rolled so that the detector's eyes lie level."""
     (rx, ry), (lx, ly) = box.keypoints[0], box.keypoints[1]
     angle = math.atan2(ly - ry, lx - rx)
-    return MeshRoi((box.x0 + box.x1) / 2, (box.y0 + box.y1) / 2,
-                   ROI_SCALE * max(box.x1 - box.x0, box.y1 - box.y0), angle)
+    return Roi((box.x0 + box.x1) / 2, (box.y0 + box.y1) / 2,
+               ROI_SCALE * max(box.x1 - box.x0, box.y1 - box.y0), angle, box.score)
 
 
-def _roi_iou(a: MeshRoi, b: MeshRoi) -> float:
+def _roi_iou(a: Roi, b: Roi) -> float:
     """IOU of two ROIs as axis-aligned squares (rotation ignored, as MediaPipe's association
     step does)."""
     w = max(0.0, min(a.cx + a.size / 2, b.cx + b.size / 2) - max(a.cx - a.size / 2,
@@ -232,16 +251,16 @@ def _roi_iou(a: MeshRoi, b: MeshRoi) -> float:
     return w * h / union if union > 0 else 0.0
 
 
-def distinct_rois(rois: list[MeshRoi]) -> list[MeshRoi]:
+def distinct_rois(rois: list[Roi]) -> list[Roi]:
     """ROIs left after FaceMesh's association step: a later ROI overlapping an earlier one by
     more than SAME_ROI_IOU replaces it."""
-    out: list[MeshRoi] = []
+    out: list[Roi] = []
     for r in rois:
         out = [o for o in out if _roi_iou(o, r) <= SAME_ROI_IOU] + [r]
     return out
 
 
-def roi_matrix(roi: MeshRoi, side: int = MESH_SIDE) -> np.ndarray:
+def roi_matrix(roi: Roi, side: int = MESH_SIDE) -> np.ndarray:
     """2x3 map from model-input pixels (u, v) to picture pixels: the ROI's top-left corner at
     (0, 0), its bottom-right at (side, side)."""
     c, s = math.cos(roi.angle), math.sin(roi.angle)
@@ -250,7 +269,7 @@ def roi_matrix(roi: MeshRoi, side: int = MESH_SIDE) -> np.ndarray:
                      [s * k, c * k, roi.cy - roi.size / 2 * (s + c)]])
 
 
-def roi_input(rgb: np.ndarray, roi: MeshRoi) -> np.ndarray:
+def roi_input(rgb: np.ndarray, roi: Roi) -> np.ndarray:
     """The model's (192, 192, 3) float32 input in [0, 1]: the ROI resampled bilinearly, edge
     pixels repeated outside the picture."""
     import cv2
@@ -574,7 +593,7 @@ class FaceMesh:
         self._mesh = AttentionMesh(load_split_model(mediapipe_model(
             "face_landmark/face_landmark_with_attention.tflite")))
 
-    def landmarks(self, rgb: np.ndarray, roi: MeshRoi) -> tuple[np.ndarray, float]:
+    def landmarks(self, rgb: np.ndarray, roi: Roi) -> tuple[np.ndarray, float]:
         """``(points, presence)`` of the landmark model on one ROI: (478, 3) x, y in picture
         pixels, z in the same scale."""
         pts, presence = self._mesh(roi_input(rgb, roi))

@@ -4,23 +4,23 @@ Two entry points: :func:`detect_landmarks` (the generator's: the largest face of
 FaceMesh with retries) and :func:`detect_faces` (real photos: every face, masked ones included,
 through a cascade of face boxes and a FaceMesh run on a region of interest we choose).
 
-MediaPipe is imported lazily, inside :func:`get_detector`, so that rendering from a landmark
-cache and the whole training half work where it is not installed. One instance of each
-MediaPipe graph lives in each worker process.
+MediaPipe is imported lazily, inside :func:`get_detector`, and LiteRT inside :mod:`.facemesh`'s
+model loading, so that rendering from a landmark cache and the whole training half work where
+neither is installed. One instance of each MediaPipe graph lives in each worker process.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import sys
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache, partial
 from typing import NamedTuple
 
 import numpy as np
+
+from .facemesh import MIN_PRESENCE, ROI_SCALE, Roi, quiet_stderr
 
 NUM_LANDMARKS = 478
 # FaceMesh finds faces in a 128 px detector input; tiny pictures are upscaled to this first.
@@ -59,7 +59,8 @@ class Detection:
 
     ``attempt`` indexes ATTEMPTS for :func:`detect_landmarks` and FACE_STAGES for
     :func:`detect_faces`; ``stage`` names the latter; ``score`` is FaceMesh's face-presence
-    probability where it was measured (``detect_faces``), else NaN.
+    probability where it was measured (``detect_faces``), else NaN; ``found_with`` names the
+    model and runtime (:func:`runtime_description`; set by :func:`detect_landmarks`).
     """
 
     points: np.ndarray
@@ -67,21 +68,7 @@ class Detection:
     attempt: int
     stage: str = ""
     score: float = float("nan")
-
-
-@contextmanager
-def _quiet_stderr():
-    """Silence MediaPipe's C++ start-up chatter (it writes to fd 2 before logging is set up)."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
+    found_with: str = ""
 
 
 @lru_cache(maxsize=2)
@@ -96,7 +83,7 @@ def get_detector(refine: bool = True):
             "landmark detection needs MediaPipe: pip install 'maskface[landmarks]' "
             "(mediapipe==0.10.21). Rendering from a complete --landmarks-cache does not."
         ) from e
-    with _quiet_stderr():
+    with quiet_stderr():
         fm = mp.solutions.face_mesh.FaceMesh(
             static_image_mode=True, max_num_faces=4, refine_landmarks=refine,
             min_detection_confidence=0.5)
@@ -128,7 +115,8 @@ def detect_landmarks(rgb: np.ndarray) -> Detection:
                 pts = _with_estimated_irises(pts)
             pts = pts / np.float32(up)
             _check(pts, w, h)
-            return Detection(pts.astype(np.float32), n, attempt)
+            return Detection(pts.astype(np.float32), n, attempt,
+                             found_with=runtime_description(plain=how == "plain-mesh"))
     raise NoFace("no-face", f"no face found in {w}x{h} px after {len(ATTEMPTS)} tries "
                             "(FaceMesh with padding, full-range face detector)")
 
@@ -145,7 +133,7 @@ def get_face_detector(model_selection: int, min_confidence: float):
     get_detector(True)  # same import checks and log silencing
     import mediapipe as mp
 
-    with _quiet_stderr():
+    with quiet_stderr():
         return mp.solutions.face_detection.FaceDetection(
             model_selection=model_selection, min_detection_confidence=min_confidence)
 
@@ -153,7 +141,7 @@ def get_face_detector(model_selection: int, min_confidence: float):
 def _run_on_boxes(img: np.ndarray) -> tuple[np.ndarray | None, int]:
     """Find face boxes, then mesh a square crop of twice the largest box around it."""
     h, w = img.shape[:2]
-    with _quiet_stderr():
+    with quiet_stderr():
         res = get_box_detector().process(np.ascontiguousarray(img))
     if not res.detections:
         return None, 0
@@ -211,7 +199,7 @@ def _mesh_faces(img: np.ndarray, pad_frac: float, refine: bool = True) -> list[n
 
         out = get_face_mesh().faces(work)
     else:
-        with _quiet_stderr():  # MediaPipe's C++ warns on new input shapes, straight to fd 2
+        with quiet_stderr():  # MediaPipe's C++ warns on new input shapes, straight to fd 2
             faces = _face_mesh_run(get_detector(refine), work)
         hh, ww = work.shape[:2]
         out = [_landmark_array(raw) * np.array([ww, hh, ww], np.float64) for raw in faces]
@@ -238,14 +226,15 @@ def landmark_runtime() -> str:
     return want or ("litert" if litert_available() else "mediapipe")
 
 
-def runtime_description() -> str:
+def runtime_description(plain: bool = False) -> str:
     """What finds the generator's landmarks, with versions, as the landmark cache and the
-    manifest record it: shards made with the two runtimes differ by a hair."""
-    return _describe(landmark_runtime())
+    manifest record it (shards made with the two runtimes differ by a hair). ``plain``: the
+    plain-mesh retry, which always runs on MediaPipe and estimates the irises."""
+    return _describe("mediapipe" if plain else landmark_runtime(), plain)
 
 
-@lru_cache(maxsize=2)
-def _describe(runtime: str) -> str:
+@lru_cache(maxsize=4)
+def _describe(runtime: str, plain: bool) -> str:
     from importlib.metadata import PackageNotFoundError, version
 
     def ver(dist: str) -> str:
@@ -254,8 +243,9 @@ def _describe(runtime: str) -> str:
         except PackageNotFoundError:
             return "?"
 
+    model = "FaceMesh (468 points, irises estimated)" if plain else "FaceMesh"
     runner = "ai-edge-litert " + ver("ai-edge-litert") if runtime == "litert" else "its runtime"
-    return f"FaceMesh of mediapipe {ver('mediapipe')} on {runner}"
+    return f"{model} of mediapipe {ver('mediapipe')} on {runner}"
 
 
 def _face_mesh_run(fm, rgb: np.ndarray) -> list[bytes]:
@@ -384,10 +374,6 @@ FACE_STAGES = ("detector", "facemesh", "rotated", "frame")
 # Stages whose meshes need a second opinion. The first two mesh where one of MediaPipe's own
 # detectors saw a face, and presence after refinement then suffices, as in FaceMesh itself.
 CONFIRMED_STAGES = ("rotated", "frame")
-# FaceMesh's own threshold on its face-presence probability.
-MIN_PRESENCE = 0.5
-# ROI side per face-box side and per landmark span, as in MediaPipe's face graphs.
-ROI_SCALE = 1.5
 # Detector threshold: low, because a false box costs one mesh fit and the checks decide.
 DETECT_CONFIDENCE = 0.3
 # Padding (fraction of the longer side) around the photo for the detectors: faces cut by the
@@ -430,19 +416,6 @@ DETECT_SIDE = 640
 # Photos with a longer side of at least this are also searched in overlapping tiles, where the
 # full-range detector (192 px input) would miss faces of a few % of the frame.
 TILE_FROM = 960
-
-
-@dataclass(frozen=True)
-class Roi:
-    """A square region for the landmark model: centre and side in photo pixels; ``angle`` the
-    face's roll in radians (clockwise on screen, MediaPipe's convention); ``prior`` how much its
-    source believed in it, which orders the work."""
-
-    cx: float
-    cy: float
-    size: float
-    angle: float
-    prior: float = 0.0
 
 
 def roi_from_landmarks(pts: np.ndarray, prior: float = 1.0) -> Roi:
@@ -547,7 +520,7 @@ class _RoiMesher:
             lambda _, p: self._out.__setitem__("lm", _packet_getter._get_serialized_proto(p)))
         self._graph.observe_output_stream(
             "score", lambda _, p: self._out.__setitem__("score", packet_getter.get_float(p)))
-        with _quiet_stderr():
+        with quiet_stderr():
             self._graph.start_run({"with_attention": packet_creator.create_bool(attention)})
             # The first run opens the model and logs from the graph's own threads: wait for it.
             self(np.full((64, 64, 3), 128, np.uint8), Roi(32.0, 32.0, 40.0, 0.0))
@@ -569,7 +542,7 @@ class _RoiMesher:
         self._out.clear()
         frame = self._create.create_image_frame(image_format=image_frame.ImageFormat.SRGB,
                                                 data=crop)
-        with _quiet_stderr():
+        with quiet_stderr():
             self._graph.add_packet_to_input_stream("image", frame.at(self._ts))
             self._graph.add_packet_to_input_stream("roi", self._create.create_proto(rect).at(
                 self._ts))
@@ -714,7 +687,7 @@ def _upright_detector_score(rgb: np.ndarray, pts: np.ndarray) -> float:
                      [side / 2 + gap / 2, UPRIGHT_EYE_Y * side]])
     best = 0.0
     for model in (0, 1):
-        with _quiet_stderr():
+        with quiet_stderr():
             res = get_face_detector(model, 0.1).process(crop)
         for det in res.detections or []:
             kp = det.location_data.relative_keypoints
@@ -842,7 +815,7 @@ def _detector_rois(view: _Shrunk, model: int, pad_frac: float = 0.0,
         work = cv2.copyMakeBorder(rgb, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(0, 0, 0))
     else:
         work = rgb
-    with _quiet_stderr():
+    with quiet_stderr():
         res = get_face_detector(model, DETECT_CONFIDENCE).process(np.ascontiguousarray(work))
     back = cv2.invertAffineTransform(m)  # turned and padded -> shrunk
     rois = []

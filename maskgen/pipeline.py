@@ -426,8 +426,8 @@ def generate_shard(task: ShardTask, cfg: GenerateConfig, type_names: list[str],
                 try:
                     det = detect_landmarks(rgb)
                     entry = CacheEntry(digest, det.points, "", "", det.faces_found,
-                                       runtime_description())
-                except NoFace as e:
+                                       det.found_with)
+                except NoFace as e:  # every attempt failed: the main runtime is the one named
                     entry = CacheEntry(digest, None, e.reason, e.detail, 0,
                                        runtime_description())
                 new_cache[item.key] = entry

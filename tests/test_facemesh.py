@@ -166,10 +166,14 @@ def test_detect_landmarks_gives_the_same_face_on_either_runtime(astronaut, monke
 
     landmark_runtime.cache_clear()
     try:
-        lite = detect_landmarks(astronaut).points
+        lite_det = detect_landmarks(astronaut)
         landmark_runtime.cache_clear()
         monkeypatch.setenv("MASKFACE_LANDMARK_RUNTIME", "mediapipe")
-        mp = detect_landmarks(astronaut).points
+        mp_det = detect_landmarks(astronaut)
+        lite, mp = lite_det.points, mp_det.points
+        # Each detection names what found it, for the cache and the manifest.
+        assert lite_det.found_with.startswith("FaceMesh of mediapipe 0.10.21 on ai-edge-litert")
+        assert mp_det.found_with == "FaceMesh of mediapipe 0.10.21 on its runtime"
     finally:
         monkeypatch.delenv("MASKFACE_LANDMARK_RUNTIME", raising=False)
         landmark_runtime.cache_clear()
