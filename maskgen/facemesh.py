@@ -269,12 +269,12 @@ def roi_matrix(roi: Roi, side: int = MESH_SIDE) -> np.ndarray:
                      [s * k, c * k, roi.cy - roi.size / 2 * (s + c)]])
 
 
-def roi_input(rgb: np.ndarray, roi: Roi) -> np.ndarray:
-    """The model's (192, 192, 3) float32 input in [0, 1]: the ROI resampled bilinearly, edge
-    pixels repeated outside the picture."""
+def roi_input(rgb: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """The model's (192, 192, 3) float32 input in [0, 1]: the ROI whose :func:`roi_matrix` is
+    ``m``, resampled bilinearly, edge pixels repeated outside the picture."""
     import cv2
 
-    crop = cv2.warpAffine(rgb, roi_matrix(roi), (MESH_SIDE, MESH_SIDE),
+    crop = cv2.warpAffine(rgb, m, (MESH_SIDE, MESH_SIDE),
                           flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                           borderMode=cv2.BORDER_REPLICATE)
     return crop.astype(np.float32) * np.float32(1 / 255)
@@ -597,8 +597,8 @@ class FaceMesh:
     def landmarks(self, rgb: np.ndarray, roi: Roi) -> tuple[np.ndarray, float]:
         """``(points, presence)`` of the landmark model on one ROI: (478, 3) x, y in picture
         pixels, z in the same scale."""
-        pts, presence = self._mesh(roi_input(rgb, roi))
         m = roi_matrix(roi)
+        pts, presence = self._mesh(roi_input(rgb, m))
         out = np.empty_like(pts)
         out[:, :2] = pts[:, :2] @ m[:, :2].T + m[:, 2]
         out[:, 2] = pts[:, 2] * (roi.size / MESH_SIDE)
