@@ -8,10 +8,13 @@ up first), prints one JSON object with milliseconds per image, each the best of 
 measurements are interleaved, so a slow spell hits each alike):
 
 - ``detect_landmarks``: the generator's whole detection step (upscaling, FaceMesh, checks),
-  with FaceMesh on LiteRT (``..._litert``) and on MediaPipe (``..._mediapipe``);
-- ``facemesh_litert``: one pass of FaceMesh's networks on LiteRT (maskgen/facemesh.py), and
-  its parts: ``litert_face_detector`` (short-range detector, decoding, suppression) and
-  ``litert_landmarks_attention`` (crop, the split 478-point model, map back);
+  with FaceMesh on LiteRT (``..._litert``) and on MediaPipe (``..._mediapipe``), one picture
+  at a time; ``detect_landmarks_many_litert``: the same, 64 pictures at a time as the
+  generator runs it (the landmark model on MESH_BATCH faces at once);
+- ``facemesh_litert``: one pass of FaceMesh's networks on LiteRT (maskgen/facemesh.py), one
+  picture at a time, and ``facemesh_litert_many`` 64 at a time; its parts:
+  ``litert_face_detector`` (short-range detector, decoding, suppression) and
+  ``litert_landmarks_attention`` (crop, the split 478-point model, map back, one face);
 - ``facemesh_graph``: one pass of MediaPipe's FaceMesh graph (short-range face detector, then
   the 478-point landmark model with attention), as the generator ran it before LiteRT;
 - ``face_detector``: the short-range face detector alone (``FaceDetection.process``);
@@ -34,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 DEFAULT_SRC = Path(__file__).resolve().parents[2] / "shared" / "data" / "celeba-wild"
+CHUNK = 64  # pictures detected together, as maskgen.pipeline.DETECT_CHUNK
 
 
 def best_ms(fns: dict[str, Callable[[int], object]], n: int, repeat: int) -> dict[str, float]:
@@ -118,10 +122,23 @@ def main() -> None:
 
         return run
 
+    def in_chunks(fn: Callable[[list[np.ndarray]], object]) -> Callable[[int], object]:
+        def run(i: int) -> object:  # the whole chunk at its first picture
+            if i % CHUNK == 0:
+                if lm.landmark_runtime() != "litert":
+                    os.environ["MASKFACE_LANDMARK_RUNTIME"] = "litert"
+                    lm.landmark_runtime.cache_clear()
+                return fn(images[i:i + CHUNK])
+            return None
+
+        return run
+
     ms = best_ms({
         "detect_landmarks_litert": detect_with("litert"),
+        "detect_landmarks_many_litert": in_chunks(lm.detect_landmarks_many),
         "detect_landmarks_mediapipe": detect_with("mediapipe"),
         "facemesh_litert": lambda i: lite.faces(images[i]),
+        "facemesh_litert_many": in_chunks(lite.faces_many),
         "litert_face_detector": lambda i: lite._detector(images[i]),
         "litert_landmarks_attention": lambda i: lite.landmarks(images[i], rois[i]),
         "facemesh_graph": lambda i: lm._face_mesh_run(facemesh, images[i]),

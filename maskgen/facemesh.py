@@ -45,6 +45,8 @@ SAME_ROI_IOU = 0.5
 MIN_PRESENCE = 0.5
 # Iris depth: the mean depth of the eye contour (its first 16 refined points).
 IRIS_DEPTH_POINTS = 16
+# Faces per run of the landmark model: past ~4 a batch gains little (bench/facemesh.py).
+MESH_BATCH = 8
 
 
 def mediapipe_model(name: str) -> Path:
@@ -378,14 +380,16 @@ class SplitModel:
 
 
 # Bump when split_model's result changes: cached splits of another version are not used.
-SPLIT_VERSION = 1
+SPLIT_VERSION = 2
 
 
 def split_model(buf: bytes) -> SplitModel:
-    """Split the 478-point model (a .tflite file's bytes) around its custom operators."""
+    """Split the 478-point model (a .tflite file's bytes) around its custom operators, with a
+    free batch dimension (see :func:`_free_batch`)."""
     from ai_edge_litert import schema_py_generated as schema
 
     model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(buf, 0))
+    _free_batch(model, schema)
     graph = model.subgraphs[0]
     custom = {}
     for k, op in enumerate(graph.operators):
@@ -456,59 +460,109 @@ class AttentionMesh:
                          if op.kind == "Landmarks2TransformMatrix"]
         if len(self._regions) != 3:
             raise RuntimeError("unexpected layout of the landmark model's crops")
+        self._batch = 1
 
     def __call__(self, x: np.ndarray) -> tuple[np.ndarray, float]:
         """``(points, presence)`` for one (192, 192, 3) float32 input: 478 points x, y, z in
         input pixels (FaceMesh's refined mesh), and the face-presence probability."""
+        pts, presence = self.run(x[None])
+        return pts[0], float(presence[0])
+
+    def run(self, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`__call__` for a batch of inputs (N, 192, 192, 3): points (N, 478, 3) and
+        presences (N,), each face's values the same as alone. On the 2-core VM the two
+        sub-models take ~1.9 ms a face in batches of 8 against ~2.3 ms one at a time."""
+        n = len(xs)
+        self._resize(n)
         values: dict[int, np.ndarray] = {}
-        self._a.set_tensor(self._input_index, x[None])
+        self._a.set_tensor(self._input_index, np.ascontiguousarray(xs, np.float32))
         self._a.invoke()
         for index, slot in self._a_out:
             values[index] = self._a.get_tensor(slot)
-        self._run_custom(values, self._split.before)
+        self._run_custom(values, self._split.before, n)
         for index, slot in self._b_in:
             self._b.set_tensor(slot, values[index])
         self._b.invoke()
         for index, slot in self._b_out:
             values[index] = self._b.get_tensor(slot)
-        self._run_custom(values, self._split.after)
-        return self._assemble(values)
+        self._run_custom(values, self._split.after, n)
+        return self._assemble(values, n)
+
+    def _resize(self, n: int) -> None:
+        """Give both sub-models batch ``n`` (~0.1 ms when it changes)."""
+        if n == self._batch:
+            return
+        for it in (self._a, self._b):
+            for d in it.get_input_details():
+                it.resize_tensor_input(d["index"], [n, *d["shape"][1:]])
+            it.allocate_tensors()
+        self._batch = n
 
     @staticmethod
-    def _run_custom(values: dict[int, np.ndarray], ops: tuple[CustomOp, ...]) -> None:
+    def _run_custom(values: dict[int, np.ndarray], ops: tuple[CustomOp, ...], n: int) -> None:
         for op in ops:
             kind, attrs = op.kind, op.attrs
-            ins = [values[i][0] for i in op.inputs]
-            if kind == "Landmarks2TransformMatrix":
-                out = transform_matrix(ins[0], attrs)
-            elif kind == "TransformTensorBilinear":
-                out = transform_tensor_bilinear(ins[0], ins[1], attrs["output_height"],
-                                                attrs["output_width"])
-            elif kind == "TransformLandmarks":
-                out = transform_landmarks(ins[0], ins[1]).astype(np.float32)
-            else:
-                raise RuntimeError(f"unknown custom operator {kind} in the landmark model")
-            values[op.outputs[0]] = out[None]
+            out = []
+            for k in range(n):
+                ins = [values[i][k] for i in op.inputs]
+                if kind == "Landmarks2TransformMatrix":
+                    out.append(transform_matrix(ins[0], attrs))
+                elif kind == "TransformTensorBilinear":
+                    out.append(transform_tensor_bilinear(ins[0], ins[1], attrs["output_height"],
+                                                         attrs["output_width"]))
+                elif kind == "TransformLandmarks":
+                    out.append(transform_landmarks(ins[0], ins[1]).astype(np.float32))
+                else:
+                    raise RuntimeError(f"unknown custom operator {kind} in the landmark model")
+            values[op.outputs[0]] = np.stack(out)
 
-    def _assemble(self, values: dict[int, np.ndarray]) -> tuple[np.ndarray, float]:
+    def _assemble(self, values: dict[int, np.ndarray], n: int) -> tuple[np.ndarray, np.ndarray]:
         def out(name: str) -> np.ndarray:
-            return np.asarray(values[self._outputs[name]], np.float64).reshape(-1)
+            return np.asarray(values[self._outputs[name]], np.float64).reshape(n, -1)
 
-        mesh = out("output_mesh_identity").reshape(468, 3)
-        pts = np.zeros((478, 3))
-        pts[:468] = mesh
+        mesh = out("output_mesh_identity").reshape(n, 468, 3)
+        pts = np.zeros((n, 478, 3))
+        pts[:, :468] = mesh
         for name, idx in zip(("output_lips", "output_left_eye", "output_right_eye"),
                              self._regions, strict=True):
-            pts[idx, :2] = out(name).reshape(-1, 2)
+            pts[:, idx, :2] = out(name).reshape(n, -1, 2)
         for name, eye, start in (("output_left_iris", 1, 468), ("output_right_iris", 2, 473)):
-            pts[start:start + 5, :2] = out(name).reshape(5, 2)
-            pts[start:start + 5, 2] = mesh[self._regions[eye][:IRIS_DEPTH_POINTS], 2].mean()
-        flag = float(out("conv_faceflag")[0])
-        return pts, 1.0 / (1.0 + math.exp(-flag))
+            pts[:, start:start + 5, :2] = out(name).reshape(n, 5, 2)
+            depth = mesh[:, self._regions[eye][:IRIS_DEPTH_POINTS], 2].mean(1)
+            pts[:, start:start + 5, 2] = depth[:, None]
+        flag = out("conv_faceflag")[:, 0]
+        return pts, 1.0 / (1.0 + np.exp(-flag))
 
 
 def _slots(tensors: tuple[int, ...], details: list[dict]) -> list[tuple[int, int]]:
     return [(t, d["index"]) for t, d in zip(tensors, details, strict=True)]
+
+
+def _free_batch(model, schema) -> None:
+    """Let ``model`` (a ModelT, changed in place) run several inputs at once: its reshapes and
+    its one slice name batch 1 explicitly; the batch becomes -1 (the count of the others made
+    explicit) and the slice takes the whole batch. The operators themselves are unchanged,
+    and each sample's values are the same as alone (``tests/test_facemesh.py``)."""
+    graph = model.subgraphs[0]
+    ops = schema.BuiltinOperator
+    for op in graph.operators:
+        code = model.operatorCodes[op.opcodeIndex]
+        kind = max(code.builtinCode, code.deprecatedBuiltinCode)
+        if kind == ops.RESHAPE:
+            per_sample = int(np.prod(graph.tensors[op.inputs[0]].shape[1:]))
+            shape = [int(v) for v in op.builtinOptions.newShape]
+            known = int(np.prod([v for v in shape[1:] if v > 0]))
+            if (len(op.inputs) > 1 and op.inputs[1] >= 0) or shape[0] != 1:
+                raise RuntimeError("unexpected reshape in the landmark model")
+            op.builtinOptions.newShape = np.array(
+                [-1] + [v if v > 0 else per_sample // known for v in shape[1:]], np.int32)
+        elif kind == ops.STRIDED_SLICE:
+            begin, end, strides = (np.frombuffer(bytes(
+                model.buffers[graph.tensors[i].buffer].data), np.int32) for i in op.inputs[1:])
+            if begin[0] != 0 or end[0] != 1 or strides[0] != 1:
+                raise RuntimeError("unexpected slice in the landmark model")
+            op.builtinOptions.beginMask |= 1
+            op.builtinOptions.endMask |= 1
 
 
 def _op_stages(graph, custom: set[int]) -> dict[int, int]:
@@ -599,20 +653,38 @@ class FaceMesh:
         pixels, z in the same scale."""
         m = roi_matrix(roi)
         pts, presence = self._mesh(roi_input(rgb, m))
-        out = np.empty_like(pts)
-        out[:, :2] = pts[:, :2] @ m[:, :2].T + m[:, 2]
-        out[:, 2] = pts[:, 2] * (roi.size / MESH_SIDE)
-        return out, presence
+        return _to_picture(pts, m, roi), presence
 
     def faces(self, rgb: np.ndarray) -> list[np.ndarray]:
         """Every face's (478, 3) landmarks in picture pixels, as FaceMesh returns them."""
-        rois = distinct_rois([roi_from_box(b) for b in self._detector(rgb)])
-        out = []
-        for roi in rois:
-            pts, presence = self.landmarks(rgb, roi)
-            if presence >= MIN_PRESENCE:
-                out.append(pts)
+        return self.faces_many([rgb])[0]
+
+    def faces_many(self, pictures: list[np.ndarray]) -> list[list[np.ndarray]]:
+        """:meth:`faces` of each picture, the landmark model run on MESH_BATCH faces at a
+        time: the same landmarks, sooner (``bench/facemesh.py``: 4.3 ms a CelebA picture in
+        chunks of 64 against 5.2 ms one at a time)."""
+        found: list[tuple[int, Roi, np.ndarray]] = []  # picture, ROI, its matrix
+        for k, rgb in enumerate(pictures):
+            for roi in distinct_rois([roi_from_box(b) for b in self._detector(rgb)]):
+                found.append((k, roi, roi_matrix(roi)))
+        out: list[list[np.ndarray]] = [[] for _ in pictures]
+        for start in range(0, len(found), MESH_BATCH):
+            batch = found[start:start + MESH_BATCH]
+            xs = np.stack([roi_input(pictures[k], m) for k, _, m in batch])
+            pts, presence = self._mesh.run(xs)
+            for (k, roi, m), p, ok in zip(batch, pts, presence >= MIN_PRESENCE, strict=True):
+                if ok:
+                    out[k].append(_to_picture(p, m, roi))
         return out
+
+
+def _to_picture(pts: np.ndarray, m: np.ndarray, roi: Roi) -> np.ndarray:
+    """Landmark-model points (model-input pixels) in the picture's pixels (``m`` the ROI's
+    :func:`roi_matrix`); depth in the same scale."""
+    out = np.empty_like(pts)
+    out[:, :2] = pts[:, :2] @ m[:, :2].T + m[:, 2]
+    out[:, 2] = pts[:, 2] * (roi.size / MESH_SIDE)
+    return out
 
 
 _THREAD = threading.local()

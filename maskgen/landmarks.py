@@ -98,27 +98,70 @@ def detect_landmarks(rgb: np.ndarray) -> Detection:
         NoFace: ``no-face`` when every retry fails, ``bad-landmarks`` when the mesh found is
             degenerate.
     """
+    return _detect(rgb, _upscaled(rgb), 0)
+
+
+def detect_landmarks_many(pictures: list[np.ndarray]) -> list[Detection | NoFace]:
+    """:func:`detect_landmarks` of each picture (its Detection, or the NoFace it raised). On
+    LiteRT the first attempt runs on all of them together (see ``FaceMesh.faces_many``); the
+    retries, for the few it misses, one by one. The results are the same as one at a time."""
+    bases = [_upscaled(rgb) for rgb in pictures]
+    if landmark_runtime() != "litert":
+        first: list[list[np.ndarray] | None] = [None] * len(pictures)
+    else:
+        from .facemesh import get_face_mesh
+
+        how, pad_frac = ATTEMPTS[0]
+        assert how == "mesh" and pad_frac == 0.0  # the whole picture, as FaceMesh.faces_many
+        first = get_face_mesh().faces_many([np.ascontiguousarray(b) for b in bases])
+    out: list[Detection | NoFace] = []
+    for rgb, base, faces in zip(pictures, bases, first, strict=True):
+        try:
+            if faces:
+                out.append(_found(rgb, _largest(faces), len(faces), 0, "mesh"))
+            else:
+                out.append(_detect(rgb, base, 0 if faces is None else 1))
+        except NoFace as e:
+            out.append(e)
+    return out
+
+
+def _upscaled(rgb: np.ndarray) -> np.ndarray:
+    """The picture enlarged (bicubic) so that its shorter side is at least MIN_DETECT_SIDE."""
     h, w = rgb.shape[:2]
     up = max(1.0, MIN_DETECT_SIDE / min(h, w))
-    base = rgb
-    if up > 1.0:
-        import cv2
+    if up == 1.0:
+        return rgb
+    import cv2
 
-        base = cv2.resize(rgb, (round(w * up), round(h * up)), interpolation=cv2.INTER_CUBIC)
-    for attempt, (how, pad_frac) in enumerate(ATTEMPTS):
+    return cv2.resize(rgb, (round(w * up), round(h * up)), interpolation=cv2.INTER_CUBIC)
+
+
+def _detect(rgb: np.ndarray, base: np.ndarray, start: int) -> Detection:
+    """ATTEMPTS from ``start`` on, on ``base`` (the :func:`_upscaled` picture)."""
+    h, w = rgb.shape[:2]
+    for attempt, (how, pad_frac) in enumerate(ATTEMPTS[start:], start):
         if how == "boxes":
             pts, n = _run_on_boxes(base)
         else:
             pts, n = _run(base, pad_frac, refine=how == "mesh")
         if pts is not None:
-            if pts.shape[0] == 468:
-                pts = _with_estimated_irises(pts)
-            pts = pts / np.float32(up)
-            _check(pts, w, h)
-            return Detection(pts.astype(np.float32), n, attempt,
-                             found_with=runtime_description(plain=how == "plain-mesh"))
+            return _found(rgb, pts, n, attempt, how)
     raise NoFace("no-face", f"no face found in {w}x{h} px after {len(ATTEMPTS)} tries "
                             "(FaceMesh with padding, full-range face detector)")
+
+
+def _found(rgb: np.ndarray, pts: np.ndarray, n: int, attempt: int, how: str) -> Detection:
+    """The Detection of landmarks ``pts`` found in the upscaled picture (checked, in ``rgb``'s
+    pixels)."""
+    h, w = rgb.shape[:2]
+    up = max(1.0, MIN_DETECT_SIDE / min(h, w))
+    if pts.shape[0] == 468:
+        pts = _with_estimated_irises(pts)
+    pts = pts / np.float32(up)
+    _check(pts, w, h)
+    return Detection(pts.astype(np.float32), n, attempt,
+                     found_with=runtime_description(plain=how == "plain-mesh"))
 
 
 def get_box_detector():
@@ -180,8 +223,13 @@ def _run(img: np.ndarray, pad_frac: float, refine: bool = True
     faces = _mesh_faces(img, pad_frac, refine)
     if not faces:
         return None, 0
+    return _largest(faces), len(faces)
+
+
+def _largest(faces: list[np.ndarray]) -> np.ndarray:
+    """The face whose landmarks span the largest box."""
     areas = [float(np.prod(np.ptp(a[:, :2], axis=0))) for a in faces]
-    return faces[int(np.argmax(areas))], len(faces)
+    return faces[int(np.argmax(areas))]
 
 
 def _mesh_faces(img: np.ndarray, pad_frac: float, refine: bool = True) -> list[np.ndarray]:

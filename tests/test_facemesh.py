@@ -76,6 +76,39 @@ def test_no_face_no_mesh():
         assert facemesh.get_face_mesh().faces(img) == [] == mediapipe_faces(img)
 
 
+def test_batches_give_each_face_what_it_gets_alone(astronaut, monkeypatch):
+    """The landmark model runs several faces at once (its batch dimension freed in the split):
+    every face gets exactly its one-at-a-time landmarks, across batch boundaries, and pictures
+    without a face or needing a retry keep their place."""
+    import cv2
+
+    from maskface.maskgen.landmarks import NoFace, detect_landmarks, detect_landmarks_many
+
+    monkeypatch.setattr(facemesh, "MESH_BATCH", 3)
+    rolled = cv2.warpAffine(astronaut, cv2.getRotationMatrix2D((256, 256), 25, 1.0), (512, 512))
+    pair = np.concatenate([astronaut[40:300, 100:350], astronaut[40:300, 100:350][:, ::-1]], 1)
+    blank = np.full((200, 300, 3), 90, np.uint8)
+    # A small face in a big photo: FaceMesh's detector misses it, the box detector does not.
+    small = np.full((700, 1100, 3), 90, np.uint8)
+    small[100:612, 500:1012] = astronaut
+    pictures = [astronaut, pair, blank, rolled, astronaut[:, ::-1].copy(), small, pair]
+    fm = facemesh.get_face_mesh()
+    many = fm.faces_many(pictures)
+    assert [len(f) for f in many] == [1, 2, 0, 1, 1, 0, 2]  # 7 faces: batches of 3, 3, 1
+    for rgb, faces in zip(pictures, many, strict=True):
+        alone = fm.faces(rgb)
+        assert all(np.array_equal(a, b) for a, b in zip(faces, alone, strict=True))
+    dets = detect_landmarks_many(pictures)
+    assert isinstance(dets[2], NoFace) and dets[2].reason == "no-face"
+    assert dets[5].attempt > 0  # found by a retry
+    for rgb, det in zip(pictures, dets, strict=True):
+        if not isinstance(det, NoFace):
+            alone = detect_landmarks(rgb)
+            assert np.array_equal(det.points, alone.points)
+            assert (det.attempt, det.faces_found, det.found_with) == (
+                alone.attempt, alone.faces_found, alone.found_with)
+
+
 @needs_shared()
 def test_litert_facemesh_matches_mediapipe_on_celeba():
     import cv2
