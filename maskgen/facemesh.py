@@ -283,35 +283,42 @@ def roi_input(rgb: np.ndarray, m: np.ndarray) -> np.ndarray:
 
 
 def transform_matrix(points: np.ndarray, attrs: dict) -> np.ndarray:
-    """MediaPipe's Landmarks2TransformMatrix (v2): the 4x4 map from a (16 x 16) feature crop to
-    the landmark model's coordinates, for the region around ``attrs['subset_idxs']``, rolled
-    like the line between the two rotation landmarks."""
-    left, right = points[attrs["left_rotation_idx"]], points[attrs["right_rotation_idx"]]
-    rot = attrs["target_rotation_radians"] - math.atan2(right[1] - left[1], right[0] - left[0])
-    c, s = math.cos(rot), math.sin(rot)
+    """MediaPipe's Landmarks2TransformMatrix (v2) for a batch of meshes (n, N, 2|3): each one's
+    4x4 map (n, 4, 4) from a (16 x 16) feature crop to the landmark model's coordinates, for
+    the region around ``attrs['subset_idxs']``, rolled like the line between the two rotation
+    landmarks."""
+    pts = points.astype(np.float64)
+    left, right = pts[:, attrs["left_rotation_idx"]], pts[:, attrs["right_rotation_idx"]]
+    rot = attrs["target_rotation_radians"] - np.arctan2(right[:, 1] - left[:, 1],
+                                                        right[:, 0] - left[:, 0])
+    c, s = np.cos(rot)[:, None], np.sin(rot)[:, None]
     # The region's points rotated by rot: its box there, centre rotated back.
-    turned = points[attrs["subset_idxs"], :2].astype(np.float64) @ np.array([[c, s], [-s, c]])
-    lo, hi = turned.min(0), turned.max(0)
-    mx, my = (lo + hi) / 2
+    x, y = pts[:, attrs["subset_idxs"], 0], pts[:, attrs["subset_idxs"], 1]
+    tx, ty = x * c - y * s, x * s + y * c
+    lo_x, hi_x, lo_y, hi_y = tx.min(1), tx.max(1), ty.min(1), ty.max(1)
+    c, s = c[:, 0], s[:, 0]
+    mx, my = (lo_x + hi_x) / 2, (lo_y + hi_y) / 2
     cx, cy = c * mx + s * my, -s * mx + c * my
     out_w, out_h = attrs["output_width"], attrs["output_height"]
-    sx = attrs["scale_x"] * (hi[0] - lo[0]) / out_w
-    sy = attrs["scale_y"] * (hi[1] - lo[1]) / out_h
+    sx = attrs["scale_x"] * (hi_x - lo_x) / out_w
+    sy = attrs["scale_y"] * (hi_y - lo_y) / out_h
     # shift(centre) @ rotate(-rot) @ scale(sx, sy) @ shift(-out / 2)
     a, b, d, e = c * sx, s * sy, -s * sx, c * sy
-    return np.array([[a, b, 0, cx - a * out_w / 2 - b * out_h / 2],
-                     [d, e, 0, cy - d * out_w / 2 - e * out_h / 2],
-                     [0, 0, 1, 0], [0, 0, 0, 1]], np.float32)
+    m = np.zeros((len(pts), 4, 4), np.float32)
+    m[:, 0, 0], m[:, 0, 1], m[:, 0, 3] = a, b, cx - a * out_w / 2 - b * out_h / 2
+    m[:, 1, 0], m[:, 1, 1], m[:, 1, 3] = d, e, cy - d * out_w / 2 - e * out_h / 2
+    m[:, 2, 2] = m[:, 3, 3] = 1.0
+    return m
 
 
 def transform_tensor_bilinear(features: np.ndarray, matrix: np.ndarray, out_h: int, out_w: int
                               ) -> np.ndarray:
-    """MediaPipe's TransformTensorBilinear (v2): an (out_h, out_w, C) crop of (H, W, C) float32
-    features sampled bilinearly at ``matrix`` (4, 4) applied to output pixel centres; zero where
-    a sample falls outside the features."""
-    out = np.zeros((out_h, out_w, features.shape[2]), np.float32)
+    """MediaPipe's TransformTensorBilinear (v2) for a batch: an (n, out_h, out_w, C) crop of
+    (n, H, W, C) float32 features, each sampled bilinearly at its ``matrix`` (n, 4, 4) applied
+    to output pixel centres; zero where a sample falls outside the features."""
+    out = np.zeros((len(features), out_h, out_w, features.shape[3]), np.float32)
     _bilinear_kernel()(np.ascontiguousarray(features, np.float32),
-                       np.asarray(matrix, np.float64).reshape(4, 4), out)
+                       np.asarray(matrix, np.float64).reshape(-1, 4, 4), out)
     return out
 
 
@@ -322,34 +329,40 @@ def _bilinear_kernel():
     from numba import njit
 
     @njit(cache=True, nogil=True)
-    def crop(features, m, out):  # pragma: no cover - compiled
-        h, w, ch = features.shape
-        out_h, out_w = out.shape[0], out.shape[1]
-        # Pixel centres on both sides (the op's "align corners" correction).
-        tx0 = m[0, 3] + 0.5 * (m[0, 0] + m[0, 1]) - 0.5
-        ty0 = m[1, 3] + 0.5 * (m[1, 0] + m[1, 1]) - 0.5
-        for v in range(out_h):
-            for u in range(out_w):
-                tx = m[0, 0] * u + m[0, 1] * v + tx0
-                ty = m[1, 0] * u + m[1, 1] * v + ty0
-                if tx < 0 or tx > w - 1 or ty < 0 or ty > h - 1:
-                    continue
-                x0, y0 = int(np.floor(tx)), int(np.floor(ty))
-                fx, fy = tx - x0, ty - y0
-                # Past the last row or column the op reads 0 (with weight 0 anyway).
-                x1, y1 = min(x0 + 1, w - 1), min(y0 + 1, h - 1)
-                for c in range(ch):
-                    top = (1 - fx) * features[y0, x0, c] + fx * features[y0, x1, c]
-                    bottom = (1 - fx) * features[y1, x0, c] + fx * features[y1, x1, c]
-                    out[v, u, c] = (1 - fy) * top + fy * bottom
+    def crop(features, matrices, out):  # pragma: no cover - compiled
+        n, h, w, ch = features.shape
+        out_h, out_w = out.shape[1], out.shape[2]
+        for k in range(n):
+            m = matrices[k]
+            # Pixel centres on both sides (the op's "align corners" correction).
+            tx0 = m[0, 3] + 0.5 * (m[0, 0] + m[0, 1]) - 0.5
+            ty0 = m[1, 3] + 0.5 * (m[1, 0] + m[1, 1]) - 0.5
+            for v in range(out_h):
+                for u in range(out_w):
+                    tx = m[0, 0] * u + m[0, 1] * v + tx0
+                    ty = m[1, 0] * u + m[1, 1] * v + ty0
+                    if tx < 0 or tx > w - 1 or ty < 0 or ty > h - 1:
+                        continue
+                    x0, y0 = int(np.floor(tx)), int(np.floor(ty))
+                    fx, fy = tx - x0, ty - y0
+                    # Past the last row or column the op reads 0 (with weight 0 anyway).
+                    x1, y1 = min(x0 + 1, w - 1), min(y0 + 1, h - 1)
+                    for c in range(ch):
+                        top = (1 - fx) * features[k, y0, x0, c] + fx * features[k, y0, x1, c]
+                        bottom = (1 - fx) * features[k, y1, x0, c] + fx * features[k, y1, x1, c]
+                        out[k, v, u, c] = (1 - fy) * top + fy * bottom
 
     return crop
 
 
 def transform_landmarks(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
-    """MediaPipe's TransformLandmarks (v2): ``(N, 2)`` points through a 4x4 matrix's top rows."""
+    """MediaPipe's TransformLandmarks (v2) for a batch: (n, N, 2) points through their 4x4
+    matrices' (n, 4, 4) top rows."""
     m = matrix.astype(np.float64)
-    return points.astype(np.float64) @ m[:2, :2].T + m[:2, 3]
+    p = points.astype(np.float64)
+    x, y = p[..., 0], p[..., 1]
+    return np.stack([x * m[:, 0, :1] + y * m[:, 0, 1:2] + m[:, 0, 3:],
+                     x * m[:, 1, :1] + y * m[:, 1, 1:2] + m[:, 1, 3:]], -1)
 
 
 @dataclass(frozen=True)
@@ -479,13 +492,13 @@ class AttentionMesh:
         self._a.invoke()
         for index, slot in self._a_out:
             values[index] = self._a.get_tensor(slot)
-        self._run_custom(values, self._split.before, n)
+        self._run_custom(values, self._split.before)
         for index, slot in self._b_in:
             self._b.set_tensor(slot, values[index])
         self._b.invoke()
         for index, slot in self._b_out:
             values[index] = self._b.get_tensor(slot)
-        self._run_custom(values, self._split.after, n)
+        self._run_custom(values, self._split.after)
         return self._assemble(values, n)
 
     def _resize(self, n: int) -> None:
@@ -499,22 +512,20 @@ class AttentionMesh:
         self._batch = n
 
     @staticmethod
-    def _run_custom(values: dict[int, np.ndarray], ops: tuple[CustomOp, ...], n: int) -> None:
+    def _run_custom(values: dict[int, np.ndarray], ops: tuple[CustomOp, ...]) -> None:
         for op in ops:
             kind, attrs = op.kind, op.attrs
-            out = []
-            for k in range(n):
-                ins = [values[i][k] for i in op.inputs]
-                if kind == "Landmarks2TransformMatrix":
-                    out.append(transform_matrix(ins[0], attrs))
-                elif kind == "TransformTensorBilinear":
-                    out.append(transform_tensor_bilinear(ins[0], ins[1], attrs["output_height"],
-                                                         attrs["output_width"]))
-                elif kind == "TransformLandmarks":
-                    out.append(transform_landmarks(ins[0], ins[1]).astype(np.float32))
-                else:
-                    raise RuntimeError(f"unknown custom operator {kind} in the landmark model")
-            values[op.outputs[0]] = np.stack(out)
+            ins = [values[i] for i in op.inputs]
+            if kind == "Landmarks2TransformMatrix":
+                out = transform_matrix(ins[0], attrs)
+            elif kind == "TransformTensorBilinear":
+                out = transform_tensor_bilinear(ins[0], ins[1], attrs["output_height"],
+                                                attrs["output_width"])
+            elif kind == "TransformLandmarks":
+                out = transform_landmarks(ins[0], ins[1]).astype(np.float32)
+            else:
+                raise RuntimeError(f"unknown custom operator {kind} in the landmark model")
+            values[op.outputs[0]] = out
 
     def _assemble(self, values: dict[int, np.ndarray], n: int) -> tuple[np.ndarray, np.ndarray]:
         def out(name: str) -> np.ndarray:

@@ -150,7 +150,7 @@ def test_feature_crop_follows_the_operator_definition():
         m = np.eye(4)
         m[:2, :2] = [[c, -s], [s, c]]
         m[:2, 3] = shift
-        got = facemesh.transform_tensor_bilinear(features, m, 6, 5)
+        got = facemesh.transform_tensor_bilinear(features[None], m[None], 6, 5)[0]
         want = reference_bilinear(features.astype(np.float64), m, 6, 5)
         np.testing.assert_allclose(got, want, atol=1e-5)
     # Some samples of the last two crops fall outside: those are exactly zero.
@@ -167,7 +167,7 @@ def test_crop_matrix_frames_the_region_level():
     attrs = {"left_rotation_idx": 0, "right_rotation_idx": 1, "target_rotation_radians": 0.0,
              "subset_idxs": np.arange(10), "scale_x": 1.5, "scale_y": 1.5,
              "output_width": 16, "output_height": 16}
-    m = facemesh.transform_matrix(pts, attrs).astype(np.float64)
+    m = facemesh.transform_matrix(pts[None], attrs)[0].astype(np.float64)
     roll = math.atan2(10, 20)
     np.testing.assert_allclose(math.atan2(m[1, 0], m[0, 0]), roll, atol=1e-5)
     # In the crop's own (level) frame, the region spans 1/1.5 of the crop, centred.
