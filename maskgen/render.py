@@ -67,8 +67,9 @@ def prepare_face(face: np.ndarray, points: np.ndarray | None = None) -> FaceCont
     small = cv2.resize(gray, (64, 64), interpolation=cv2.INTER_AREA).astype(np.float32)
     low = cv2.GaussianBlur(small, (0, 0), 3.0)
     # A white mask should not outshine the brightest things in a dim photo.
-    sub = np.sort(small[::2, ::2], axis=None)
-    exposure = float(np.clip(sub[int(0.97 * (sub.size - 1))] / 235.0, 0.35, 1.03))
+    sub = small[::2, ::2].ravel()
+    k = int(0.97 * (sub.size - 1))
+    exposure = min(max(float(np.partition(sub, k)[k]) / 235.0, 0.35), 1.03)
     # Light relative to the lower face (where masks sit in the canonical crop), softened.
     mean = max(float(low[34:60, 16:48].mean()), 1.0)
     rel = np.clip(low * (1.0 / mean), 0.55, 1.35) ** 0.8 * exposure
@@ -83,8 +84,8 @@ def prepare_face(face: np.ndarray, points: np.ndarray | None = None) -> FaceCont
     cheeks = low[28:56, 14:50]
     left, right = float(cheeks[:, :18].mean()), float(cheeks[:, 18:].mean())
     top, bottom = float(low[20:32, 18:46].mean()), float(low[44:56, 18:46].mean())
-    lx = np.clip((right - left) / max(right + left, 1.0) * 4.0, -0.8, 0.8)
-    ly = np.clip((bottom - top) / max(bottom + top, 1.0) * 2.0, -0.5, 0.5)
+    lx = min(max((right - left) / max(right + left, 1.0) * 4.0, -0.8), 0.8)
+    ly = min(max((bottom - top) / max(bottom + top, 1.0) * 2.0, -0.5), 0.5)
     light = np.array([lx, ly - 0.25, -1.0])  # a little from above by default
     region = face_region(points, face.shape[:2]) if points is not None else None
     return FaceContext(shade, exposure, noise, grayscale, light / np.linalg.norm(light), region)
@@ -331,7 +332,6 @@ def ear_loops(nodes: np.ndarray, points: np.ndarray,
     ``cv2.polylines(..., shift=4)``). The far side of a turned head gets none: the face hides
     it there."""
     xdir, ydir, iod = frame
-    t = np.linspace(0, 1, 16)[:, None]
     out = []
     rows = nodes.shape[0]
     for side, contour, ear_lm in ((0, 234, 127), (-1, 454, 356)):
@@ -350,6 +350,15 @@ def ear_loops(nodes: np.ndarray, points: np.ndarray,
                     (col[-1], points[contour, :2] + outward * 0.14 * iod + ydir * 0.25 * iod))
         for start, end in ends:
             ctrl = (start + end) / 2 + outward * 0.08 * iod
-            curve = (1 - t) ** 2 * start + 2 * (1 - t) * t * ctrl + t**2 * end
+            curve = _BEZIER[0] * start + _BEZIER[1] * ctrl + _BEZIER[2] * end
             out.append(np.round(curve * 16).astype(np.int32))
     return out
+
+
+def _bezier_weights(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Weights of a quadratic Bezier curve's start, control and end points at n steps."""
+    t = np.linspace(0, 1, n)[:, None]
+    return (1 - t) ** 2, 2 * (1 - t) * t, t**2
+
+
+_BEZIER = _bezier_weights(16)
