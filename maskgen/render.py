@@ -7,6 +7,7 @@ outside it the masked image equals the clean one byte for byte.
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_right
 from dataclasses import dataclass
 from itertools import accumulate
@@ -35,6 +36,8 @@ REFINE = (1, 2)
 # Colour levels of light a mask's surface reflects whatever its dye (raster.paint_layer), for
 # types that do not set their own ``sheen``: enough that black fabric shows its folds.
 DEFAULT_SHEEN = 40.0
+# Coarsest texture mipmap level (1/4 of the drawn texture's side).
+MAX_LEVEL = 2
 
 
 class RenderError(ValueError):
@@ -140,6 +143,10 @@ def render_mask(face: np.ndarray, points: np.ndarray, template: Template,
         base = colours[0]
         feature[:] = float(feature @ _LUMA)
     tris, coef, order = triangle_maps(mesh, nodes, (th, tw), ctx.light_dir)
+    level = texture_level(coef, order)
+    if level:
+        tex, tex_scale = packed_texture(template.texture, level=level)
+        tris, coef, order = triangle_maps(mesh, nodes, tex.shape[:2], ctx.light_dir)
     layer = paint_layer(x0, y0, x1, y1, tris, coef, order, tex, tex_scale, ctx.shade, colours,
                         pid, params, fields, template.texture.aspect, feature,
                         float(template.texture.params.get("sheen", DEFAULT_SHEEN)))
@@ -174,6 +181,19 @@ def render_mask(face: np.ndarray, points: np.ndarray, template: Template,
             "coverage": round(float(np.count_nonzero(mask)) / mask.size, 5),
             "wear": wear, "placement": placement.as_dict()}
     return Rendered(masked, mask, meta, placement)
+
+
+def texture_level(coef: np.ndarray, order: np.ndarray) -> int:
+    """The texture's mipmap level for a mask placed with triangle maps ``coef`` (see
+    ``warp.triangle_maps``): the largest whose texels are still no bigger than the mask's
+    pixels in its less-shrunk direction (median over its triangles), at most MAX_LEVEL.
+    Sampling a texture several texels a pixel apart aliases its grain into noise and, with
+    textures larger than the core's cache, is most of a mask's painting time."""
+    if len(order) == 0:
+        return 0
+    c = coef[order]
+    texels = float(np.median(np.minimum(np.hypot(c[:, 0], c[:, 3]), np.hypot(c[:, 1], c[:, 4]))))
+    return int(min(MAX_LEVEL, math.floor(math.log2(texels)))) if texels >= 2.0 else 0
 
 
 def pick_colour(weights: tuple[float, ...], n: int, rng: np.random.Generator) -> int:

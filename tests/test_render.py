@@ -239,3 +239,37 @@ def test_cast_shadow_darkens_below_the_nose_and_marks_what_it_changed(aligned):
     ys, xs = np.nonzero(changed)
     ydir = frame[1]
     assert ((xs - pts[4, 0]) * ydir[0] + (ys - pts[4, 1]) * ydir[1]).min() > 0
+
+
+def test_small_masks_sample_a_smaller_texture_with_the_same_look(aligned, astronaut):
+    """A mask drawn several texels to a pixel samples the texture averaged down (a mipmap
+    level): the same mean shading and alpha, a quarter of the bytes to read; a mask drawn at
+    about a texel a pixel keeps the whole texture."""
+    from maskface.maskgen.render import MAX_LEVEL, texture_level
+    from maskface.maskgen.texture import packed_texture
+
+    def coef(texels: float) -> np.ndarray:  # a triangle map `texels` texture pixels a pixel
+        c = np.zeros((4, 9))
+        c[:, 0] = c[:, 4] = texels
+        return c
+
+    order = np.arange(4)
+    assert texture_level(coef(1.2), order) == 0
+    assert texture_level(coef(3.4), order) == 1
+    assert texture_level(coef(9.0), order) == MAX_LEVEL == 2
+    tex = registry()["surgical"].texture
+    (full, scale), (half, _) = packed_texture(tex), packed_texture(tex, level=1)
+    assert half.shape[0] == full.shape[0] // 2 and half.shape[2] == full.shape[2]
+    np.testing.assert_allclose(half.mean((0, 1)) * scale, full.mean((0, 1)) * scale, rtol=0.01)
+    # The aligned 256 px crop shows masks at ~3 texels a pixel: level 1. The same face at
+    # 512 px keeps level 0, and both show the mask alike at the same scale.
+    crop, pts = aligned
+    big, _, big_pts = align_face(astronaut, detect_landmarks(astronaut).points, 512)
+    small_r = render_mask(crop, pts, registry()["surgical"], np.random.default_rng(0))
+    big_r = render_mask(big, big_pts, registry()["surgical"], np.random.default_rng(0))
+    import cv2
+
+    shrunk = cv2.resize(big_r.masked, (256, 256), interpolation=cv2.INTER_AREA)
+    both = (small_r.mask > 0) & (cv2.resize(big_r.mask, (256, 256)) > 0)
+    diff = np.abs(shrunk.astype(int) - small_r.masked)[both].mean()
+    assert diff < 6, diff
