@@ -102,38 +102,38 @@ def detect_landmarks(rgb: np.ndarray) -> Detection:
 
 
 def detect_landmarks_many(pictures: list[np.ndarray]) -> list[Detection | NoFace]:
-    """:func:`detect_landmarks` of each picture (its Detection, or the NoFace it raised). On
-    LiteRT the first attempt runs on all of them together (see ``FaceMesh.faces_many``); the
-    retries, for the few it misses, one by one. The results are the same as one at a time."""
+    """:func:`detect_landmarks` of each picture (its Detection, or the NoFace it raised). The
+    first attempt runs on all of them together (on LiteRT the landmark model takes several
+    faces at once, see ``FaceMesh.faces_many``); the retries, for the few it misses, one by one.
+    The results are the same as one at a time."""
     bases = [_upscaled(rgb) for rgb in pictures]
-    if landmark_runtime() != "litert":
-        first: list[list[np.ndarray] | None] = [None] * len(pictures)
-    else:
-        from .facemesh import get_face_mesh
-
-        how, pad_frac = ATTEMPTS[0]
-        assert how == "mesh" and pad_frac == 0.0  # the whole picture, as FaceMesh.faces_many
-        first = get_face_mesh().faces_many([np.ascontiguousarray(b) for b in bases])
+    how, pad_frac = ATTEMPTS[0]
+    first = _mesh_faces_many(bases, pad_frac, refine=how == "mesh")
     out: list[Detection | NoFace] = []
     for rgb, base, faces in zip(pictures, bases, first, strict=True):
         try:
             if faces:
-                out.append(_found(rgb, _largest(faces), len(faces), 0, "mesh"))
+                out.append(_found(rgb, _largest(faces), len(faces), 0, how))
             else:
-                out.append(_detect(rgb, base, 0 if faces is None else 1))
+                out.append(_detect(rgb, base, 1))
         except NoFace as e:
             out.append(e)
     return out
 
 
+def _upscale(rgb: np.ndarray) -> float:
+    """How much a picture is enlarged before detection: its shorter side to MIN_DETECT_SIDE."""
+    return max(1.0, MIN_DETECT_SIDE / min(rgb.shape[:2]))
+
+
 def _upscaled(rgb: np.ndarray) -> np.ndarray:
-    """The picture enlarged (bicubic) so that its shorter side is at least MIN_DETECT_SIDE."""
-    h, w = rgb.shape[:2]
-    up = max(1.0, MIN_DETECT_SIDE / min(h, w))
+    """The picture enlarged by :func:`_upscale` (bicubic)."""
+    up = _upscale(rgb)
     if up == 1.0:
         return rgb
     import cv2
 
+    h, w = rgb.shape[:2]
     return cv2.resize(rgb, (round(w * up), round(h * up)), interpolation=cv2.INTER_CUBIC)
 
 
@@ -155,10 +155,9 @@ def _found(rgb: np.ndarray, pts: np.ndarray, n: int, attempt: int, how: str) -> 
     """The Detection of landmarks ``pts`` found in the upscaled picture (checked, in ``rgb``'s
     pixels)."""
     h, w = rgb.shape[:2]
-    up = max(1.0, MIN_DETECT_SIDE / min(h, w))
     if pts.shape[0] == 468:
         pts = _with_estimated_irises(pts)
-    pts = pts / np.float32(up)
+    pts = pts / np.float32(_upscale(rgb))
     _check(pts, w, h)
     return Detection(pts.astype(np.float32), n, attempt,
                      found_with=runtime_description(plain=how == "plain-mesh"))
@@ -235,25 +234,39 @@ def _largest(faces: list[np.ndarray]) -> np.ndarray:
 def _mesh_faces(img: np.ndarray, pad_frac: float, refine: bool = True) -> list[np.ndarray]:
     """Every face whole-image FaceMesh finds (up to 4) in ``img`` padded by ``pad_frac`` of its
     longer side, in ``img``'s pixels."""
+    return _mesh_faces_many([img], pad_frac, refine)[0]
+
+
+def _mesh_faces_many(images: list[np.ndarray], pad_frac: float, refine: bool = True
+                     ) -> list[list[np.ndarray]]:
+    """:func:`_mesh_faces` of each image; on LiteRT, with the landmark model on several faces
+    at once."""
     import cv2
 
-    pad = round(pad_frac * max(img.shape[:2]))
-    work = img
-    if pad:
-        work = cv2.copyMakeBorder(img, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(0, 0, 0))
-    work = np.ascontiguousarray(work)
+    works, pads = [], []
+    for img in images:
+        pad = round(pad_frac * max(img.shape[:2]))
+        if pad:
+            img = cv2.copyMakeBorder(img, pad, pad, pad, pad, cv2.BORDER_CONSTANT,
+                                     value=(0, 0, 0))
+        works.append(np.ascontiguousarray(img))
+        pads.append(pad)
     if refine and landmark_runtime() == "litert":
         from .facemesh import get_face_mesh
 
-        out = get_face_mesh().faces(work)
+        found = get_face_mesh().faces_many(works)
     else:
-        with quiet_stderr():  # MediaPipe's C++ warns on new input shapes, straight to fd 2
-            faces = _face_mesh_run(get_detector(refine), work)
-        hh, ww = work.shape[:2]
-        out = [_landmark_array(raw) * np.array([ww, hh, ww], np.float64) for raw in faces]
-    for a in out:
-        a[:, :2] -= pad
-    return out
+        found = []
+        for work in works:
+            with quiet_stderr():  # MediaPipe's C++ warns on new input shapes, straight to fd 2
+                faces = _face_mesh_run(get_detector(refine), work)
+            hh, ww = work.shape[:2]
+            found.append([_landmark_array(raw) * np.array([ww, hh, ww], np.float64)
+                          for raw in faces])
+    for pad, faces in zip(pads, found, strict=True):
+        for a in faces:
+            a[:, :2] -= pad
+    return found
 
 
 @lru_cache(maxsize=1)
