@@ -146,7 +146,9 @@ def render_mask(face: np.ndarray, points: np.ndarray, template: Template,
     level = texture_level(coef, order)
     if level:
         tex, tex_scale = packed_texture(template.texture, level=level)
-        tris, coef, order = triangle_maps(mesh, nodes, tex.shape[:2], ctx.light_dir)
+        # The same triangles; their maps to texture pixels shrink with the texture.
+        coef[:, 0:3] *= (tex.shape[1] - 1) / (tw - 1)
+        coef[:, 3:6] *= (tex.shape[0] - 1) / (th - 1)
     layer = paint_layer(x0, y0, x1, y1, tris, coef, order, tex, tex_scale, ctx.shade, colours,
                         pid, params, fields, template.texture.aspect, feature,
                         float(template.texture.params.get("sheen", DEFAULT_SHEEN)))
