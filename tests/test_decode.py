@@ -61,9 +61,12 @@ def test_truncated_jpeg(astronaut):
 
 
 def test_tiny_image_is_refused():
-    with pytest.raises(BadImage) as e:
-        decode_image(png_bytes(np.zeros((10, 12, 3), np.uint8)))
-    assert e.value.reason == "too-small"
+    for shape in ((10, 12, 3), (47, 300, 3)):
+        with pytest.raises(BadImage) as e:
+            decode_image(png_bytes(np.zeros(shape, np.uint8)))
+        assert e.value.reason == "too-small"
+        assert f"{shape[1]}x{shape[0]} px" in e.value.detail
+    assert decode_image(png_bytes(np.zeros((48, 48, 3), np.uint8))).shape == (48, 48, 3)
 
 
 def test_huge_jpeg_is_reduced_in_the_decoder():
