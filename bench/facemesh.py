@@ -7,7 +7,7 @@ up first), prints one JSON object with milliseconds per image, each the best of 
 (this VM's speed drifts; the best pass is the least disturbed one; the passes of all the
 measurements are interleaved, so a slow spell hits each alike):
 
-- ``detect_landmarks``: the generator's whole detection step (upscaling, FaceMesh, checks),
+- ``detect_landmarks``: the generator's whole detection step (FaceMesh, retries, checks),
   with FaceMesh on LiteRT (``..._litert``) and on MediaPipe (``..._mediapipe``), one picture
   at a time; ``detect_landmarks_many_litert``: the same, 64 pictures at a time as the
   generator runs it (the landmark model on MESH_BATCH faces at once);
