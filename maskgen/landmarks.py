@@ -241,6 +241,8 @@ def _run(img: np.ndarray, pad_frac: float, refine: bool = True
 
 def _largest(faces: list[np.ndarray]) -> np.ndarray:
     """The face whose landmarks span the largest box."""
+    if len(faces) == 1:
+        return faces[0]
     areas = [float(np.prod(np.ptp(a[:, :2], axis=0))) for a in faces]
     return faces[int(np.argmax(areas))]
 
