@@ -107,10 +107,12 @@ def detect_landmarks_many(pictures: list[np.ndarray]) -> list[Detection | NoFace
     faces at once, see ``FaceMesh.faces_many``); the retries, for the few it misses, one by one.
     The results are the same as one at a time."""
     how, pad_frac = ATTEMPTS[0]
-    firsts = [_attempt_input(rgb, how) for rgb in pictures]
-    found = _mesh_faces_many([img for img, _ in firsts], pad_frac, refine=how == "mesh")
+    direct = _resamples_itself(how)
+    found = _mesh_faces_many([rgb if direct else _upscaled(rgb) for rgb in pictures], pad_frac,
+                             refine=how == "mesh")
     out: list[Detection | NoFace] = []
-    for rgb, (_, scale), faces in zip(pictures, firsts, found, strict=True):
+    for rgb, faces in zip(pictures, found, strict=True):
+        scale = 1.0 if direct else _upscale(rgb)
         try:
             if faces:
                 out.append(_found(rgb, _largest(faces), scale, len(faces), 0, how))
@@ -138,21 +140,25 @@ def _upscaled(rgb: np.ndarray) -> np.ndarray:
     return cv2.resize(rgb, (round(w * up), round(h * up)), interpolation=cv2.INTER_CUBIC)
 
 
-def _attempt_input(rgb: np.ndarray, how: str) -> tuple[np.ndarray, float]:
-    """``(image, scale)``: what an attempt of ATTEMPTS runs on, and how much larger than
-    ``rgb`` it is. MediaPipe's graphs miss faces in tiny pictures, so they get the picture
-    :func:`_upscaled`; the mesh on LiteRT resamples the picture itself into its detector's and
-    landmark model's inputs, which needs no upscaling first (and saves ~0.3 ms a CelebA face)."""
-    if how == "mesh" and landmark_runtime() == "litert":
-        return rgb, 1.0
-    return _upscaled(rgb), _upscale(rgb)
+def _resamples_itself(how: str) -> bool:
+    """Whether an attempt of ATTEMPTS runs on the picture as it is. MediaPipe's graphs miss
+    faces in tiny pictures, so they get it :func:`_upscaled`; the mesh on LiteRT resamples the
+    picture itself into its detector's and landmark model's inputs, which needs no upscaling
+    first (and saves ~0.3 ms a CelebA face)."""
+    return how == "mesh" and landmark_runtime() == "litert"
 
 
 def _detect(rgb: np.ndarray, start: int) -> Detection:
     """ATTEMPTS from ``start`` on."""
     h, w = rgb.shape[:2]
+    upscaled = None  # made once, for the first attempt that needs it
     for attempt, (how, pad_frac) in enumerate(ATTEMPTS[start:], start):
-        img, scale = _attempt_input(rgb, how)
+        if _resamples_itself(how):
+            img, scale = rgb, 1.0
+        else:
+            if upscaled is None:
+                upscaled = _upscaled(rgb)
+            img, scale = upscaled, _upscale(rgb)
         if how == "boxes":
             pts, n = _run_on_boxes(img)
         else:
