@@ -686,6 +686,8 @@ class FaceMesh:
         out: list[list[np.ndarray]] = [[] for _ in pictures]
         for start in range(0, len(found), MESH_BATCH):
             batch = found[start:start + MESH_BATCH]
+            if len(batch) > len(self._inputs):  # MESH_BATCH raised since this was made
+                self._inputs = np.empty((len(batch), *self._inputs.shape[1:]), np.float32)
             xs = self._inputs[:len(batch)]
             for (k, _, m), x in zip(batch, xs, strict=True):
                 roi_input(pictures[k], m, out=x)

@@ -107,6 +107,12 @@ def test_batches_give_each_face_what_it_gets_alone(astronaut, monkeypatch):
             assert np.array_equal(det.points, alone.points)
             assert (det.attempt, det.faces_found, det.found_with) == (
                 alone.attempt, alone.faces_found, alone.found_with)
+    # A FaceMesh made while batches were smaller takes larger ones later (its input buffer grows).
+    fresh = facemesh.FaceMesh()
+    monkeypatch.setattr(facemesh, "MESH_BATCH", 8)
+    again = fresh.faces_many(pictures)
+    assert all(np.array_equal(a, b) for fa, fb in zip(many, again, strict=True)
+               for a, b in zip(fa, fb, strict=True))
 
 
 @needs_shared()
