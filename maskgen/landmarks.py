@@ -107,17 +107,15 @@ def detect_landmarks_many(pictures: list[np.ndarray]) -> list[Detection | NoFace
     faces at once, see ``FaceMesh.faces_many``); the retries, for the few it misses, one by one.
     The results are the same as one at a time."""
     how, pad_frac = ATTEMPTS[0]
-    direct = _resamples_itself(how)
-    found = _mesh_faces_many([rgb if direct else _upscaled(rgb) for rgb in pictures], pad_frac,
-                             refine=how == "mesh")
+    inputs = [_attempt_input(rgb, how) for rgb in pictures]
+    found = _mesh_faces_many([img for img, _ in inputs], pad_frac, refine=how == "mesh")
     out: list[Detection | NoFace] = []
-    for rgb, faces in zip(pictures, found, strict=True):
-        scale = 1.0 if direct else _upscale(rgb)
+    for rgb, (img, scale), faces in zip(pictures, inputs, found, strict=True):
         try:
             if faces:
                 out.append(_found(rgb, _largest(faces), scale, len(faces), 0, how))
             else:
-                out.append(_detect(rgb, 1))
+                out.append(_detect(rgb, 1, upscaled=None if img is rgb else img))
         except NoFace as e:
             out.append(e)
     return out
@@ -140,25 +138,26 @@ def _upscaled(rgb: np.ndarray) -> np.ndarray:
     return cv2.resize(rgb, (round(w * up), round(h * up)), interpolation=cv2.INTER_CUBIC)
 
 
-def _resamples_itself(how: str) -> bool:
-    """Whether an attempt of ATTEMPTS runs on the picture as it is. MediaPipe's graphs miss
-    faces in tiny pictures, so they get it :func:`_upscaled`; the mesh on LiteRT resamples the
-    picture itself into its detector's and landmark model's inputs, which needs no upscaling
-    first (and saves ~0.3 ms a CelebA face)."""
-    return how == "mesh" and landmark_runtime() == "litert"
+def _attempt_input(rgb: np.ndarray, how: str, upscaled: np.ndarray | None = None
+                   ) -> tuple[np.ndarray, float]:
+    """``(image, scale)``: the picture an attempt of ATTEMPTS runs on, ``scale`` times as large
+    as ``rgb``. MediaPipe's graphs miss faces in tiny pictures, so they get it :func:`_upscaled`
+    (``upscaled``, when already made); the mesh on LiteRT resamples the picture itself into its
+    detector's and landmark model's inputs, which needs no upscaling first (and saves ~0.3 ms a
+    CelebA face)."""
+    if how == "mesh" and landmark_runtime() == "litert":
+        return rgb, 1.0
+    return (_upscaled(rgb) if upscaled is None else upscaled), _upscale(rgb)
 
 
-def _detect(rgb: np.ndarray, start: int) -> Detection:
-    """ATTEMPTS from ``start`` on."""
+def _detect(rgb: np.ndarray, start: int, upscaled: np.ndarray | None = None) -> Detection:
+    """ATTEMPTS from ``start`` on (``upscaled``: the :func:`_upscaled` picture, when already
+    made; it is made once, for the first attempt that needs it)."""
     h, w = rgb.shape[:2]
-    upscaled = None  # made once, for the first attempt that needs it
     for attempt, (how, pad_frac) in enumerate(ATTEMPTS[start:], start):
-        if _resamples_itself(how):
-            img, scale = rgb, 1.0
-        else:
-            if upscaled is None:
-                upscaled = _upscaled(rgb)
-            img, scale = upscaled, _upscale(rgb)
+        img, scale = _attempt_input(rgb, how, upscaled)
+        if img is not rgb:
+            upscaled = img
         if how == "boxes":
             pts, n = _run_on_boxes(img)
         else:
