@@ -117,8 +117,9 @@ def packed_texture(tex: Texture, height: int = TEXTURE_HEIGHT, level: int = 0
 
 
 def _halved(img: np.ndarray) -> np.ndarray:
-    """``img`` (H, W, C) at half the size, each pixel the mean of a 2 x 2 block (an odd last
-    row or column repeated): OpenCV's area resize, for any number of channels."""
+    """``img`` (H, W, C) at half the size, each pixel the mean of a 2 x 2 block, an odd last
+    row or column repeated (OpenCV's area resize gives the same for even sides, but weighs an
+    odd one's last column in fractions)."""
     h, w = img.shape[:2]
     img = np.pad(img, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
     return img.reshape(img.shape[0] // 2, 2, img.shape[1] // 2, 2, -1).mean(axis=(1, 3),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -241,10 +242,11 @@ def test_cast_shadow_darkens_below_the_nose_and_marks_what_it_changed(aligned):
     assert ((xs - pts[4, 0]) * ydir[0] + (ys - pts[4, 1]) * ydir[1]).min() > 0
 
 
-def test_small_masks_sample_a_smaller_texture_with_the_same_look(aligned, astronaut):
+def test_small_masks_sample_a_smaller_texture_with_the_same_look(aligned, astronaut, monkeypatch):
     """A mask drawn several texels to a pixel samples the texture averaged down (a mipmap
     level): the same mean shading and alpha, a quarter of the bytes to read; a mask drawn at
     about a texel a pixel keeps the whole texture."""
+    from maskface.maskgen import render
     from maskface.maskgen.render import MAX_LEVEL, texture_level
     from maskface.maskgen.texture import packed_texture
 
@@ -265,10 +267,16 @@ def test_small_masks_sample_a_smaller_texture_with_the_same_look(aligned, astron
     # 512 px keeps level 0, and both show the mask alike at the same scale.
     crop, pts = aligned
     big, _, big_pts = align_face(astronaut, detect_landmarks(astronaut).points, 512)
+    levels = []
+
+    def recorded(tex, level=0):
+        levels.append(level)
+        return packed_texture(tex, level=level)
+
+    monkeypatch.setattr(render, "packed_texture", recorded)
     small_r = render_mask(crop, pts, registry()["surgical"], np.random.default_rng(0))
     big_r = render_mask(big, big_pts, registry()["surgical"], np.random.default_rng(0))
-    import cv2
-
+    assert levels == [0, 1, 0]  # the full texture's size first, then the level drawn
     shrunk = cv2.resize(big_r.masked, (256, 256), interpolation=cv2.INTER_AREA)
     both = (small_r.mask > 0) & (cv2.resize(big_r.mask, (256, 256)) > 0)
     diff = np.abs(shrunk.astype(int) - small_r.masked)[both].mean()
