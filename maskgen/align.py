@@ -7,6 +7,8 @@ warped back into the original photo.
 
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 
@@ -19,17 +21,23 @@ CANONICAL = np.array([[0.375, 0.400], [0.625, 0.400], [0.500, 0.670]], np.float6
 def similarity_from_points(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """Least-squares similarity (rotation, uniform scale, translation) mapping ``src`` to
     ``dst`` (both ``(N, 2)``), as a 2x3 matrix (Umeyama, no reflection)."""
-    src = np.asarray(src, np.float64)
-    dst = np.asarray(dst, np.float64)
-    ms, md = src.mean(0), dst.mean(0)
-    s0, d0 = src - ms, dst - md
-    # For 2D similarities the optimum has a closed form in complex numbers: d = a * s + b.
-    zs = s0[:, 0] + 1j * s0[:, 1]
-    zd = d0[:, 0] + 1j * d0[:, 1]
-    a = np.vdot(zs, zd) / max(np.vdot(zs, zs).real, 1e-12)
-    m = np.array([[a.real, -a.imag, 0.0], [a.imag, a.real, 0.0]])
-    m[:, 2] = md - m[:, :2] @ ms
-    return m
+    # For 2D similarities the optimum has a closed form: in complex numbers d = a * s + b, with
+    # a = <s, d> / <s, s> over the centred points. In plain floats: alignment fits 3 points
+    # a face, where numpy's small-array calls cost ~90 us and this ~10.
+    s = np.asarray(src, np.float64)[:, :2].tolist()
+    d = np.asarray(dst, np.float64)[:, :2].tolist()
+    n = len(s)
+    msx, msy = sum(p[0] for p in s) / n, sum(p[1] for p in s) / n
+    mdx, mdy = sum(p[0] for p in d) / n, sum(p[1] for p in d) / n
+    re = im = norm = 0.0
+    for (sx, sy), (dx, dy) in zip(s, d, strict=True):
+        sx, sy, dx, dy = sx - msx, sy - msy, dx - mdx, dy - mdy
+        re += sx * dx + sy * dy
+        im += sx * dy - sy * dx
+        norm += sx * sx + sy * sy
+    norm = max(norm, 1e-12)
+    a, b = re / norm, im / norm
+    return np.array([[a, -b, mdx - (a * msx - b * msy)], [b, a, mdy - (b * msx + a * msy)]])
 
 
 def alignment_matrix(points: np.ndarray, size: int) -> np.ndarray:
@@ -39,10 +47,15 @@ def alignment_matrix(points: np.ndarray, size: int) -> np.ndarray:
 
 def transform_points(points: np.ndarray, m: np.ndarray) -> np.ndarray:
     """Apply a 2x3 similarity to ``(N, 2|3)`` points; z is scaled by the same factor."""
-    out = np.array(points, np.float32, copy=True)
-    out[:, :2] = points[:, :2] @ m[:, :2].T + m[:, 2]
+    out = np.empty(points.shape, np.float32)
+    # x' = a x + b y + c, y' = d x + e y + f column by column: one (N, 2) @ (2, 2) product
+    # and its temporaries cost ~3 times as much for 478 points.
+    x, y = points[:, 0].astype(np.float64), points[:, 1].astype(np.float64)
+    (a, b, c), (d, e, f) = m.tolist()
+    out[:, 0] = a * x + b * y + c
+    out[:, 1] = d * x + e * y + f
     if points.shape[1] == 3:
-        out[:, 2] = points[:, 2] * float(np.sqrt(abs(np.linalg.det(m[:, :2]))))
+        out[:, 2] = points[:, 2] * math.sqrt(abs(a * e - b * d))
     return out
 
 

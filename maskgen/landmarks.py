@@ -402,8 +402,8 @@ def _check(pts: np.ndarray, w: int, h: int) -> None:
     iod = _eye_distance(pts)
     if iod < 4.0:
         raise NoFace("face-too-small", f"eyes {iod:.1f} px apart")
-    center = pts[:, :2].mean(0)
-    if not (-0.25 * w <= center[0] <= 1.25 * w and -0.25 * h <= center[1] <= 1.25 * h):
+    cx, cy = (pts[:, :2].sum(0) / len(pts)).tolist()
+    if not (-0.25 * w <= cx <= 1.25 * w and -0.25 * h <= cy <= 1.25 * h):
         raise NoFace("bad-landmarks", "face centre far outside the picture")
 
 

@@ -238,18 +238,28 @@ def _execute(pending: list[ShardTask], cfg: GenerateConfig, type_names: list[str
              cache: LandmarkCache) -> list[dict]:
     if not pending:
         return []
-    from joblib import Parallel, delayed, parallel_config
-
     jobs = cfg.jobs if cfg.jobs and cfg.jobs > 0 else (os.cpu_count() or 1)
     # Biggest shards first (a small split's shards are smaller: plan_tasks makes them equal
     # within a split only), so the smaller ones fill the gaps at the end instead of one worker
     # finishing a big shard alone. Each shard's bytes depend only on its own task, so the order
     # changes nothing in the output.
     pending = sorted(pending, key=lambda t: -len(t.items))
-    work = (delayed(generate_shard)(t, cfg, type_names, cache.subset([i.key for i in t.items]))
-            for t in pending)
     results = []
     bar = _progress(cfg, sum(len(t.items) for t in pending))
+    if jobs == 1 and not cfg.scheduler:
+        # In this process, without joblib (importing it costs ~0.1 s).
+        try:
+            for t in pending:
+                results.append(generate_shard(t, cfg, type_names,
+                                              cache.subset([i.key for i in t.items])))
+                bar(results[-1])
+        finally:
+            bar(None)
+        return results
+    from joblib import Parallel, delayed, parallel_config
+
+    work = (delayed(generate_shard)(t, cfg, type_names, cache.subset([i.key for i in t.items]))
+            for t in pending)
     client = None
     backend: dict = {"backend": "loky"} if jobs > 1 else {}
     if cfg.scheduler:
