@@ -152,7 +152,9 @@ def decode_detections(regressors: np.ndarray, logits: np.ndarray,
     detector's input."""
     # score >= min_score exactly where logit >= its logit: the sigmoid only for those kept.
     keep = np.flatnonzero(logits >= math.log(min_score / (1.0 - min_score)))
-    scores = 1.0 / (1.0 + np.exp(-np.clip(logits[keep].astype(np.float64), -100.0, 100.0)))
+    # np.clip's Python wrapper costs more than the few values clipped (same result).
+    scores = 1.0 / (1.0 + np.exp(-np.maximum(np.minimum(logits[keep].astype(np.float64),
+                                                        100.0), -100.0)))
     rows = regressors[keep].astype(np.float64) @ _RAW_MAP + _ANCHORS[keep] @ _ANCHOR_MAP
     return rows, scores
 
@@ -171,7 +173,8 @@ def weighted_nms(rows: np.ndarray, scores: np.ndarray, iou: float = NMS_IOU
         top = rows[left[0]]
         lo = np.maximum(rows[left, :2], top[:2])
         hi = np.minimum(rows[left, 2:4], top[2:4])
-        inter = np.prod(np.clip(hi - lo, 0.0, None), axis=1)
+        side = np.maximum(hi - lo, 0.0)
+        inter = side[:, 0] * side[:, 1]
         union = area[left[0]] + area[left] - inter
         close = inter > iou * union  # IOU > iou, without dividing by a zero union
         group = left[close]
@@ -190,6 +193,7 @@ class FaceDetector:
         self._input = self._it.get_input_details()[0]["index"]
         outs = {d["name"]: d["index"] for d in self._it.get_output_details()}
         self._regressors, self._logits = outs["regressors"], outs["classificators"]
+        self._x = np.empty((1, DETECTOR_SIDE, DETECTOR_SIDE, 3), np.float32)  # reused input
 
     def __call__(self, rgb: np.ndarray) -> list[FaceBox]:
         """Faces in an RGB uint8 picture, best first, at most MAX_FACES: the picture
@@ -206,8 +210,9 @@ class FaceDetector:
         m = np.array([[k, 0.0, (side - w) / 2 * k], [0.0, k, (side - h) / 2 * k]])
         small = cv2.warpAffine(rgb, m, (DETECTOR_SIDE, DETECTOR_SIDE), flags=cv2.INTER_LINEAR,
                                borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
-        x = small.astype(np.float32) * np.float32(2 / 255) - np.float32(1)
-        self._it.set_tensor(self._input, x[None])
+        x = np.multiply(small, np.float32(2 / 255), out=self._x[0], dtype=np.float32)
+        np.subtract(x, np.float32(1), out=x)
+        self._it.set_tensor(self._input, self._x)
         self._it.invoke()
         rows, scores = decode_detections(self._it.get_tensor(self._regressors)[0],
                                          self._it.get_tensor(self._logits)[0, :, 0])
