@@ -152,9 +152,7 @@ def decode_detections(regressors: np.ndarray, logits: np.ndarray,
     detector's input."""
     # score >= min_score exactly where logit >= its logit: the sigmoid only for those kept.
     keep = np.flatnonzero(logits >= math.log(min_score / (1.0 - min_score)))
-    # np.clip's Python wrapper costs more than the few values clipped (same result).
-    scores = 1.0 / (1.0 + np.exp(-np.maximum(np.minimum(logits[keep].astype(np.float64),
-                                                        100.0), -100.0)))
+    scores = 1.0 / (1.0 + np.exp(-np.clip(logits[keep].astype(np.float64), -100.0, 100.0)))
     rows = regressors[keep].astype(np.float64) @ _RAW_MAP + _ANCHORS[keep] @ _ANCHOR_MAP
     return rows, scores
 
