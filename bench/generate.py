@@ -8,6 +8,8 @@ Each configuration runs as its own `maskface generate` process (start-up include
 fresh output directory, after a 4-face warm-up run that compiles the rendering kernels on a
 fresh install (numba caches them on disk; its time is reported as warm_up_s). Cold runs
 detect landmarks; warm runs re-render from the landmark cache that the first cold run wrote.
+Before and after each run, a fixed one-thread workload is timed (``gauge_ms``): on a shared VM,
+whose speed drifts by tens of per cent within minutes, runs compare only with their gauges.
 Prints one JSON object.
 """
 
@@ -18,13 +20,40 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import timeit
 from pathlib import Path
 
 DEFAULT_SRC = Path(__file__).resolve().parents[2] / "shared" / "data" / "celeba-wild"
+
+
+def gauge_ms() -> float:
+    """Milliseconds for a fixed one-thread workload of the generator's kinds (OpenCV warps and
+    JPEG encoding, small numpy calls, plain Python), median of 7: how fast this machine is
+    right now. The same code gives the same gauge on an idle machine; a higher one means a
+    slower moment."""
+    import cv2
+    import numpy as np
+
+    cv2.setNumThreads(1)
+    img = cv2.GaussianBlur(np.random.default_rng(0).integers(0, 256, (256, 256, 3), np.uint8),
+                           (0, 0), 2)
+    m = np.array([[1.1, 0.1, -12.0], [-0.1, 1.1, 9.0]])
+
+    def work() -> None:
+        for _ in range(4):
+            cv2.imencode(".jpg", cv2.warpAffine(img, m, (256, 256)),
+                         [cv2.IMWRITE_JPEG_QUALITY, 95])
+        a = np.zeros(64)
+        for _ in range(300):
+            a = a * 0.5 + 1.0
+        sum(i * i for i in range(20000))
+
+    return round(1000 * statistics.median(timeit.repeat(work, number=1, repeat=7)), 2)
 
 
 def run(src: str, out: Path, jobs: int, types: str, per_face: str, cache: Path | None,
@@ -35,9 +64,11 @@ def run(src: str, out: Path, jobs: int, types: str, per_face: str, cache: Path |
         cmd += ["--landmarks-cache", str(cache)]
     if limit:
         cmd += ["--limit", str(limit)]
+    before = gauge_ms()
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, capture_output=True, text=True)
     wall = time.perf_counter() - t0
+    after = gauge_ms()
     s = json.loads((out / ".state" / "last_run.json").read_text())
     m = json.loads((out / "manifest.json").read_text())
     busy = sum(s["stage_seconds"].values())
@@ -51,6 +82,7 @@ def run(src: str, out: Path, jobs: int, types: str, per_face: str, cache: Path |
         "ms_per_face_by_stage": {k: round(1000 * v / max(s["faces_in"], 1), 3)
                                  for k, v in s["stage_seconds"].items()},
         "worker_busy_share": round(busy / (wall * jobs), 3),
+        "gauge_ms": [before, after],
         "failures": m["failures"], "render_failures": m["render_failures"],
     }
 
