@@ -17,6 +17,8 @@ import os
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -238,7 +240,6 @@ def _execute(pending: list[ShardTask], cfg: GenerateConfig, type_names: list[str
              cache: LandmarkCache) -> list[dict]:
     if not pending:
         return []
-    jobs = cfg.jobs if cfg.jobs and cfg.jobs > 0 else (os.cpu_count() or 1)
     # Biggest shards first (a small split's shards are smaller: plan_tasks makes them equal
     # within a split only), so the smaller ones fill the gaps at the end instead of one worker
     # finishing a big shard alone. Each shard's bytes depend only on its own task, so the order
@@ -246,22 +247,31 @@ def _execute(pending: list[ShardTask], cfg: GenerateConfig, type_names: list[str
     pending = sorted(pending, key=lambda t: -len(t.items))
     results = []
     bar = _progress(cfg, sum(len(t.items) for t in pending))
+    try:
+        with _shard_results(pending, cfg, type_names, cache) as shards:
+            for r in shards:
+                results.append(r)
+                bar(r)
+    finally:
+        bar(None)
+    return results
+
+
+@contextmanager
+def _shard_results(pending: list[ShardTask], cfg: GenerateConfig, type_names: list[str],
+                   cache: LandmarkCache) -> Iterator[Iterator[dict]]:
+    """The results of ``generate_shard`` for each task, as they finish: in this process for
+    ``--jobs 1`` (joblib is not even imported: ~0.1 s), else from joblib's worker processes,
+    or from the Dask cluster of ``--scheduler``."""
+    jobs = cfg.jobs if cfg.jobs and cfg.jobs > 0 else (os.cpu_count() or 1)
+    args = [(t, cfg, type_names, cache.subset([i.key for i in t.items])) for t in pending]
     if jobs == 1 and not cfg.scheduler:
-        # In this process, without joblib (importing it costs ~0.1 s).
-        try:
-            for t in pending:
-                results.append(generate_shard(t, cfg, type_names,
-                                              cache.subset([i.key for i in t.items])))
-                bar(results[-1])
-        finally:
-            bar(None)
-        return results
+        yield (generate_shard(*a) for a in args)
+        return
     from joblib import Parallel, delayed, parallel_config
 
-    work = (delayed(generate_shard)(t, cfg, type_names, cache.subset([i.key for i in t.items]))
-            for t in pending)
     client = None
-    backend: dict = {"backend": "loky"} if jobs > 1 else {}
+    backend: dict = {"backend": "loky"}
     if cfg.scheduler:
         try:
             from dask.distributed import Client
@@ -273,14 +283,10 @@ def _execute(pending: list[ShardTask], cfg: GenerateConfig, type_names: list[str
     try:
         with parallel_config(**backend):
             runner = Parallel(n_jobs=jobs, return_as="generator_unordered")
-            for r in runner(work):
-                results.append(r)
-                bar(r)
+            yield runner(delayed(generate_shard)(*a) for a in args)
     finally:
-        bar(None)
         if client is not None:
             client.close()
-    return results
 
 
 def _progress(cfg: GenerateConfig, total: int):
