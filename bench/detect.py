@@ -3,7 +3,7 @@
     python bench/detect.py [--src ../shared/data/real-masked-dev] [--limit N] [--draw DIR]
                            [--baselines]
 
-Runs `maskgen.landmarks.detect_faces` over every image of a folder (one process, models loaded
+Runs `maskgen.find_faces.detect_faces` over every image of a folder (one process, models loaded
 before timing starts) and prints one JSON object: photos, photos with a face, found rate, faces
 in all, milliseconds per photo (wall and CPU; mean, p50, p95), the stage that found each face,
 and each miss with its reason. `--draw DIR` also writes each photo with its landmarks, eye and
@@ -30,7 +30,7 @@ def draw(rgb: np.ndarray, dets: list) -> np.ndarray:
     """The photo with each face's landmarks (green), eye and mouth anchors, stage and score."""
     import cv2
 
-    from maskface.maskgen.landmarks import anchor_points
+    from maskface.maskgen.facepoints import anchor_points
 
     out = rgb.copy()
     dot = max(1, round(max(rgb.shape[:2]) / 400))
@@ -48,7 +48,8 @@ def draw(rgb: np.ndarray, dets: list) -> np.ndarray:
 
 def main() -> None:
     from maskface.maskgen.decode import BadImage, decode_image
-    from maskface.maskgen.landmarks import NoFace, detect_faces
+    from maskface.maskgen.find_faces import detect_faces
+    from maskface.maskgen.landmarks import NoFace
     from maskface.maskgen.sources import read_source, resolve_source
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -142,11 +143,11 @@ def baselines(rgb: np.ndarray, ms: dict[str, list[float]]) -> list[str]:
     """Which simpler detectors find a face in ``rgb``: one FaceMesh pass on the photo as it
     is, and ``detect_landmarks`` (padding and detector retries, no plausibility checks, what
     ``generate`` uses). Appends each one's wall time to ``ms``."""
-    from maskface.maskgen.landmarks import NoFace, _run, detect_landmarks
+    from maskface.maskgen.landmarks import NoFace, detect_landmarks, largest_mesh
 
     found = []
     t = time.perf_counter()
-    if _run(rgb, 0.0)[0] is not None:
+    if largest_mesh(rgb, 0.0)[0] is not None:
         found.append("facemesh_once")
     ms["facemesh_once"].append(1000 * (time.perf_counter() - t))
     t = time.perf_counter()

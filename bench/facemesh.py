@@ -87,6 +87,7 @@ def main() -> None:
     from maskface.maskgen import facemesh as fm
     from maskface.maskgen import landmarks as lm
     from maskface.maskgen.decode import decode_image
+    from maskface.maskgen.find_faces import get_roi_mesher, roi_from_landmarks
     from maskface.maskgen.sources import read_source, resolve_source
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -104,13 +105,13 @@ def main() -> None:
             break
         rgb = np.ascontiguousarray(decode_image(read_source(item)))
         try:
-            rois.append(lm.roi_from_landmarks(lm.detect_landmarks(rgb).points))
+            rois.append(roi_from_landmarks(lm.detect_landmarks(rgb).points))
         except lm.NoFace:
             continue  # the networks are timed on faces
         images.append(rgb)
     n, r = len(images), args.repeat
     facemesh, detector = lm.get_detector(True), lm.get_face_detector(0, 0.5)
-    attention, plain = lm.get_roi_mesher(True), lm.get_roi_mesher(False)
+    attention, plain = get_roi_mesher(True), get_roi_mesher(False)
     lite = fm.get_face_mesh()
 
     def detect_with(runtime: str) -> Callable[[int], object]:
@@ -139,9 +140,9 @@ def main() -> None:
         "detect_landmarks_mediapipe": detect_with("mediapipe"),
         "facemesh_litert": lambda i: lite.faces(images[i]),
         "facemesh_litert_many": in_chunks(lite.faces_many),
-        "litert_face_detector": lambda i: lite._detector(images[i]),
+        "litert_face_detector": lambda i: lite.detector(images[i]),
         "litert_landmarks_attention": lambda i: lite.landmarks(images[i], rois[i]),
-        "facemesh_graph": lambda i: lm._face_mesh_run(facemesh, images[i]),
+        "facemesh_graph": lambda i: lm.face_mesh_run(facemesh, images[i]),
         "face_detector": lambda i: detector.process(images[i]),
         "landmarks_attention": lambda i: attention(images[i], rois[i]),
         "landmarks_plain": lambda i: plain(images[i], rois[i]),

@@ -12,7 +12,7 @@ import math
 import cv2
 import numpy as np
 
-from .landmarks import anchor_points
+from .facepoints import CHIN, LOWER_LIP, anchor_points
 
 # Left eye, right eye, mouth centre as fractions of the crop side.
 CANONICAL = np.array([[0.375, 0.400], [0.625, 0.400], [0.500, 0.670]], np.float64)
@@ -135,5 +135,5 @@ def reflect_below(img: np.ndarray, row: int) -> np.ndarray:
 def frame_cut_row(points: np.ndarray, u: float) -> int:
     """The crop row where a photo's bottom edge would be, a fraction ``u`` of the way from the
     lower lip (0) to the chin (1); ``points`` are crop landmarks."""
-    lip, chin = float(points[17, 1]), float(points[152, 1])
+    lip, chin = float(points[LOWER_LIP, 1]), float(points[CHIN, 1])
     return int(round(lip + u * (chin - lip)))

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .landmarks import NUM_LANDMARKS
+from .facepoints import NUM_LANDMARKS
 
 FORMAT_VERSION = 1
 

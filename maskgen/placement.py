@@ -13,10 +13,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .landmarks import FACE_OVAL, LEFT_EYE, RIGHT_EYE
+from .facepoints import FACE_OVAL, LEFT_EYE, MOUTH_POINTS, NOSTRIL_POINTS, RIGHT_EYE
 
-MOUTH_POINTS = (13, 14, 0, 17, 61, 291)  # inner lips, lip middles, corners
-NOSTRIL_POINTS = (98, 327, 2)  # both alae and the base of the nose
 # The lower eyelid and eye corners: a mask reaching these covers the eye.
 EYE_POINTS = (*LEFT_EYE, *RIGHT_EYE)
 

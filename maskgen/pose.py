@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from .landmarks import anchor_means
+from .facepoints import anchor_means
 
 
 def head_pose(points: np.ndarray) -> dict[str, float]:

@@ -15,6 +15,13 @@ from itertools import accumulate
 import cv2
 import numpy as np
 
+from .facepoints import (
+    LEFT_EAR_TOP,
+    LEFT_FACE_SIDE,
+    NOSE_TIP,
+    RIGHT_EAR_TOP,
+    RIGHT_FACE_SIDE,
+)
 from .placement import Placement, check_placement, face_region
 from .raster import PATTERNS, blend_layer, darken, paint_layer
 from .templates import WEAR_SHIFT, Template
@@ -167,7 +174,7 @@ def render_mask(face: np.ndarray, points: np.ndarray, template: Template,
     masked = face.copy()
     mask = np.zeros(face.shape[:2], np.uint8)
     cast_shadow(masked, mask, box, alpha, shadow_params(frame, ctx.light_dir, rng),
-                points[_NOSE_TIP, :2], frame)
+                points[NOSE_TIP, :2], frame)
     if template.loops != "none":
         # Thin anti-aliased lines straight into the picture; the pixels they changed join the
         # binary mask.
@@ -220,7 +227,6 @@ def pick_colour(weights: tuple[float, ...], n: int, rng: np.random.Generator) ->
     return min(bisect_right(cum, rng.random() * cum[-1]), n - 1)
 
 
-_NOSE_TIP = 4
 SHADOW_MIN = 0.012  # darkening below this (about 3 levels of 255) is left out
 
 
@@ -372,10 +378,11 @@ def ear_loops(nodes: np.ndarray, points: np.ndarray,
     # All curves at once, element for element the same arithmetic as one at a time: each
     # 2-vector operation costs ~2 us of numpy overhead, and a mask has up to 4 curves.
     starts, ends, outs = [], [], []
-    for side, contour, ear_lm in ((0, 234, 127), (-1, 454, 356)):
+    for side, contour, ear_lm in ((0, LEFT_FACE_SIDE, LEFT_EAR_TOP),
+                                   (-1, RIGHT_FACE_SIDE, RIGHT_EAR_TOP)):
         col = nodes[:, side, :2]
         outward = -xdir if side == 0 else xdir
-        width = abs(float((points[contour, :2] - points[4, :2]) @ xdir))
+        width = abs(float((points[contour, :2] - points[NOSE_TIP, :2]) @ xdir))
         if width < 0.45 * iod:
             continue
         if head:

@@ -16,7 +16,7 @@ from functools import lru_cache
 import numpy as np
 from numba import njit
 
-from .landmarks import LEFT_EYE, RIGHT_EYE
+from .facepoints import LEFT_EYE, RIGHT_EYE
 from .templates import Template
 
 _LEFT_EYE = np.array(LEFT_EYE)

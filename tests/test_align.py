@@ -11,7 +11,8 @@ from maskface.maskgen.align import (
     similarity_from_points,
     transform_points,
 )
-from maskface.maskgen.landmarks import anchor_points, detect_landmarks
+from maskface.maskgen.facepoints import anchor_points
+from maskface.maskgen.landmarks import detect_landmarks
 
 
 def test_similarity_recovers_a_known_transform():

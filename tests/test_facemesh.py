@@ -13,18 +13,18 @@ pytest.importorskip("mediapipe")
 pytest.importorskip("ai_edge_litert")
 
 from maskface.maskgen import facemesh  # noqa: E402
+from maskface.maskgen.facepoints import eye_distance  # noqa: E402
 from maskface.maskgen.landmarks import (  # noqa: E402
-    _eye_distance,
-    _face_mesh_run,
-    _landmark_array,
+    face_mesh_run,
     get_detector,
+    landmark_array,
     landmark_runtime,
 )
 
 
 def mediapipe_faces(rgb: np.ndarray) -> list[np.ndarray]:
     h, w = rgb.shape[:2]
-    return [_landmark_array(raw) * (w, h, w) for raw in _face_mesh_run(get_detector(True), rgb)]
+    return [landmark_array(raw) * (w, h, w) for raw in face_mesh_run(get_detector(True), rgb)]
 
 
 def assert_same_faces(rgb: np.ndarray) -> int:
@@ -35,7 +35,7 @@ def assert_same_faces(rgb: np.ndarray) -> int:
     assert len(ours) == len(theirs)
     for pts in ours:
         ref = min(theirs, key=lambda t: float(np.abs(t - pts).mean()))
-        err = np.abs(pts - ref) / _eye_distance(ref)
+        err = np.abs(pts - ref) / eye_distance(ref)
         assert pts.shape == (478, 3)
         assert err[:, :2].mean() < 0.002 and err[:, :2].max() < 0.03, err.max()
         assert err[:, 2].mean() < 0.002 and err[:, 2].max() < 0.03
@@ -222,7 +222,7 @@ def test_detect_landmarks_gives_the_same_face_on_either_runtime(astronaut, monke
         monkeypatch.delenv("MASKFACE_LANDMARK_RUNTIME", raising=False)
         landmark_runtime.cache_clear()
     assert not np.array_equal(lite, mp)  # two runtimes really ran
-    np.testing.assert_allclose(lite, mp, atol=0.01 * _eye_distance(mp))
+    np.testing.assert_allclose(lite, mp, atol=0.01 * eye_distance(mp))
 
 
 def test_the_runtime_is_chosen_by_environment(monkeypatch):

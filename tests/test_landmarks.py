@@ -7,14 +7,9 @@ import numpy as np
 import pytest
 from conftest import SHARED_DATA
 
-from maskface.maskgen.landmarks import (
-    FACE_OVAL,
-    NoFace,
-    anchor_points,
-    detect_faces,
-    detect_landmarks,
-    roi_from_landmarks,
-)
+from maskface.maskgen.facepoints import FACE_OVAL, anchor_points
+from maskface.maskgen.find_faces import detect_faces, roi_from_landmarks
+from maskface.maskgen.landmarks import NoFace, detect_landmarks
 from maskface.maskgen.pose import head_pose
 
 pytest.importorskip("mediapipe")
@@ -37,7 +32,7 @@ def test_the_graph_shortcut_reads_what_the_public_api_returns(astronaut):
     and both decoders, must give the same landmarks."""
     from mediapipe.framework.formats import landmark_pb2
 
-    from maskface.maskgen.landmarks import _face_mesh_run, _landmark_array, get_detector
+    from maskface.maskgen.landmarks import face_mesh_run, get_detector, landmark_array
 
     fm = get_detector(True)
 
@@ -46,10 +41,10 @@ def test_the_graph_shortcut_reads_what_the_public_api_returns(astronaut):
             return fm.process(rgb)
 
     img = np.ascontiguousarray(astronaut)
-    fast, public = _face_mesh_run(fm, img), _face_mesh_run(PublicOnly(), img)
+    fast, public = face_mesh_run(fm, img), face_mesh_run(PublicOnly(), img)
     assert len(fast) == len(public) == 1
-    points = _landmark_array(fast[0])
-    np.testing.assert_array_equal(points, _landmark_array(public[0]))
+    points = landmark_array(fast[0])
+    np.testing.assert_array_equal(points, landmark_array(public[0]))
     parsed = landmark_pb2.NormalizedLandmarkList.FromString(fast[0]).landmark
     assert points.shape == (478, 3)
     np.testing.assert_allclose(points, [(p.x, p.y, p.z) for p in parsed], rtol=1e-6)
@@ -206,15 +201,15 @@ def test_points_map_back_exactly_from_a_big_photo(astronaut):
 
 
 def test_layout_checks_reject_a_mesh_upside_down_in_its_own_frame(astronaut):
-    from maskface.maskgen.landmarks import _implausible
+    from maskface.maskgen.find_faces import implausible
 
     pts = detect_landmarks(astronaut).points.astype(np.float64)
-    assert _implausible(pts, 512, 512) == ""
+    assert implausible(pts, 512, 512) == ""
     swapped = pts.copy()
     swapped[:, 1] = 2 * 140 - swapped[:, 1]  # mirrored top to bottom: mouth above the eyes
-    assert _implausible(swapped, 512, 512) == "bad-layout"
-    assert _implausible(pts + (450, 0, 0), 512, 512) == "eyes-outside"
-    assert _implausible(pts * (0.05, 0.05, 1), 512, 512) == "face-too-small"
+    assert implausible(swapped, 512, 512) == "bad-layout"
+    assert implausible(pts + (450, 0, 0), 512, 512) == "eyes-outside"
+    assert implausible(pts * (0.05, 0.05, 1), 512, 512) == "face-too-small"
 
 
 REAL_MASKED = SHARED_DATA / "real-masked-dev"

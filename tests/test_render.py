@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from maskface.maskgen.align import align_face
-from maskface.maskgen.landmarks import LEFT_EYE, RIGHT_EYE, detect_landmarks
+from maskface.maskgen.facepoints import LEFT_EYE, RIGHT_EYE
+from maskface.maskgen.landmarks import detect_landmarks
 from maskface.maskgen.render import Shadow, cast_shadow, pick_colour, render_mask
 from maskface.maskgen.templates import parse_anchor, registry, select_types, template_from_dict
 from maskface.maskgen.texture import draw_texture

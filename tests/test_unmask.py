@@ -17,7 +17,8 @@ from click.testing import CliRunner  # noqa: E402
 
 from maskface.cli import main  # noqa: E402
 from maskface.maskgen.align import align_face, paste_back  # noqa: E402
-from maskface.maskgen.landmarks import LEFT_EYE, RIGHT_EYE, detect_landmarks  # noqa: E402
+from maskface.maskgen.facepoints import LEFT_EYE, RIGHT_EYE  # noqa: E402
+from maskface.maskgen.landmarks import detect_landmarks  # noqa: E402
 from maskface.maskgen.photo import mask_photo  # noqa: E402
 from maskface.maskgen.templates import registry  # noqa: E402
 from maskface.training.model import build_model  # noqa: E402
@@ -163,7 +164,7 @@ def test_two_faces_are_both_restored(astronaut):
     both = np.zeros(photo.shape[:2], bool)
     both[:, :240] = m
     both[:, 280:] = m[:, ::-1]
-    from maskface.maskgen.landmarks import detect_faces
+    from maskface.maskgen.find_faces import detect_faces
 
     dets = detect_faces(photo)
     assert len(dets) == 2
@@ -182,7 +183,7 @@ def test_paste_back_inverts_align_face(side):
     # Eyes and mouth of a face filling the middle third, tilted.
     c = side / 2
     pts = np.zeros((478, 3), np.float32)
-    from maskface.maskgen.landmarks import MOUTH
+    from maskface.maskgen.facepoints import MOUTH
 
     pts[list(LEFT_EYE), :2] = (c - side / 12, c - side / 20)
     pts[list(RIGHT_EYE), :2] = (c + side / 12, c)

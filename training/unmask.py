@@ -24,14 +24,9 @@ import torch
 
 from ..maskgen.align import align_face, paste_back
 from ..maskgen.decode import BadImage, decode_image
-from ..maskgen.landmarks import (
-    FACE_OVAL,
-    LEFT_EYE,
-    RIGHT_EYE,
-    NoFace,
-    anchor_points,
-    detect_faces,
-)
+from ..maskgen.facepoints import FACE_OVAL, LEFT_EYE, RIGHT_EYE, anchor_points
+from ..maskgen.find_faces import detect_faces
+from ..maskgen.landmarks import NoFace
 from ..maskgen.sources import image_files
 from .composite import change_mask
 from .predict import Predictor

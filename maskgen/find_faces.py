@@ -1,0 +1,649 @@
+"""Every face in a real photo, masked or not: :func:`detect_faces`, the cascade ``unmask`` uses.
+
+The generator finds the one face of a picture it masks with :mod:`.landmarks`; this cascade
+shares its MediaPipe glue, and is built for photos of people who wear masks already.
+
+FaceMesh's own pipeline fits its mesh only where its short-range detector found a face, and a
+mask, sunglasses or a tight crop defeat that detector far more often than the mesh model. So we
+choose the region of interest (ROI) ourselves and run the landmark model on it through
+MediaPipe's own calculators, without the presence gate, reading the face-presence probability
+instead. ROIs come, stage by stage, from the boxes of both MediaPipe face detectors (photo,
+padded photo, large photos in tiles), from whole-photo FaceMesh, from the detectors on turned
+copies of the photo, and last from the frame itself (tight crops). Each ROI is refined from the
+mesh it gives, as MediaPipe's tracking does: a first ROI from a poor box often scores low, and
+the refined one high.
+
+The 478-point model's presence score alone is easily fooled once we pick its ROI: on a colour
+wheel, a retina or the moon it settles on a "face" with presence 1.0. Where no MediaPipe
+detector vouched for the region (the turned-copy and frame stages), a mesh therefore also needs
+a second opinion: the 468-point model (a different network, which seldom calls such blobs a
+face, but often misses masked ones), or a face detector run on the upright crop that the mesh
+implies, finding the eyes where the mesh put them.
+
+A face turned far from its ROI's roll (sideways, upside down) gets a confident but wrong mesh,
+a smaller pseudo-face with an eye taken for the mouth; see _fit_face for how that is caught.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from functools import lru_cache, partial
+from typing import NamedTuple
+
+import numpy as np
+
+from .facemesh import MIN_PRESENCE, ROI_SCALE, Roi, quiet_stderr
+from .facepoints import LEFT_EYE_OUTER, RIGHT_EYE_OUTER, anchor_points, eye_distance
+from .landmarks import (
+    Detection,
+    NoFace,
+    get_detector,
+    get_face_detector,
+    landmark_array,
+    mesh_faces,
+)
+
+FACE_STAGES = ("detector", "facemesh", "rotated", "frame")
+# Stages whose meshes need a second opinion. The first two mesh where one of MediaPipe's own
+# detectors saw a face, and presence after refinement then suffices, as in FaceMesh itself.
+CONFIRMED_STAGES = ("rotated", "frame")
+# Detector threshold: low, because a false box costs one mesh fit and the checks decide.
+DETECT_CONFIDENCE = 0.3
+# Padding (fraction of the longer side) around the photo for the detectors: faces cut by the
+# frame (chins under a mask, mostly) are found far more often with some room around them.
+DETECT_PAD = 0.25
+# Turned copies of the photo for the detectors, degrees counter-clockwise on screen. Small turns
+# are not needed for the mesh itself: its ROI carries the roll.
+ROTATIONS = (30.0, -30.0, 90.0, -90.0)
+# Frame ROIs for tight crops: side per longer side of the photo, and roll in degrees.
+FRAME_SIZES = (1.0, 1.4)
+FRAME_ANGLES = (0.0, 25.0, -25.0, 90.0, -90.0)
+# Refinement rounds; a mesh whose anchors still move more than MAX_DRIFT eye distances is
+# unstable (a blob the model cannot settle on).
+REFINE_STEPS = 3
+SETTLED_DRIFT = 0.1
+MAX_DRIFT = 0.25
+# Second opinions (see above), set on the 300 real masked photos of shared/data against 64
+# face-free pictures (scikit-image's, turned and cropped): the plain model's presence (0.5 let a
+# coffee cup through); or the best upright-crop detector score whose eyes land within
+# UPRIGHT_EYE_ERROR eye distances of the mesh's; a weaker detector score is enough when the mesh
+# is also mirror-consistent (fitting the mirrored photo gives the mirrored mesh within
+# MIRROR_DRIFT eye distances).
+PLAIN_PRESENCE = 0.8
+UPRIGHT_SURE = 0.7
+UPRIGHT_WEAK = 0.3
+UPRIGHT_EYE_ERROR = 0.4
+MIRROR_DRIFT = 0.1
+# The upright crop for the detectors: side, eye distance and eye height as fractions of it.
+UPRIGHT_SIDE = 192
+UPRIGHT_IOD = 0.3
+UPRIGHT_EYE_Y = 0.42
+# A mirror shift this low settles a mesh's orientation (see _fit_face); else a fit at another
+# roll, itself settled, replaces it when its ROI is LARGER times as large.
+SURE_MIRROR_DRIFT = 0.15
+LARGER = 1.1
+# Mesh crops larger than this are shrunk first: the model sees 192 px anyway.
+MAX_CROP = 640
+# Photos (and tiles) are shrunk to this longer side for the detectors (128 and 192 px inputs).
+DETECT_SIDE = 640
+# Photos with a longer side of at least this are also searched in overlapping tiles, where the
+# full-range detector (192 px input) would miss faces of a few % of the frame.
+TILE_FROM = 960
+
+
+def roi_from_landmarks(pts: np.ndarray, prior: float = 1.0) -> Roi:
+    """The ROI MediaPipe's tracking derives from a mesh: roll from the outer eye corners, the
+    landmarks' bounding box in the face's own frame, scaled by ROI_SCALE."""
+    p, q = pts[LEFT_EYE_OUTER, :2], pts[RIGHT_EYE_OUTER, :2]
+    angle = math.atan2(q[1] - p[1], q[0] - p[0])
+    c, s = math.cos(angle), math.sin(angle)
+    rot = np.array([[c, s], [-s, c]])  # photo -> face frame
+    local = pts[:, :2] @ rot.T
+    lo, hi = local.min(0), local.max(0)
+    cx, cy = ((lo + hi) / 2) @ rot
+    return Roi(float(cx), float(cy), float(ROI_SCALE * (hi - lo).max()), angle, prior)
+
+
+def _roi_graph_config(attention: bool):
+    """FaceLandmarkCpu (mediapipe/modules/face_landmark) without its presence gate: the same
+    calculators and models, with the presence probability as a second output."""
+    from google.protobuf import text_format
+
+    # Importing these registers their options extensions for the text format parser.
+    from mediapipe.calculators.core import split_vector_calculator_pb2  # noqa: F401
+    from mediapipe.calculators.tensor import (  # noqa: F401
+        image_to_tensor_calculator_pb2,
+        inference_calculator_pb2,
+        tensors_to_floats_calculator_pb2,
+    )
+    from mediapipe.framework import calculator_pb2
+
+    split = ("ranges { begin: 0 end: 6 } ranges { begin: 6 end: 7 }" if attention
+             else "ranges { begin: 0 end: 1 } ranges { begin: 1 end: 2 }")
+    decode = "TensorsToFaceLandmarksWithAttention" if attention else "TensorsToFaceLandmarks"
+    text = f"""
+input_stream: "IMAGE:image"
+input_stream: "ROI:roi"
+output_stream: "LANDMARKS:landmarks"
+output_stream: "SCORE:score"
+node {{
+  calculator: "ImageToTensorCalculator"
+  input_stream: "IMAGE:image" input_stream: "NORM_RECT:roi"
+  output_stream: "TENSORS:input_tensors"
+  options {{ [mediapipe.ImageToTensorCalculatorOptions.ext] {{
+    output_tensor_width: 192 output_tensor_height: 192
+    output_tensor_float_range {{ min: 0.0 max: 1.0 }} }} }}
+}}
+node {{
+  calculator: "FaceLandmarksModelLoader"
+  input_side_packet: "WITH_ATTENTION:with_attention" output_side_packet: "MODEL:model"
+}}
+node {{ calculator: "TfLiteCustomOpResolverCalculator" output_side_packet: "OP_RESOLVER:ops" }}
+node {{
+  calculator: "InferenceCalculator"
+  input_stream: "TENSORS:input_tensors" output_stream: "TENSORS:output_tensors"
+  input_side_packet: "MODEL:model" input_side_packet: "OP_RESOLVER:ops"
+  options {{ [mediapipe.InferenceCalculatorOptions.ext] {{ delegate {{ xnnpack {{}} }} }} }}
+}}
+node {{
+  calculator: "SplitTensorVectorCalculator"
+  input_stream: "output_tensors"
+  output_stream: "landmark_tensors" output_stream: "flag_tensor"
+  options {{ [mediapipe.SplitVectorCalculatorOptions.ext] {{ {split} }} }}
+}}
+node {{
+  calculator: "TensorsToFloatsCalculator"
+  input_stream: "TENSORS:flag_tensor" output_stream: "FLOAT:score"
+  options {{ [mediapipe.TensorsToFloatsCalculatorOptions.ext] {{ activation: SIGMOID }} }}
+}}
+node {{
+  calculator: "{decode}"
+  input_stream: "TENSORS:landmark_tensors" output_stream: "LANDMARKS:crop_landmarks"
+}}
+node {{
+  calculator: "LandmarkProjectionCalculator"
+  input_stream: "NORM_LANDMARKS:crop_landmarks" input_stream: "NORM_RECT:roi"
+  output_stream: "NORM_LANDMARKS:landmarks"
+}}
+"""
+    return text_format.Parse(text, calculator_pb2.CalculatorGraphConfig())
+
+
+class _RoiMesher:
+    """FaceMesh's landmark model on an ROI we choose (one graph per process, see
+    :func:`get_roi_mesher`)."""
+
+    def __init__(self, attention: bool) -> None:
+        import mediapipe as mp
+        from mediapipe.python import packet_creator, packet_getter
+        from mediapipe.python._framework_bindings import (
+            _packet_getter,
+            calculator_graph,
+            resource_util,
+        )
+
+        # The model loader reads the .tflite files relative to this root (as SolutionBase does).
+        resource_util.set_resource_dir(os.path.dirname(os.path.dirname(mp.__file__)))
+        self._create = packet_creator
+        self._out: dict = {}
+        self._ts = 0
+        self._graph = calculator_graph.CalculatorGraph(graph_config=_roi_graph_config(attention))
+        self._graph.observe_output_stream(
+            "landmarks",
+            lambda _, p: self._out.__setitem__("lm", _packet_getter._get_serialized_proto(p)))
+        self._graph.observe_output_stream(
+            "score", lambda _, p: self._out.__setitem__("score", packet_getter.get_float(p)))
+        with quiet_stderr():
+            self._graph.start_run({"with_attention": packet_creator.create_bool(attention)})
+            # The first run opens the model and logs from the graph's own threads: wait for it.
+            self(np.full((64, 64, 3), 128, np.uint8), Roi(32.0, 32.0, 40.0, 0.0))
+
+    def __call__(self, rgb: np.ndarray, roi: Roi) -> tuple[np.ndarray | None, float]:
+        """``(points, presence)``: landmarks in photo pixels (478 rows; 468 for the plain model)
+        and the face-presence probability; points are None where the crop is empty."""
+        from mediapipe.framework.formats import rect_pb2
+        from mediapipe.python._framework_bindings import image_frame
+
+        crop, (ax, bx, ay, by) = _roi_crop(rgb, roi)
+        if crop is None:
+            return None, 0.0
+        cw, ch = crop.shape[1], crop.shape[0]
+        rect = rect_pb2.NormalizedRect(
+            x_center=(roi.cx - ax) / bx / cw, y_center=(roi.cy - ay) / by / ch,
+            width=roi.size / bx / cw, height=roi.size / by / ch, rotation=roi.angle)
+        self._ts += 1
+        self._out.clear()
+        frame = self._create.create_image_frame(image_format=image_frame.ImageFormat.SRGB,
+                                                data=crop)
+        with quiet_stderr():
+            self._graph.add_packet_to_input_stream("image", frame.at(self._ts))
+            self._graph.add_packet_to_input_stream("roi", self._create.create_proto(rect).at(
+                self._ts))
+            self._graph.wait_until_idle()
+        if "lm" not in self._out:
+            return None, 0.0
+        # Normalised to the crop, z in the same unit as x (LandmarkProjectionCalculator).
+        pts = landmark_array(self._out["lm"]) * (cw * bx, ch * by, cw * bx)
+        pts[:, 0] += ax
+        pts[:, 1] += ay
+        return pts, float(self._out.get("score", 0.0))
+
+
+@lru_cache(maxsize=2)
+def get_roi_mesher(attention: bool = True) -> _RoiMesher:
+    """This process's ROI mesher (``attention``: the 478-point model with irises)."""
+    get_detector(True)  # same import checks and log silencing
+    return _RoiMesher(attention)
+
+
+def _roi_crop(rgb: np.ndarray, roi: Roi
+              ) -> tuple[np.ndarray | None, tuple[float, float, float, float]]:
+    """A square crop holding the ROI at any roll (side 1.5 x ROI > its diagonal), black where
+    it leaves the photo, at most MAX_CROP px (only the part inside the photo is shrunk):
+    ``(crop, (ax, bx, ay, by))`` where crop pixel ``(u, v)`` is photo pixel
+    ``(ax + bx * u, ay + by * v)``, exactly. Cropping keeps each model run cheap in a big
+    photo; None when the crop misses the photo."""
+    import cv2
+
+    h, w = rgb.shape[:2]
+    side = int(math.ceil(roi.size * 1.5)) + 2
+    x0, y0 = int(math.floor(roi.cx - side / 2)), int(math.floor(roi.cy - side / 2))
+    vx0, vy0 = max(0, x0), max(0, y0)
+    inside = rgb[vy0:max(0, min(h, y0 + side)), vx0:max(0, min(w, x0 + side))]
+    ch, cw = inside.shape[:2]
+    if ch < 2 or cw < 2:
+        return None, (0.0, 1.0, 0.0, 1.0)
+    out = min(side, MAX_CROP)
+    ax, bx, ay, by = 0.0, 1.0, 0.0, 1.0
+    if out < side:  # shrink the photo's part only
+        inside, ax, bx, ay, by = _downscale(inside, max(1, round(cw * out / side)),
+                                            max(1, round(ch * out / side)))
+    left, top = round((vx0 - x0) * out / side), round((vy0 - y0) * out / side)
+    right, bottom = max(0, out - left - inside.shape[1]), max(0, out - top - inside.shape[0])
+    crop = cv2.copyMakeBorder(inside, top, bottom, left, right, cv2.BORDER_CONSTANT,
+                              value=(0, 0, 0)) if top or bottom or left or right else inside
+    # crop pixel u is inside's u - left, which is the photo's vx0 + ax + bx * (u - left).
+    return np.ascontiguousarray(crop), (vx0 + ax - bx * left, bx, vy0 + ay - by * top, by)
+
+
+
+def _fit_mesh(rgb: np.ndarray, roi: Roi, confirm: bool = True
+              ) -> tuple[np.ndarray | None, float, str]:
+    """The mesh for one ROI, refined from its own landmarks and checked (with a second opinion
+    when ``confirm``): ``(points, presence, reason)``, points None and a reason when there is
+    no face."""
+    mesher = get_roi_mesher(True)
+    pts, score = mesher(rgb, roi)
+    if pts is None:
+        return None, 0.0, "empty-crop"
+    drift = math.inf
+    for step in range(REFINE_STEPS):
+        nxt, nscore = mesher(rgb, roi_from_landmarks(pts))
+        if nxt is None:
+            return None, 0.0, "empty-crop"
+        drift = _anchor_shift(nxt, pts)
+        # Nothing there at all (twice): stop early, as for most ROIs of a photo without faces.
+        give_up = step == 0 and max(score, nscore) < 0.01
+        pts, score = nxt, nscore
+        if give_up or drift < SETTLED_DRIFT:
+            break
+    if score < MIN_PRESENCE:
+        return None, score, "not-a-face"
+    if drift > MAX_DRIFT:
+        return None, score, "unstable"
+    h, w = rgb.shape[:2]
+    why = implausible(pts, w, h) or (_unconfirmed(rgb, pts) if confirm else "")
+    return (None, score, why) if why else (pts, score, "")
+
+
+def _fit_face(rgb: np.ndarray, roi: Roi, confirm: bool) -> tuple[np.ndarray | None, float, str]:
+    """:func:`_fit_mesh`; and for an unconfirmed stage's mesh that the mirrored photo does not
+    reproduce, fits at the ROI turned by a quarter and a half turn too: a turned fit that is
+    larger and that the mirrored photo does reproduce replaces it.
+
+    Why: given a face turned far from the ROI's roll (a sideways or upside-down face, whose
+    detector keypoints are garbage), the landmark model fits a smaller pseudo-face inside it,
+    an eye taken for the mouth, with presence 1.0, and fits it differently in the mirror image;
+    at the right roll it fits the whole face, which is larger, the same both ways round.
+    """
+    pts, score, why = _fit_mesh(rgb, roi, confirm)
+    if pts is None or confirm or _mirror_shift(rgb, pts) <= SURE_MIRROR_DRIFT:
+        return pts, score, why
+    size = roi_from_landmarks(pts).size
+    for turn in (math.pi / 2, -math.pi / 2, math.pi):
+        alt, alt_score, _ = _fit_mesh(rgb, Roi(roi.cx, roi.cy, roi.size, roi.angle + turn), False)
+        if (alt is not None and roi_from_landmarks(alt).size > LARGER * size
+                and _mirror_shift(rgb, alt) <= SURE_MIRROR_DRIFT):
+            pts, score, size = alt, alt_score, roi_from_landmarks(alt).size
+    return pts, score, why
+
+
+def _anchor_shift(a: np.ndarray, b: np.ndarray) -> float:
+    """How far the eye and mouth anchors of two meshes of one face differ, in eye distances."""
+    return float(np.abs(anchor_points(a) - anchor_points(b)).max() / max(eye_distance(a), 1e-6))
+
+
+def _unconfirmed(rgb: np.ndarray, pts: np.ndarray) -> str:
+    """"" when a second opinion confirms the face under a mesh, else "unconfirmed" (cheapest
+    opinion first: one plain-model run, then two detector runs, then two mesh fits)."""
+    _, plain = get_roi_mesher(False)(rgb, roi_from_landmarks(pts))
+    if plain >= PLAIN_PRESENCE:
+        return ""
+    upright = _upright_detector_score(rgb, pts)
+    if upright >= UPRIGHT_SURE:
+        return ""
+    if upright >= UPRIGHT_WEAK and _mirror_shift(rgb, pts) <= MIRROR_DRIFT:
+        return ""
+    return "unconfirmed"
+
+
+def _upright_detector_score(rgb: np.ndarray, pts: np.ndarray) -> float:
+    """The best face-detector score on the upright crop a mesh implies (roll removed, eyes at a
+    fixed place and distance) among detections whose eyes land where the mesh's do; 0 if none."""
+    import cv2
+
+    left, right, _ = anchor_points(pts)
+    iod = float(np.linalg.norm(right - left))
+    side, gap = UPRIGHT_SIDE, UPRIGHT_IOD * UPRIGHT_SIDE
+    centre = (left + right) / 2
+    m = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])),
+                                math.degrees(math.atan2(right[1] - left[1], right[0] - left[0])),
+                                gap / max(iod, 1e-6))
+    m[:, 2] += (side / 2 - centre[0], UPRIGHT_EYE_Y * side - centre[1])
+    crop = cv2.warpAffine(rgb, m, (side, side), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+    eyes = np.array([[side / 2 - gap / 2, UPRIGHT_EYE_Y * side],
+                     [side / 2 + gap / 2, UPRIGHT_EYE_Y * side]])
+    best = 0.0
+    for model in (0, 1):
+        with quiet_stderr():
+            res = get_face_detector(model, 0.1).process(crop)
+        for det in res.detections or []:
+            kp = det.location_data.relative_keypoints
+            found = np.array([[kp[0].x, kp[0].y], [kp[1].x, kp[1].y]]) * side
+            if np.linalg.norm(found - eyes, axis=1).max() < UPRIGHT_EYE_ERROR * gap:
+                best = max(best, float(det.score[0]))
+    return best
+
+
+def _mirror_shift(rgb: np.ndarray, pts: np.ndarray) -> float:
+    """Fit the mirrored photo at the mirrored ROI (one refinement) and mirror the result back:
+    how far its anchors land from the mesh's, in eye distances. A face gives the same mesh both
+    ways round; a blob that the model talked itself into often does not."""
+    h, w = rgb.shape[:2]
+    roi = roi_from_landmarks(pts)
+    # Mirror only a window around the face (twice the ROI's side: room for its rotation and
+    # the refit), not the whole photo: that costs ~160 ms on a 12 Mpx photo, per face.
+    half = roi.size
+    x0, x1 = max(0, int(roi.cx - half)), min(w, int(math.ceil(roi.cx + half)))
+    y0, y1 = max(0, int(roi.cy - half)), min(h, int(math.ceil(roi.cy + half)))
+    mirrored = np.ascontiguousarray(rgb[y0:y1, x0:x1][:, ::-1])
+    mesher = get_roi_mesher(True)
+    # A photo point (x, y) is (x1 - x, y - y0) in the mirrored window.
+    back, _ = mesher(mirrored, Roi(x1 - roi.cx, roi.cy - y0, roi.size, -roi.angle))
+    if back is None:
+        return math.inf
+    back, _ = mesher(mirrored, roi_from_landmarks(back))
+    if back is None:
+        return math.inf
+    back = back.copy()
+    back[:, 0] = x1 - back[:, 0]
+    back[:, 1] += y0
+    # Mirroring swaps the subject's eyes; compare anchors as (left, right, mouth).
+    return float(np.abs(anchor_points(back)[[1, 0, 2]] - anchor_points(pts)).max()
+                 / max(eye_distance(pts), 1e-6))
+
+
+def implausible(pts: np.ndarray, w: int, h: int) -> str:
+    """Why a mesh cannot be a face in a ``w`` x ``h`` photo ("" when it can): too small, eyes
+    off the photo, mostly outside it, or the eyes and mouth not laid out like a face's (the
+    mouth below the eyes in the face's own frame, at a sane distance)."""
+    if not np.isfinite(pts).all():
+        return "bad-landmarks"
+    iod = eye_distance(pts)
+    if iod < 4.0:
+        return "face-too-small"
+    left, right, mouth = anchor_points(pts)
+    margin = 0.25 * iod
+    for x, y in (left, right):
+        if not (-margin <= x <= w + margin and -margin <= y <= h + margin):
+            return "eyes-outside"
+    inside = ((pts[:, 0] >= 0) & (pts[:, 0] < w) & (pts[:, 1] >= 0) & (pts[:, 1] < h)).mean()
+    if inside < 0.4:
+        return "mostly-outside"
+    across = (right - left) / iod
+    down = np.array([-across[1], across[0]])  # image y grows downwards
+    to_mouth = mouth - (left + right) / 2
+    below, aside = float(to_mouth @ down) / iod, float(to_mouth @ across) / iod
+    if not (0.4 <= below <= 3.5 and abs(aside) <= 1.5):
+        return "bad-layout"
+    return ""
+
+
+class _Shrunk(NamedTuple):
+    """A photo shrunk for the detectors; its continuous coordinates (x, y) are the photo's
+    ``(ax + bx * x, ay + by * y)``."""
+
+    img: np.ndarray
+    ax: float
+    bx: float
+    ay: float
+    by: float
+
+
+def _shrink(rgb: np.ndarray, longest: float) -> _Shrunk:
+    """``rgb`` with its longer side at most ``longest`` (``(rgb, 0, 1, 0, 1)`` if it is)."""
+    h, w = rgb.shape[:2]
+    k = longest / max(h, w)
+    if k >= 1.0:
+        return _Shrunk(rgb, 0.0, 1.0, 0.0, 1.0)
+    return _Shrunk(*_downscale(rgb, max(1, round(w * k)), max(1, round(h * k))))
+
+
+def _downscale(img: np.ndarray, width: int, height: int
+               ) -> tuple[np.ndarray, float, float, float, float]:
+    """``img`` shrunk to ``width`` x ``height`` with anti-aliasing, fast for big factors (halved
+    with pyrDown while it can be: an area resize of a 12 Mpx photo costs ~60 ms), and the exact
+    map back: ``(small, ax, bx, ay, by)``, small's continuous (x, y) being img's
+    ``(ax + bx * x, ay + by * y)``."""
+    import cv2
+
+    ax, bx, ay, by = 0.0, 1.0, 0.0, 1.0
+    while img.shape[1] >= 2 * width and img.shape[0] >= 2 * height:
+        # pyrDown's pixel i is centred on pixel 2i: x = 2 x' - 0.5 in continuous coordinates.
+        img = cv2.pyrDown(img)
+        ax, bx, ay, by = ax - 0.5 * bx, 2 * bx, ay - 0.5 * by, 2 * by
+    if img.shape[1] != width or img.shape[0] != height:
+        # Less than halving is left: bilinear barely aliases, and costs a tenth of "area".
+        bx, by = bx * img.shape[1] / width, by * img.shape[0] / height
+        img = cv2.resize(img, (width, height), interpolation=cv2.INTER_LINEAR)
+    return img, ax, bx, ay, by
+
+
+def _detector_rois(view: _Shrunk, model: int, pad_frac: float = 0.0,
+                   degrees: float = 0.0) -> list[Roi]:
+    """Face boxes of one MediaPipe detector (``model`` 0 short-range, 1 full-range) as ROIs in
+    photo pixels, found on the (shrunk) photo padded by ``pad_frac`` of its longer side and
+    turned by ``degrees`` counter-clockwise; the box centres and the roll come back through the
+    inverse of that turn. The roll is the detector's eye-to-eye angle, as in MediaPipe's face
+    graphs."""
+    import cv2
+
+    rgb = view.img
+    h, w = rgb.shape[:2]
+    pad = round(pad_frac * max(h, w))
+    rad = math.radians(degrees)
+    cos, sin = abs(math.cos(rad)), abs(math.sin(rad))
+    ww, hh = round(w * cos + h * sin) + 2 * pad, round(w * sin + h * cos) + 2 * pad
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), degrees, 1.0)
+    m[:, 2] += (ww / 2 - w / 2, hh / 2 - h / 2)
+    if degrees:
+        work = cv2.warpAffine(rgb, m, (ww, hh), flags=cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+    elif pad:
+        work = cv2.copyMakeBorder(rgb, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(0, 0, 0))
+    else:
+        work = rgb
+    with quiet_stderr():
+        res = get_face_detector(model, DETECT_CONFIDENCE).process(np.ascontiguousarray(work))
+    back = cv2.invertAffineTransform(m)  # turned and padded -> shrunk
+    rois = []
+    for det in res.detections or []:
+        box = det.location_data.relative_bounding_box
+        eye_r, eye_l = det.location_data.relative_keypoints[:2]  # image left, image right
+        x, y = back @ ((box.xmin + box.width / 2) * ww, (box.ymin + box.height / 2) * hh, 1.0)
+        x, y = view.ax + view.bx * x, view.ay + view.by * y
+        # A roll of a in the turned copy is a + degrees in the photo (both clockwise on screen).
+        roll = math.atan2((eye_l.y - eye_r.y) * hh, (eye_l.x - eye_r.x) * ww) + rad
+        size = ROI_SCALE * max(box.width * ww, box.height * hh) * (view.bx + view.by) / 2
+        rois.append(Roi(float(x), float(y), float(size), roll, float(det.score[0])))
+    return rois
+
+
+def _tile_rois(rgb: np.ndarray) -> list[Roi]:
+    """Both detectors' boxes in overlapping tiles of a large photo, so that faces too small for
+    a view of the whole photo are found: tiles of a third of the longer side (at least
+    DETECT_SIDE), shrunk to DETECT_SIDE, find faces down to ~5 % of a tile's side."""
+    longest = max(rgb.shape[:2])
+    small, ax, bx, ay, by = _shrink(rgb, longest * DETECT_SIDE / max(DETECT_SIDE, longest / 3))
+    h, w = small.shape[:2]
+    rois = []
+    for y0 in _tile_starts(h, DETECT_SIDE):
+        for x0 in _tile_starts(w, DETECT_SIDE):
+            tile = _Shrunk(small[y0:y0 + DETECT_SIDE, x0:x0 + DETECT_SIDE],
+                           ax + bx * x0, bx, ay + by * y0, by)
+            rois += _detector_rois(tile, 0) + _detector_rois(tile, 1)
+    return rois
+
+
+def _tile_starts(length: int, tile: int) -> list[int]:
+    """Tile origins along one side: ``tile``-long tiles overlapping by at least a quarter."""
+    if length <= tile:
+        return [0]
+    n = math.ceil((length - tile) / (0.75 * tile)) + 1
+    return [round(i * (length - tile) / (n - 1)) for i in range(n)]
+
+
+def _frame_rois(rgb: np.ndarray) -> list[Roi]:
+    """ROIs on the frame itself, for tight crops where no detector finds the face: centred,
+    as large as the photo and larger (the face overflows a tight crop), at several rolls."""
+    h, w = rgb.shape[:2]
+    return [Roi(w / 2, h / 2, k * max(h, w), math.radians(a), 0.0)
+            for k in FRAME_SIZES for a in FRAME_ANGLES]
+
+
+def _stage_passes(stage: str, rgb: np.ndarray) -> list[Callable[[], list[Roi]]]:
+    """The passes of one stage of :func:`detect_faces`, each proposing ROIs when called (so a
+    photo whose face was found by the first pass pays for no more detector runs)."""
+    view = lru_cache(maxsize=1)(partial(_shrink, rgb, DETECT_SIDE))  # shrunk once, if at all
+    if stage == "detector":
+        # Short-range on the padded photo first: it finds most tight crops on its own.
+        passes = [partial(_boxes, view, model, pad)
+                  for model, pad in ((0, DETECT_PAD), (0, 0.0), (1, 0.0), (1, DETECT_PAD))]
+        if max(rgb.shape[:2]) >= TILE_FROM:
+            passes.append(partial(_tile_rois, rgb))
+        return passes
+    if stage == "facemesh":
+        return [lambda: [roi_from_landmarks(p) for pad in (0.0, DETECT_PAD)
+                         for p in mesh_faces(rgb, pad)]]
+    if stage == "rotated":
+        return [partial(_boxes, view, model, DETECT_PAD, deg)
+                for deg in ROTATIONS for model in (0, 1)]
+    if stage == "frame":
+        return [partial(_frame_rois, rgb)]
+    raise ValueError(f"unknown stage {stage!r}")
+
+
+def _boxes(view: Callable[[], _Shrunk], model: int, pad_frac: float,
+           degrees: float = 0.0) -> list[Roi]:
+    return _detector_rois(view(), model, pad_frac, degrees)
+
+
+def _photo_covered(faces: list[Roi], w: int, h: int) -> bool:
+    """Whether the ROIs of the faces found fill at least half the photo, leaving no room for
+    another face of their size: then a photo need not be searched further."""
+    area = 0.0
+    for r in faces:
+        half = r.size / 2
+        area += (max(0.0, min(w, r.cx + half) - max(0.0, r.cx - half))
+                 * max(0.0, min(h, r.cy + half) - max(0.0, r.cy - half)))
+    return area >= 0.5 * w * h
+
+
+def _box(pts: np.ndarray) -> tuple[float, float, float, float]:
+    lo, hi = pts[:, :2].min(0), pts[:, :2].max(0)
+    return float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1])
+
+
+def _same_face(a: np.ndarray, b: np.ndarray) -> bool:
+    """Two meshes of one face: eye midpoints within half an eye distance, or one mesh's box
+    mostly inside the other's (a mesh at the wrong scale on a face found right elsewhere)."""
+    mid_a, mid_b = anchor_points(a)[:2].mean(0), anchor_points(b)[:2].mean(0)
+    iod = max(eye_distance(a), eye_distance(b))
+    if float(np.linalg.norm(mid_a - mid_b)) < 0.5 * iod:
+        return True
+    ax0, ay0, ax1, ay1 = _box(a)
+    bx0, by0, bx1, by1 = _box(b)
+    inter = max(0.0, min(ax1, bx1) - max(ax0, bx0)) * max(0.0, min(ay1, by1) - max(ay0, by0))
+    smaller = min((ax1 - ax0) * (ay1 - ay0), (bx1 - bx0) * (by1 - by0))
+    return inter > 0.5 * smaller
+
+
+def _covered(roi: Roi, face: Roi) -> bool:
+    """Whether ``roi`` proposes a face already found (its ROI ``face``): same place, similar
+    size. Skipping those saves a mesh fit per duplicate box."""
+    near = math.hypot(roi.cx - face.cx, roi.cy - face.cy) < 0.35 * face.size
+    return near and 0.5 < roi.size / face.size < 2.0
+
+
+def detect_faces(rgb: np.ndarray, max_faces: int | None = None) -> list[Detection]:
+    """Every face in an RGB uint8 photo of any size, largest first (at most ``max_faces``).
+
+    Stages (FACE_STAGES) propose regions in turn: detector boxes (short- and full-range, on the
+    photo and padded, large photos also in tiles), whole-photo FaceMesh, detector boxes on
+    turned copies, and the frame itself. Every region of a stage gets a refined mesh; a mesh
+    counts when the model scores it a face (MIN_PRESENCE) and its layout is plausible, and in
+    the stages no detector vouched for (CONFIRMED_STAGES) when a second opinion confirms it; a
+    mesh of doubtful orientation is refit at other rolls (:func:`_fit_face`). One mesh is kept
+    per face. The cascade stops after the first stage that yields a face, and within a stage
+    after the pass whose faces fill the photo: a tight crop of one face costs one detector run
+    and one mesh fit; in a group photo every pass runs.
+
+    Raises:
+        NoFace: ``no-face`` when no stage finds a confirmed face; the detail counts the regions
+            tried and why their meshes were rejected.
+    """
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise ValueError(f"expected an RGB uint8 image, got {rgb.dtype} {rgb.shape}")
+    if max_faces is not None and max_faces < 1:
+        raise ValueError(f"max_faces must be at least 1, got {max_faces}")
+    found: list[tuple[np.ndarray, float, int, Roi]] = []  # points, presence, stage, ROI
+    rejected: dict[str, int] = {}
+    h, w = rgb.shape[:2]
+    for index, stage in enumerate(FACE_STAGES):
+        for propose in _stage_passes(stage, rgb):
+            for roi in sorted(propose(), key=lambda r: -r.prior):
+                if any(_covered(roi, f[3]) for f in found):
+                    continue
+                pts, score, why = _fit_face(rgb, roi, stage in CONFIRMED_STAGES)
+                if pts is None:
+                    rejected[why] = rejected.get(why, 0) + 1
+                    continue
+                face = (pts, score, index, roi_from_landmarks(pts))
+                twin = next((i for i, f in enumerate(found) if _same_face(f[0], pts)), None)
+                if twin is None:
+                    found.append(face)
+                elif score > found[twin][1]:
+                    found[twin] = face
+            if _photo_covered([f[3] for f in found], w, h):
+                break
+        if found:
+            break
+    if not found:
+        tally = ", ".join(f"{n} {why}" for why, n in sorted(rejected.items())) or "none"
+        raise NoFace("no-face", f"no face in {w}x{h} px; meshes rejected: {tally}")
+    found.sort(key=lambda f: -float(np.prod(np.ptp(f[0][:, :2], axis=0))))
+    return [Detection(pts.astype(np.float32), len(found), index, FACE_STAGES[index], score)
+            for pts, score, index, _ in found[:max_faces]]
