@@ -14,6 +14,8 @@ import warnings
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from .rejection import Rejection
+
 # Faces in huge photos are found at this resolution; more only costs time (see decode_image).
 MAX_WORKING_SIDE = 4096
 # Below this FaceMesh finds no real face: scikit-image's astronaut shrunk to 22-43 px gives
@@ -26,13 +28,8 @@ Image.MAX_IMAGE_PIXELS = 40_000 * 40_000
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 
-class BadImage(ValueError):
-    """An input that cannot be used; ``reason`` is a short machine-friendly tag."""
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
-        self.detail = detail
+class BadImage(Rejection):
+    """An input that cannot be decoded into a picture."""
 
 
 def decode_image(data: bytes, max_side: int = MAX_WORKING_SIDE) -> np.ndarray:

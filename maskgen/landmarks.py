@@ -21,6 +21,7 @@ import numpy as np
 
 from .facemesh import quiet_stderr
 from .facepoints import LEFT_EYE, NUM_LANDMARKS, NUM_MESH_POINTS, RIGHT_EYE, eye_distance
+from .rejection import Rejection
 
 # MediaPipe's graphs miss faces in tiny pictures: those are upscaled to this first.
 MIN_DETECT_SIDE = 256
@@ -34,13 +35,8 @@ ATTEMPTS: tuple[tuple[str, float], ...] = (
     ("plain-mesh", 0.0), ("plain-mesh", 0.25))
 
 
-class NoFace(ValueError):
-    """No usable face in a picture; ``reason`` goes to ``failures.jsonl``."""
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
-        self.detail = detail
+class NoFace(Rejection):
+    """No usable face in a picture."""
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from .facepoints import (
 )
 from .placement import Placement, check_placement, face_region
 from .raster import PATTERNS, blend_layer, darken, paint_layer
+from .rejection import Rejection
 from .templates import WEAR_SHIFT, Template
 from .texture import packed_texture
 from .warp import (
@@ -47,13 +48,8 @@ DEFAULT_SHEEN = 40.0
 MAX_LEVEL = 2
 
 
-class RenderError(ValueError):
-    """A mask that cannot be placed on this face (``reason`` goes to ``failures.jsonl``)."""
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
-        self.detail = detail
+class RenderError(Rejection):
+    """A mask that cannot be placed on this face."""
 
 
 @dataclass(frozen=True)

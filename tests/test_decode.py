@@ -74,3 +74,18 @@ def test_huge_jpeg_is_reduced_in_the_decoder():
     big[:, ::2] = 200
     out = decode_image(jpeg_bytes(big), max_side=2048)
     assert max(out.shape[:2]) <= 2048 and out.shape[1] > out.shape[0]
+
+
+def test_rejections_share_one_shape():
+    """An undecodable picture, a picture without a face and a mask that cannot be placed are
+    one kind of error: a reason tag and a detail (what failures.jsonl records)."""
+    from maskface.maskgen.landmarks import NoFace
+    from maskface.maskgen.rejection import Rejection
+    from maskface.maskgen.render import RenderError
+
+    for cls in (BadImage, NoFace, RenderError):
+        e = cls("some-reason", "what was seen")
+        assert isinstance(e, Rejection) and isinstance(e, ValueError)
+        assert (e.reason, e.detail, str(e)) == ("some-reason", "what was seen",
+                                                "some-reason: what was seen")
+        assert str(cls("alone")) == "alone" and cls("alone").detail == ""
