@@ -15,9 +15,6 @@ from functools import cache
 
 import numpy as np
 
-from .sources import SourceItem
-from .split import hash_split
-
 _LFW_FACES = 12  # the first 100 entries of lfw_subset are faces, the rest are not
 
 
@@ -39,10 +36,9 @@ def _variants() -> dict[str, tuple[str, str]]:
     return v
 
 
-def demo_items(ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)) -> list[SourceItem]:
-    """The demo source's items, split by key hash like any folder."""
-    return sorted((SourceItem(name.replace(".", "_"), "demo", name, hash_split(name, ratios))
-                   for name in _variants()), key=lambda i: i.key)
+def demo_names() -> list[str]:
+    """The names of the demo pictures (what :func:`demo_bytes` takes)."""
+    return list(_variants())
 
 
 @cache

@@ -3,17 +3,17 @@
 A pack is an INI file whose sections are mask names, each with ``template`` (a PNG with an alpha
 channel, path relative to the pack) and six points in that image, ``mask_a`` ... ``mask_f``:
 a, b, c along the top edge (left cheek at the nose bridge's height, nose bridge, right cheek)
-and d, e, f along the bottom (left jaw, chin, right jaw). Each becomes a :class:`Template` whose
-2x3 grid is anchored on the FaceMesh landmarks nearest to MaskTheFace's dlib points, with the
-image as its texture (its own colours, not recoloured).
+and d, e, f along the bottom (left jaw, chin, right jaw). Each becomes a template description
+(what an ``assets/masks/*.json`` file holds, which :func:`.templates.registry` turns into a
+``Template``) whose 2x3 grid is anchored on the FaceMesh landmarks nearest to MaskTheFace's dlib
+points, with the image as its texture (its own colours, not recoloured). This module knows the
+pack format only, not the Template class, so the two do not import each other.
 """
 
 from __future__ import annotations
 
 import configparser
 from pathlib import Path
-
-from .templates import Template, template_from_dict
 
 # FaceMesh stand-ins for the dlib points MaskTheFace pins its six template points to.
 ANCHORS = {"mask_a": "234*0.7 + 93*0.3", "mask_b": "197*0.5 + 6*0.5",
@@ -39,9 +39,10 @@ def _point(text: str, where: str) -> tuple[float, float]:
     return float(parts[0]), float(parts[1])
 
 
-def load_masks_cfg(path: str | Path) -> list[Template]:
-    """Every mask of a ``masks.cfg`` pack as a :class:`Template`, named after its section
-    (lower case; characters other than letters, digits and '-' become '-')."""
+def read_masks_cfg(path: str | Path) -> list[tuple[str, dict]]:
+    """Every mask of a ``masks.cfg`` pack as ``(where, description)``: ``where`` names the pack
+    and section (for error messages), ``description`` is the template's JSON form, named after
+    its section (lower case; characters other than letters, digits and '-' become '-')."""
     import cv2
 
     path = Path(path)
@@ -73,5 +74,5 @@ def load_masks_cfg(path: str | Path) -> list[Template]:
              "texture": {"style": "image", "image": str(image), "aspect": w / h,
                          "outline": [[0, 0], [1, 0], [1, 1], [0, 1]]},
              "palette": ["#ffffff"], "loops": "none"}
-        out.append(template_from_dict(d, where))
+        out.append((where, d))
     return out

@@ -54,8 +54,6 @@ def resolve_source(src: str, *, celeba_root: str | None = None,
     Raises :class:`SourceError` with an actionable message when the source cannot be used.
     """
     if src == "demo":
-        from .demo import demo_items
-
         return "demo", demo_items(ratios)
     if src == "celeba":
         root = Path(celeba_root or os.environ.get(CELEBA_ENV) or CELEBA_DEFAULT).expanduser()
@@ -159,6 +157,15 @@ def list_items(list_file: Path, ratios: tuple[float, float, float]) -> list[Sour
                          for p in paths])
     return sorted((SourceItem(k, "file", p, hash_split(k, ratios))
                    for k, p in zip(keys, paths, strict=True)), key=lambda i: i.key)
+
+
+def demo_items(ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)) -> list[SourceItem]:
+    """The built-in ``demo`` source's items (pictures of :mod:`.demo`), split by key hash like
+    any folder."""
+    from .demo import demo_names
+
+    return sorted((SourceItem(name.replace(".", "_"), "demo", name, hash_split(name, ratios))
+                   for name in demo_names()), key=lambda i: i.key)
 
 
 def celeba_items(root: Path, ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)

@@ -177,9 +177,10 @@ def registry(extra_dirs: tuple[str, ...] = ()) -> dict[str, Template]:
             out[t.name] = t
         cfg = Path(d) / "masks.cfg"
         if cfg.is_file():  # a MaskTheFace template pack
-            from .maskthefacecfg import load_masks_cfg
+            from .maskthefacecfg import read_masks_cfg
 
-            for t in load_masks_cfg(cfg):
+            for where, desc in read_masks_cfg(cfg):
+                t = template_from_dict(desc, where)
                 out[t.name] = t
     return out
 
