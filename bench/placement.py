@@ -4,9 +4,10 @@
 
 For each face and type: are the mouth and nostrils covered, are both eyes free, and how much of
 the mask lies outside the face outline (types that may hang lower, bandana and neck gaiter, are
-reported but not held to it). Faces turned further than a type allows are counted separately.
-Landmarks come from --cache (a `maskface generate` landmark cache) or are detected. Also times
-rendering per type. Prints one JSON object.
+reported but not held to it). Faces turned further than a type allows, and masks that cannot be
+drawn, are counted separately. The samples are generate's own (`maskgen.samples.face_samples`,
+proper wear, seed 0). Landmarks come from --cache (a `maskface generate` landmark cache) or are
+detected. Also times rendering per type. Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -24,11 +25,9 @@ DEFAULT_SRC = Path(__file__).resolve().parents[2] / "shared" / "data" / "celeba-
 
 
 def main() -> None:
-    from maskface.maskgen.align import align_face
     from maskface.maskgen.decode import decode_image
     from maskface.maskgen.landmark_cache import LandmarkCache, digest_bytes
-    from maskface.maskgen.pose import head_pose
-    from maskface.maskgen.render import prepare_face, render_mask
+    from maskface.maskgen.samples import SampleRules, face_samples, maskable_face
     from maskface.maskgen.sources import read_source, resolve_source
     from maskface.maskgen.templates import registry
 
@@ -43,9 +42,11 @@ def main() -> None:
     items = items[: args.limit] if args.limit else items
     cache = LandmarkCache.load(args.cache) if args.cache else LandmarkCache()
     reg = registry()
+    # generate's samples with every type and proper wear (SampleRules' default).
+    rules = SampleRules(tuple(reg))
     stats: dict[str, dict] = defaultdict(lambda: defaultdict(list))
     faces = 0
-    for n, item in enumerate(items):
+    for item in items:
         data = read_source(item)
         rgb = decode_image(data)
         entry = cache.get(item.key, digest_bytes(data))
@@ -61,21 +62,21 @@ def main() -> None:
         else:
             pts0 = entry.points
         faces += 1
-        crop, _, pts = align_face(rgb, pts0, 256)
-        ctx = prepare_face(crop)
-        yaw = abs(head_pose(pts0)["yaw"])
-        for name, t in reg.items():
-            s = stats[name]
-            if yaw > t.max_yaw:
+        face = maskable_face(rgb, pts0, 256, item.key, rules)
+        t0 = time.perf_counter()
+        for sample in face_samples(face, rules):
+            s = stats[sample.type]
+            if sample.reason == "turned-too-far":
                 s["turned"].append(1)
-                continue
+            elif sample.rendered is None:
+                s["not_drawn"].append(1)
+            else:
+                s["ms"].append(1000 * (time.perf_counter() - t0))
+                p = sample.rendered.placement
+                s["mouth_nostrils"].append(p.mouth_covered and p.nostrils_covered)
+                s["eyes_free"].append(p.eyes_free)
+                s["off_face"].append(p.off_face)
             t0 = time.perf_counter()
-            r = render_mask(crop, pts, t, np.random.default_rng(n), context=ctx)
-            s["ms"].append(1000 * (time.perf_counter() - t0))
-            p = r.placement
-            s["mouth_nostrils"].append(p.mouth_covered and p.nostrils_covered)
-            s["eyes_free"].append(p.eyes_free)
-            s["off_face"].append(p.off_face)
     def med(x: list) -> float | None:
         return round(float(np.median(x)), 4) if len(x) else None
 
@@ -87,6 +88,7 @@ def main() -> None:
         rendered = len(s["ms"])
         per_type[name] = {
             "rendered": rendered, "turned_too_far": len(s["turned"]),
+            "not_drawn": len(s["not_drawn"]),
             "mouth_and_nostrils_covered": share(s["mouth_nostrils"]),
             "eyes_free": share(s["eyes_free"]),
             "off_face_median": med(s["off_face"]),

@@ -10,7 +10,6 @@ the merged landmark cache.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -21,6 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -28,7 +28,10 @@ from .. import __version__
 from .landmark_cache import CacheEntry, LandmarkCache, digest_bytes
 from .sources import SourceItem, read_source, resolve_source
 from .split import SPLITS
-from .templates import WEAR_SHIFT, registry, select_types
+from .templates import WEAR_SHIFT, select_types
+
+if TYPE_CHECKING:  # the worker's modules (numba, OpenCV) are not imported in the parent
+    from .samples import MaskableFace
 
 log = logging.getLogger("maskface.generate")
 
@@ -321,13 +324,6 @@ def _progress(cfg: GenerateConfig, total: int):
     return update
 
 
-def sample_seed(*parts: object) -> int:
-    """A stable 64-bit integer from any strings/ints (Python's hash() is salted per process):
-    the seed of each sample's randomness, from (global seed, source key, type)."""
-    h = hashlib.blake2b("\x1f".join(str(p) for p in parts).encode(), digest_size=8)
-    return int.from_bytes(h.digest(), "big")
-
-
 def parse_wear(spec: str) -> dict[str, float]:
     """``"proper=0.8,nose-exposed=0.15,under-chin=0.05"`` -> probabilities (normalised)."""
     out: dict[str, float] = {}
@@ -345,201 +341,178 @@ def parse_wear(spec: str) -> dict[str, float]:
     return {k: v / total for k, v in out.items()}
 
 
-def choose_wear(key: str, seed: int, mask_type: str, probs: dict[str, float]) -> str:
-    """The wear style of one sample, drawn from (seed, key, type)."""
-    if len(probs) == 1:
-        return next(iter(probs))
-    rng = np.random.default_rng(sample_seed(seed, key, mask_type, "wear"))
-    names = sorted(probs)
-    return names[int(rng.choice(len(names), p=[probs[n] for n in names]))]
-
-
-def choose_frame_cut(key: str, seed: int, share: float, points: np.ndarray) -> int | None:
-    """The crop row where this face's photo is cut off (see ``GenerateConfig.frame_cut``), or
-    None; drawn from (seed, key)."""
-    if share <= 0:
-        return None
-    from .align import frame_cut_row
-
-    rng = np.random.default_rng(sample_seed(seed, key, "frame-cut"))
-    if rng.random() >= share:
-        return None
-    return frame_cut_row(points, float(rng.uniform(0.3, 1.0)))
-
-
-def choose_types(key: str, seed: int, type_names: list[str], per_face: str) -> list[str]:
-    """Which mask types a face gets: all of them, or ``per_face`` drawn from (seed, key)."""
-    if per_face == "all" or int(per_face) >= len(type_names):
-        return list(type_names)
-    rng = np.random.default_rng(sample_seed(seed, key, "types"))
-    pick = rng.choice(len(type_names), size=int(per_face), replace=False)
-    return [type_names[i] for i in sorted(pick)]
-
-
 def generate_shard(task: ShardTask, cfg: GenerateConfig, type_names: list[str],
                    cache_entries: dict[str, CacheEntry]) -> dict:
-    """Produce one shard (runs in a worker). Returns counts, failures, timings."""
+    """Produce one shard (runs in a worker): every usable face of the task's sources, under
+    the mask types it gets (:func:`.samples.face_samples`). Returns counts, failures, timings."""
     import cv2
 
-    from .align import align_face, reflect_below
-    from .decode import BadImage, decode_image
-    from .encode import encode_jpeg, encode_png_gray, encode_png_rgb
-    from .landmarks import NoFace, detect_landmarks_many, runtime_description
-    from .pose import head_pose
-    from .render import RenderError, prepare_face, render_mask
+    from .encode import encode_png_gray
+    from .samples import SampleRules, face_samples, maskable_face
     from .shards import ShardWriter
 
     # Parallelism is across shard processes; OpenCV's own threads would only contend.
     cv2.setNumThreads(1)
     out = Path(cfg.out)
-    templates = registry(cfg.templates)
-    secs = Counter()
-    failures: list[dict] = []
-    new_cache: dict[str, CacheEntry] = {}
-    faces_ok = pairs = 0
-    found_with: set[str] = set()  # what found the landmarks of this shard's sources
-    type_counts: Counter = Counter()
     ext = cfg.image_format
-    wear_probs = parse_wear(cfg.wear)
+    rules = SampleRules(tuple(type_names), cfg.seed, cfg.per_face, parse_wear(cfg.wear),
+                        cfg.frame_cut, cfg.templates)
+    book = _ShardBook()
+    with ShardWriter(out / task.split / f"{task.name}.tar") as writer:
+        for item, rgb, entry in _with_landmarks(task.items, cache_entries, book):
+            t = time.perf_counter()
+            face = maskable_face(rgb, entry.points, cfg.size, item.key, rules)
+            clean = _encode(face.framed(face.crop), cfg)
+            shared_json = _face_json(item, face, entry, cfg)
+            book.secs["align"] += time.perf_counter() - t
+            book.faces_ok += 1
+            t = time.perf_counter()
+            for sample in face_samples(face, rules):
+                t_drawn = time.perf_counter()
+                book.secs["render"] += t_drawn - t
+                if sample.reason:
+                    book.fail(item, sample.reason, sample.detail, sample.type)
+                else:
+                    key = f"{item.key}_{sample.type}"
+                    r = sample.rendered
+                    own = json.dumps({"key": key, "type": sample.type, **r.meta},
+                                     separators=(",", ":"))
+                    writer.write(key, {f"masked.{ext}": _encode(face.framed(r.masked), cfg),
+                                       f"clean.{ext}": clean,
+                                       "mask.png": encode_png_gray(face.framed(r.mask)),
+                                       "json": f"{own[:-1]},{shared_json[1:]}".encode()})
+                    book.pairs += 1
+                    book.types[sample.type] += 1
+                t = time.perf_counter()
+                book.secs["encode_write"] += t - t_drawn
 
-    def fail(item: SourceItem, reason: str, detail: str = "", mask_type: str | None = None):
+    state = out / STATE_DIR
+    if book.new_cache:
+        LandmarkCache(book.new_cache).save(state / f"{task.state_name}.landmarks.npz")
+    result = {"split": task.split, "shard": task.name, "faces_in": len(task.items),
+              "faces_ok": book.faces_ok, "pairs": book.pairs,
+              "types": dict(sorted(book.types.items())), "failures": book.failures,
+              "landmarks_found_with": sorted(book.found_with),
+              "seconds": {k: round(v, 4) for k, v in book.secs.items()}}
+    _atomic_write(state / f"{task.state_name}.json", json.dumps(result))
+    return result
+
+
+@dataclass
+class _ShardBook:
+    """What a shard task accounts for besides the samples it writes."""
+
+    failures: list[dict] = field(default_factory=list)
+    secs: Counter = field(default_factory=Counter)  # seconds by stage
+    new_cache: dict[str, CacheEntry] = field(default_factory=dict)  # landmarks found here
+    found_with: set[str] = field(default_factory=set)  # what found the sources' landmarks
+    types: Counter = field(default_factory=Counter)  # samples written by type
+    faces_ok: int = 0
+    pairs: int = 0
+
+    def fail(self, item: SourceItem, reason: str, detail: str = "",
+             mask_type: str | None = None) -> None:
+        """Record a source (or, with ``mask_type``, one sample of it) that is not written."""
         rec = {"source": item.key, "ref": item.ref, "split": item.split, "reason": reason,
                "detail": detail}
         if mask_type:
             rec["type"] = mask_type
-        failures.append(rec)
+        self.failures.append(rec)
 
-    def encode(img: np.ndarray) -> bytes:
-        return encode_jpeg(img, cfg.jpeg_quality) if ext == "jpg" else encode_png_rgb(img)
 
-    def with_landmarks():
-        """(item, picture, landmarks entry) for each usable source, in order. Sources are
-        decoded a chunk at a time, and the landmarks of the chunk's new ones found together
-        (detect_landmarks_many) before any of them is rendered: the landmark model runs on
-        several faces at once, and the networks' weights stay in the CPU's caches. The output
-        does not depend on the chunks."""
-        chunk: list[tuple[SourceItem, np.ndarray, str]] = []
-        pixels = 0
-        for item in task.items:
-            t = time.perf_counter()
-            try:
-                data = read_source(item)
-            except OSError as e:
-                fail(item, "unreadable", f"{type(e).__name__}: {e}")
-                continue
-            digest = digest_bytes(data)
-            t2 = time.perf_counter()
-            secs["read"] += t2 - t
-            try:
-                rgb = decode_image(data)
-            except BadImage as e:
-                fail(item, e.reason, e.detail)
-                continue
-            finally:
-                secs["decode"] += time.perf_counter() - t2
-            chunk.append((item, rgb, digest))
-            pixels += rgb.shape[0] * rgb.shape[1]
-            if len(chunk) >= DETECT_CHUNK or pixels >= DETECT_CHUNK_PIXELS:
-                yield from landmarks_of(chunk)
-                chunk, pixels = [], 0
-        yield from landmarks_of(chunk)
+def _with_landmarks(items: list[SourceItem], cache_entries: dict[str, CacheEntry],
+                    book: _ShardBook) -> Iterator[tuple[SourceItem, np.ndarray, CacheEntry]]:
+    """(item, picture, landmarks entry) for each usable source, in order. Sources are decoded
+    a chunk at a time, and the landmarks of the chunk's new ones found together
+    (detect_landmarks_many) before any of them is rendered: the landmark model runs on several
+    faces at once, and the networks' weights stay in the CPU's caches. The output does not
+    depend on the chunks."""
+    chunk: list[tuple[SourceItem, np.ndarray, str]] = []
+    pixels = 0
+    for item, rgb, digest in _decoded(items, book):
+        chunk.append((item, rgb, digest))
+        pixels += rgb.shape[0] * rgb.shape[1]
+        if len(chunk) >= DETECT_CHUNK or pixels >= DETECT_CHUNK_PIXELS:
+            yield from _landmarks_of(chunk, cache_entries, book)
+            chunk, pixels = [], 0
+    yield from _landmarks_of(chunk, cache_entries, book)
 
-    def landmarks_of(chunk: list[tuple[SourceItem, np.ndarray, str]]):
+
+def _decoded(items: list[SourceItem], book: _ShardBook
+             ) -> Iterator[tuple[SourceItem, np.ndarray, str]]:
+    """(item, picture, digest of its bytes) for each source that reads and decodes."""
+    from .decode import BadImage, decode_image
+
+    for item in items:
         t = time.perf_counter()
-        entries = [cache_entries.get(item.key) for item, _, _ in chunk]
-        todo = [k for k, ((_, _, digest), e) in enumerate(zip(chunk, entries, strict=True))
-                if e is None or e.digest != digest]
-        found = detect_landmarks_many([chunk[k][1] for k in todo]) if todo else []
-        for k, det in zip(todo, found, strict=True):
-            digest = chunk[k][2]
-            if isinstance(det, NoFace):  # every attempt failed: the main runtime is named
-                entries[k] = CacheEntry(digest, None, det.reason, det.detail, 0,
-                                        runtime_description())
-            else:
-                entries[k] = CacheEntry(digest, det.points, "", "", det.faces_found,
-                                        det.found_with)
-            new_cache[chunk[k][0].key] = entries[k]
-        secs["detect"] += time.perf_counter() - t
-        for (item, rgb, _), entry in zip(chunk, entries, strict=True):
-            found_with.add(entry.found_with)
-            if entry.points is None:
-                fail(item, entry.reason, entry.detail)
-                continue
-            yield item, rgb, entry
+        try:
+            data = read_source(item)
+        except OSError as e:
+            book.fail(item, "unreadable", f"{type(e).__name__}: {e}")
+            continue
+        digest = digest_bytes(data)
+        t2 = time.perf_counter()
+        book.secs["read"] += t2 - t
+        try:
+            rgb = decode_image(data)
+        except BadImage as e:
+            book.fail(item, e.reason, e.detail)
+            continue
+        finally:
+            book.secs["decode"] += time.perf_counter() - t2
+        yield item, rgb, digest
 
-    writer = ShardWriter(out / task.split / f"{task.name}.tar")
-    with writer:
-        for item, rgb, entry in with_landmarks():
-            t4 = time.perf_counter()
-            crop, m, pts = align_face(rgb, entry.points, cfg.size)
-            scale = float(np.sqrt(abs(np.linalg.det(m[:, :2]))))
-            pose = head_pose(entry.points)
-            cut = choose_frame_cut(item.key, cfg.seed, cfg.frame_cut, pts)
 
-            def framed(img: np.ndarray, cut: int | None = cut) -> np.ndarray:
-                return img if cut is None else reflect_below(img, cut)
+def _landmarks_of(chunk: list[tuple[SourceItem, np.ndarray, str]],
+                  cache_entries: dict[str, CacheEntry], book: _ShardBook
+                  ) -> Iterator[tuple[SourceItem, np.ndarray, CacheEntry]]:
+    """The chunk's sources with their landmarks: from the cache where its entry is for the
+    same bytes, else found now (and added to ``book.new_cache``)."""
+    from .landmarks import NoFace, detect_landmarks_many, runtime_description
 
-            clean_bytes = encode(framed(crop))
-            # Masks are drawn on the whole face, then cut with it: a real mask at the frame
-            # edge is mirrored by the aligned crop's border just the same.
-            context = prepare_face(crop, pts)
-            # What every sample of this face shares, serialised once. Landmarks are tenths of a
-            # pixel as integers: exact enough, and ~4x faster to write than floats.
-            face_json = json.dumps({
-                "source": item.key, "source_ref": item.ref, "split": item.split,
-                "seed": cfg.seed, "size": cfg.size,
-                "alignment": np.round(m, 6).tolist(), "pose": pose,
-                **({"frame_cut": cut} if cut is not None else {}),
-                "faces_found": entry.faces_found, "landmarks_unit": 0.1},
-                separators=(",", ":"))
-            face_json = (f'{face_json[:-1]},"landmarks":'
-                         f'{_int_rows_json(np.round(pts * 10).astype(np.int32))}}}')
-            t5 = time.perf_counter()
-            secs["align"] += t5 - t4
-            faces_ok += 1
-            for name in choose_types(item.key, cfg.seed, type_names, cfg.per_face):
-                t6 = time.perf_counter()
-                template = templates[name]
-                if abs(pose["yaw"]) > template.max_yaw:
-                    fail(item, "turned-too-far", f"yaw {pose['yaw']:.0f} degrees, this type "
-                                                 f"allows {template.max_yaw:.0f}", name)
-                    continue
-                rng = np.random.default_rng(sample_seed(cfg.seed, item.key, name))
-                wear = choose_wear(item.key, cfg.seed, name, wear_probs)
-                try:
-                    r = render_mask(crop, pts, template, rng, source_scale=scale,
-                                    context=context, wear=wear)
-                except RenderError as e:
-                    fail(item, e.reason, e.detail, name)
-                    continue
-                problem = r.placement.problem(wear, template.on_face)
-                if problem:
-                    # The geometry is deterministic per face and type: drawing again would
-                    # place it the same way, so the sample is recorded instead.
-                    fail(item, problem, json.dumps(r.placement.as_dict()), name)
-                    continue
-                t7 = time.perf_counter()
-                secs["render"] += t7 - t6
-                key = f"{item.key}_{name}"
-                own = json.dumps({"key": key, "type": name, **r.meta}, separators=(",", ":"))
-                meta = f"{own[:-1]},{face_json[1:]}"
-                writer.write(key, {f"masked.{ext}": encode(framed(r.masked)),
-                                   f"clean.{ext}": clean_bytes,
-                                   "mask.png": encode_png_gray(framed(r.mask)),
-                                   "json": meta.encode()})
-                pairs += 1
-                type_counts[name] += 1
-                secs["encode_write"] += time.perf_counter() - t7
+    t = time.perf_counter()
+    entries = [cache_entries.get(item.key) for item, _, _ in chunk]
+    todo = [k for k, ((_, _, digest), e) in enumerate(zip(chunk, entries, strict=True))
+            if e is None or e.digest != digest]
+    found = detect_landmarks_many([chunk[k][1] for k in todo]) if todo else []
+    for k, det in zip(todo, found, strict=True):
+        digest = chunk[k][2]
+        if isinstance(det, NoFace):  # every attempt failed: the main runtime is named
+            entries[k] = CacheEntry(digest, None, det.reason, det.detail, 0,
+                                    runtime_description())
+        else:
+            entries[k] = CacheEntry(digest, det.points, "", "", det.faces_found, det.found_with)
+        book.new_cache[chunk[k][0].key] = entries[k]
+    book.secs["detect"] += time.perf_counter() - t
+    for (item, rgb, _), entry in zip(chunk, entries, strict=True):
+        book.found_with.add(entry.found_with)
+        if entry.points is None:
+            book.fail(item, entry.reason, entry.detail)
+            continue
+        yield item, rgb, entry
 
-    state = out / STATE_DIR
-    if new_cache:
-        LandmarkCache(new_cache).save(state / f"{task.state_name}.landmarks.npz")
-    result = {"split": task.split, "shard": task.name, "faces_in": len(task.items),
-              "faces_ok": faces_ok, "pairs": pairs, "types": dict(sorted(type_counts.items())),
-              "failures": failures, "landmarks_found_with": sorted(found_with),
-              "seconds": {k: round(v, 4) for k, v in secs.items()}}
-    _atomic_write(state / f"{task.state_name}.json", json.dumps(result))
-    return result
+
+def _encode(img: np.ndarray, cfg: GenerateConfig) -> bytes:
+    """An RGB picture of a pair in the run's image format."""
+    from .encode import encode_jpeg, encode_png_rgb
+
+    return encode_jpeg(img, cfg.jpeg_quality) if cfg.image_format == "jpg" else encode_png_rgb(img)
+
+
+def _face_json(item: SourceItem, face: MaskableFace, entry: CacheEntry,
+               cfg: GenerateConfig) -> str:
+    """The JSON object of what every sample of a face shares, serialised once per face (each
+    sample's own members go in front of its members). Landmarks are tenths of a pixel as
+    integers: exact enough, and ~4x faster to write than floats."""
+    text = json.dumps({
+        "source": item.key, "source_ref": item.ref, "split": item.split,
+        "seed": cfg.seed, "size": cfg.size,
+        "alignment": np.round(face.matrix, 6).tolist(), "pose": face.pose,
+        **({"frame_cut": face.cut} if face.cut is not None else {}),
+        "faces_found": entry.faces_found, "landmarks_unit": 0.1},
+        separators=(",", ":"))
+    return (f'{text[:-1]},"landmarks":'
+            f'{_int_rows_json(np.round(face.points * 10).astype(np.int32))}}}')
 
 
 def _int_rows_json(a: np.ndarray) -> str:

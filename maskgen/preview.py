@@ -7,24 +7,29 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .align import align_face
-from .decode import BadImage, decode_image
-from .landmarks import NoFace, detect_landmarks
-from .pipeline import sample_seed
-from .render import RenderError, prepare_face, render_mask
+from .decode import decode_image
+from .landmarks import detect_landmarks
+from .rejection import Rejection
+from .samples import SampleRules, face_samples, maskable_face
 from .sources import read_source, resolve_source
-from .templates import registry, select_types
+from .templates import WEAR_SHIFT, select_types
+
+FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
 def make_sheet(src: str, out: str, *, types: str = "all", faces: int = 6, seed: int = 0,
                size: int = 192, celeba_root: str | None = None,
                templates: tuple[str, ...] = (), keys: list[str] | None = None,
                wear: str = "proper") -> dict:
-    """Write a PNG grid (rows: faces; columns: clean, then each type) and describe it; samples
-    that ``generate`` would not write (placement check, render error) are dimmed and listed
-    under ``rejected`` with their reason."""
+    """Write a PNG grid (a header naming the columns, then a row per face: clean, then each
+    type) and describe it. The samples are ``generate``'s (:func:`.samples.face_samples`, the
+    same colours for the same seed); those it would not write (turned too far for the type,
+    not drawable, placement check) are dimmed, labelled with the reason and listed under
+    ``rejected``."""
+    if wear not in WEAR_SHIFT:
+        raise ValueError(f"unknown wear style {wear!r}; known: {', '.join(WEAR_SHIFT)}")
     names = select_types(types, templates)
-    reg = registry(templates)
+    rules = SampleRules(tuple(names), seed, "all", {wear: 1.0}, templates=templates)
     _, items = resolve_source(src, celeba_root=celeba_root)
     if keys:
         wanted = set(keys)
@@ -37,47 +42,50 @@ def make_sheet(src: str, out: str, *, types: str = "all", faces: int = 6, seed: 
         try:
             rgb = decode_image(read_source(item))
             det = detect_landmarks(rgb)
-        except (OSError, BadImage, NoFace) as e:
+        except (OSError, Rejection) as e:
             skipped.append(f"{item.key}: {e}")
             continue
-        crop, m, pts = align_face(rgb, det.points, size)
-        scale = float(np.sqrt(abs(np.linalg.det(m[:, :2]))))
-        context = prepare_face(crop, pts)
-        tiles = [crop]
-        for name in names:
-            # The same randomness `generate` uses for this face and type (colour, pattern).
-            rng = np.random.default_rng(sample_seed(seed, item.key, name))
-            try:
-                r = render_mask(crop, pts, reg[name], rng, wear=wear, source_scale=scale,
-                                context=context)
-            except RenderError as e:
-                rejected.setdefault(item.key, {})[name] = e.reason
-                tiles.append(np.zeros_like(crop))
-                continue
-            # The same placement check as `generate`: a sample it would not write is shown
-            # dimmed and labelled, not as if it were data.
-            problem = r.placement.problem(wear, reg[name].on_face)
-            if problem:
-                rejected.setdefault(item.key, {})[name] = problem
-                tiles.append(_rejected_tile(r.masked, problem))
+        face = maskable_face(rgb, det.points, size, item.key, rules)
+        tiles = [face.crop]
+        for sample in face_samples(face, rules):
+            drawn = sample.rendered.masked if sample.rendered is not None else face.crop
+            if sample.reason:
+                rejected.setdefault(item.key, {})[sample.type] = sample.reason
+                tiles.append(_rejected_tile(drawn, sample.reason))
             else:
-                tiles.append(r.masked)
+                tiles.append(drawn)
         rows.append(np.hstack(tiles))
         used.append(item.key)
     if not rows:
         raise ValueError(f"no usable face in {src}: {'; '.join(skipped[:5])}")
-    sheet = np.vstack(rows)
+    columns = ["clean", *names]
+    sheet = np.vstack([column_header(columns, size), *rows])
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(out), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
-    return {"out": str(out), "faces": used, "columns": ["clean", *names], "skipped": skipped,
+    return {"out": str(out), "faces": used, "columns": columns, "skipped": skipped,
             "rejected": rejected}
 
 
+def column_header(columns: list[str], tile: int) -> np.ndarray:
+    """A white strip naming each ``tile``-wide column in black, centred (long names shrunk to
+    fit): ``(tile // 8 or 16 px, tile * len(columns), 3)`` uint8."""
+    height = max(16, tile // 8)
+    strip = np.full((height, tile * len(columns), 3), 255, np.uint8)
+    for k, name in enumerate(columns):
+        scale = height / 40  # the font's capitals are ~22 px high at scale 1
+        width = cv2.getTextSize(name, FONT, scale, 1)[0][0]
+        scale *= min(1.0, (tile - 8) / max(width, 1))
+        (width, high), _ = cv2.getTextSize(name, FONT, scale, 1)
+        cv2.putText(strip, name, (k * tile + (tile - width) // 2, (height + high) // 2), FONT,
+                    scale, (0, 0, 0), 1, cv2.LINE_AA)
+    return strip
+
+
 def _rejected_tile(img: np.ndarray, reason: str) -> np.ndarray:
-    """A sample the placement check refuses: dimmed, with the reason written across it."""
+    """A sample ``generate`` would not write: dimmed, with the reason written across it."""
     tile = (img.astype(np.float32) * 0.35).astype(np.uint8)
     scale = img.shape[1] / 400
-    cv2.putText(tile, reason, (4, img.shape[0] - 8), cv2.FONT_HERSHEY_SIMPLEX, scale,
+    cv2.putText(tile, reason, (4, img.shape[0] - 8), FONT, scale,
                 (255, 255, 255), max(1, round(2 * scale)), cv2.LINE_AA)
     return tile
 

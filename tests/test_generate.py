@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -297,3 +298,57 @@ def test_preview_rejects_exactly_what_generate_does_not_write(tmp_path):
                        faces=2)
     shown = {(k, t): r for k, by_type in sheet["rejected"].items() for t, r in by_type.items()}
     assert shown == written
+
+
+def test_preview_dims_faces_turned_too_far_as_generate_refuses_them(tmp_path):
+    """A type that allows almost no head turn: generate refuses nearly every face as
+    turned-too-far, and the contact sheet dims and names exactly those samples."""
+    from maskface.maskgen.preview import make_sheet
+    from maskface.maskgen.templates import ASSETS_DIR
+
+    strict = json.loads((ASSETS_DIR / "surgical.json").read_text())
+    strict.update(name="strict", max_yaw=1.0)
+    pack = tmp_path / "pack"
+    pack.mkdir()
+    (pack / "strict.json").write_text(json.dumps(strict))
+    keys = ["astronaut", "astronaut-mirror", "cameraman", "lfw-003"]
+    out = tmp_path / "gen"
+    generate("--src", "demo", "--out", str(out), "--types", "strict,surgical", "--per-face",
+             "all", "--templates", str(pack))
+    failures = [json.loads(x) for x in (out / "failures.jsonl").read_text().splitlines()]
+    written = {(f["source"], f["type"]): f["reason"] for f in failures
+               if f["source"] in keys and "type" in f}
+    assert "turned-too-far" in written.values()
+    size = 256  # generate's crop size: placement is judged at the size a sample is drawn
+    sheet = make_sheet("demo", str(tmp_path / "sheet.png"), types="strict,surgical", keys=keys,
+                       size=size, faces=len(keys), templates=(str(pack),))
+    shown = {(k, t): r for k, by_type in sheet["rejected"].items() for t, r in by_type.items()}
+    assert shown == written
+    img = cv2.cvtColor(cv2.imread(str(tmp_path / "sheet.png")), cv2.COLOR_BGR2RGB)
+    top = img.shape[0] - len(keys) * size  # the column header's height
+    for row, key in enumerate(sheet["faces"]):
+        clean, strict_tile = (img[top + row * size:top + (row + 1) * size,
+                                  col * size:(col + 1) * size] for col in (0, 1))
+        if (key, "strict") in written:  # dimmed: a third of the clean face's light
+            assert strict_tile[: size // 2].mean() < 0.5 * clean[: size // 2].mean()
+
+
+def test_preview_sheet_names_its_columns(tmp_path):
+    """A header over the sheet names each column (clean, then the types), in dark text on
+    white, as wide as the faces below it."""
+    from maskface.maskgen.preview import make_sheet
+
+    size = 128
+    sheet = make_sheet("demo", str(tmp_path / "sheet.png"), types="surgical,gas-respirator",
+                       keys=["astronaut"], size=size, faces=1)
+    assert sheet["columns"] == ["clean", "surgical", "gas-respirator"]
+    img = cv2.imread(str(tmp_path / "sheet.png"), cv2.IMREAD_GRAYSCALE)
+    top = img.shape[0] - size
+    assert img.shape[1] == 3 * size and 16 <= top <= size // 4
+    cells = [img[:top, k * size:(k + 1) * size] for k in range(3)]
+    for cell in cells:
+        dark = cell < 100
+        assert 0.02 < dark.mean() < 0.5  # text on a white ground
+        cols = np.flatnonzero(dark.any(0))
+        assert cols.min() > 2 and cols.max() < size - 3  # within its own column
+    assert not np.array_equal(cells[1], cells[2])
