@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -40,6 +41,8 @@ STATE_DIR = ".state"
 # generate_shard): at most this many, holding at most this many pixels (~100 MB of RGB).
 DETECT_CHUNK = 64
 DETECT_CHUNK_PIXELS = 32_000_000
+# Off a terminal, a progress line this often (seconds) while shards run.
+PROGRESS_EVERY = 30.0
 
 
 class GenerateError(RuntimeError):
@@ -249,14 +252,14 @@ def _execute(pending: list[ShardTask], cfg: GenerateConfig, type_names: list[str
     # changes nothing in the output.
     pending = sorted(pending, key=lambda t: -len(t.items))
     results = []
-    bar = _progress(cfg, sum(len(t.items) for t in pending))
+    progress = _Progress(cfg, pending)
     try:
         with _shard_results(pending, cfg, type_names, cache) as shards:
             for r in shards:
                 results.append(r)
-                bar(r)
+                progress.shard_done(r)
     finally:
-        bar(None)
+        progress.close()
     return results
 
 
@@ -292,36 +295,60 @@ def _shard_results(pending: list[ShardTask], cfg: GenerateConfig, type_names: li
             client.close()
 
 
-def _progress(cfg: GenerateConfig, total: int):
-    """A callback taking each shard result (None at the end): tqdm on a terminal, else logs."""
-    show_bar = cfg.progress if cfg.progress is not None else sys.stderr.isatty()
-    t0 = time.perf_counter()
-    seen = {"faces": 0, "pairs": 0, "fail": 0, "last": 0.0}
-    bar = None
-    if show_bar:
-        from tqdm import tqdm
+class _Progress:
+    """How far a run is, as shard results come in: a tqdm bar on a terminal (or with
+    ``--progress``); else a log line every PROGRESS_EVERY seconds from a timer thread, so that
+    a log is not silent for minutes while long shards run, and one at the end."""
 
-        bar = tqdm(total=total, unit="face", desc="generate", dynamic_ncols=True)
+    def __init__(self, cfg: GenerateConfig, pending: list[ShardTask]) -> None:
+        self.faces_total = sum(len(t.items) for t in pending)
+        self.shards_total = len(pending)
+        self.faces = self.shards = self.pairs = self.failed = 0
+        self.t0 = time.perf_counter()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._bar = self._timer = None
+        if cfg.progress if cfg.progress is not None else sys.stderr.isatty():
+            from tqdm import tqdm
 
-    def update(r: dict | None) -> None:
-        if r is None:
-            if bar is not None:
-                bar.close()
-            return
-        seen["faces"] += r["faces_in"]
-        seen["pairs"] += r["pairs"]
-        seen["fail"] += len(r["failures"])
-        if bar is not None:
-            bar.update(r["faces_in"])
-            bar.set_postfix(pairs=seen["pairs"], failed=seen["fail"])
+            self._bar = tqdm(total=self.faces_total, unit="face", desc="generate",
+                             dynamic_ncols=True)
         else:
-            el = time.perf_counter() - t0
-            if el - seen["last"] > 5 or seen["faces"] == total:
-                seen["last"] = el
-                log.info("%d/%d faces, %d pairs, %d failures, %.1f faces/s", seen["faces"],
-                         total, seen["pairs"], seen["fail"], seen["faces"] / max(el, 1e-9))
+            self._timer = threading.Thread(target=self._tick, name="generate-progress",
+                                           daemon=True)
+            self._timer.start()
 
-    return update
+    def shard_done(self, r: dict) -> None:
+        """Count one shard's result."""
+        with self._lock:
+            self.faces += r["faces_in"]
+            self.shards += 1
+            self.pairs += r["pairs"]
+            self.failed += len(r["failures"])
+        if self._bar is not None:
+            self._bar.update(r["faces_in"])
+            self._bar.set_postfix(pairs=self.pairs, failed=self.failed)
+        elif self.shards == self.shards_total:
+            self._log()
+
+    def close(self) -> None:
+        """Stop the bar or the timer."""
+        self._stop.set()
+        if self._timer is not None:
+            self._timer.join()
+        if self._bar is not None:
+            self._bar.close()
+
+    def _tick(self) -> None:
+        while not self._stop.wait(PROGRESS_EVERY):
+            self._log()
+
+    def _log(self) -> None:
+        with self._lock:
+            el = time.perf_counter() - self.t0
+            log.info("%d/%d faces (%d of %d shards done), %d pairs, %d failures, %.1f faces/s, "
+                     "%.0f s", self.faces, self.faces_total, self.shards, self.shards_total,
+                     self.pairs, self.failed, self.faces / max(el, 1e-9), el)
 
 
 def parse_wear(spec: str) -> dict[str, float]:

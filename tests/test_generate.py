@@ -352,3 +352,29 @@ def test_preview_sheet_names_its_columns(tmp_path):
         cols = np.flatnonzero(dark.any(0))
         assert cols.min() > 2 and cols.max() < size - 3  # within its own column
     assert not np.array_equal(cells[1], cells[2])
+
+
+def test_progress_lines_off_a_terminal_also_while_a_shard_runs(tmp_path, face_folder,
+                                                               monkeypatch, caplog):
+    """Off a terminal, generate logs how far it is every PROGRESS_EVERY seconds, also while
+    no shard has finished yet, and once at the end."""
+    import logging
+    import re
+
+    from maskface.maskgen import pipeline
+
+    real = pipeline.generate_shard
+
+    def long_shard(*args):
+        time.sleep(0.5)
+        return real(*args)
+
+    monkeypatch.setattr(pipeline, "generate_shard", long_shard)
+    monkeypatch.setattr(pipeline, "PROGRESS_EVERY", 0.1)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
+    caplog.set_level(logging.INFO, logger="maskface.generate")
+    pipeline.run_generate(pipeline.GenerateConfig(
+        src=str(face_folder), out=str(tmp_path / "out"), types="surgical", jobs=1))
+    lines = [r.getMessage() for r in caplog.records if "shards done" in r.getMessage()]
+    assert any(line.startswith("0/6 faces (0 of") for line in lines)
+    assert re.match(r"6/6 faces \((\d+) of \1 shards done\)", lines[-1]), lines
