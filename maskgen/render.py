@@ -135,22 +135,8 @@ def render_mask(face: np.ndarray, points: np.ndarray, template: Template,
     if x1 - x0 < 2 or y1 - y0 < 2:
         raise RenderError("mask-off-crop", "the mask grid covers no pixel of the crop")
 
-    # Appearance: base colour (jittered), pattern, fabric detail, then the face's own light.
-    base = np.array(template.palette[pick_colour(template.palette_weights,
-                                                 len(template.palette), rng)], np.float32)
-    # Tint jitter in proportion to the colour: a fixed +-4 levels would turn black masks purple
-    # or green, and real black masks are neutral.
-    base = np.clip(base * rng.uniform(0.92, 1.06) + rng.normal(0, 1, 3) * (1 + 0.015 * base),
-                   0, 255)
-    base = base.astype(np.float32)
-    pattern = template.patterns[rng.integers(len(template.patterns))]
-    pid, params, colours, fields = pattern_params(pattern, base, rng)
-    feature = np.array(template.feature_palette[rng.integers(len(template.feature_palette))]
-                       if template.feature_palette else base, np.float32)
-    if ctx.grayscale:
-        colours = np.repeat(colours @ _LUMA[:, None], 3, axis=1).astype(np.float32)
-        base = colours[0]
-        feature[:] = float(feature @ _LUMA)
+    # Appearance: colours and pattern, painted over the warped texture with the face's light.
+    look = _appearance(template, ctx.grayscale, rng)
     tris, coef, order = triangle_maps(mesh, nodes, (th, tw), ctx.light_dir)
     level = texture_level(coef, order)
     if level:
@@ -158,8 +144,9 @@ def render_mask(face: np.ndarray, points: np.ndarray, template: Template,
         # The same triangles; their maps to texture pixels shrink with the texture.
         coef[:, 0:3] *= (tex.shape[1] - 1) / (tw - 1)
         coef[:, 3:6] *= (tex.shape[0] - 1) / (th - 1)
-    layer = paint_layer(x0, y0, x1, y1, tris, coef, order, tex, tex_scale, ctx.shade, colours,
-                        pid, params, fields, template.texture.aspect, feature,
+    layer = paint_layer(x0, y0, x1, y1, tris, coef, order, tex, tex_scale, ctx.shade,
+                        look.colours, look.pattern_id, look.params, look.fields,
+                        template.texture.aspect, look.feature,
                         float(template.texture.params.get("sheen", DEFAULT_SHEEN)))
     alpha = layer[..., 3]
     if not alpha.any():
@@ -172,26 +159,68 @@ def render_mask(face: np.ndarray, points: np.ndarray, template: Template,
     cast_shadow(masked, mask, box, alpha, shadow_params(frame, ctx.light_dir, rng),
                 points[NOSE_TIP, :2], frame)
     if template.loops != "none":
-        # Thin anti-aliased lines straight into the picture; the pixels they changed join the
-        # binary mask.
         head = template.loops == "head"
-        loop_col = (np.clip(base * (0.8 if head else 0.95) + 12, 0, 255) * ctx.exposure).tolist()
         curves = ear_loops(nodes.reshape(*mesh.shape, 3), points, frame, head)
-        if curves:
-            thick = max(1, round((0.035 if head else 0.022) * frame[2]))
-            cv2.polylines(masked, curves, False, loop_col, thick, cv2.LINE_AA, shift=4)
-            lx0, ly0, lx1, ly1 = bounding_box(np.concatenate(curves) / 16.0, size, thick + 2)
-            d = cv2.absdiff(masked[ly0:ly1, lx0:lx1], face[ly0:ly1, lx0:lx1])
-            mask[ly0:ly1, lx0:lx1][(d[..., 0] | d[..., 1] | d[..., 2]) > 0] = 255
+        _draw_loops(masked, mask, face, curves, head, look.base, ctx.exposure, frame[2])
     _composite(masked, mask, box, layer, blur,
                rng.standard_normal(3, dtype=np.float32) if ctx.noise > 0.3 else None,
                ctx.noise, ctx.grayscale)
     # Clear windows (alpha ~0.2) still cover.
     placement = check_placement(alpha > 0.05, points, ctx.region, (x0, y0))
-    meta = {"colour": "#{:02x}{:02x}{:02x}".format(*(int(c) for c in base)), "pattern": pattern,
+    meta = {"colour": "#{:02x}{:02x}{:02x}".format(*(int(c) for c in look.base)),
+            "pattern": look.pattern,
             "coverage": round(float(np.count_nonzero(mask)) / mask.size, 5),
             "wear": wear, "placement": placement.as_dict()}
     return Rendered(masked, mask, meta, placement)
+
+
+@dataclass(frozen=True)
+class _Look:
+    """A mask's colours and pattern (see :func:`_appearance`)."""
+
+    base: np.ndarray  # (3,) float32: the dye
+    pattern: str
+    pattern_id: int
+    params: np.ndarray
+    colours: np.ndarray
+    fields: np.ndarray
+    feature: np.ndarray  # (3,) float32: the colour of valves, filters and other parts
+
+
+def _appearance(template: Template, grayscale: bool, rng: np.random.Generator) -> _Look:
+    """Base colour (jittered), pattern and feature colour of one mask, drawn from ``rng``; a
+    black-and-white photo gets them in grey."""
+    base = np.array(template.palette[pick_colour(template.palette_weights,
+                                                 len(template.palette), rng)], np.float32)
+    # Tint jitter in proportion to the colour: a fixed +-4 levels would turn black masks purple
+    # or green, and real black masks are neutral.
+    base = np.clip(base * rng.uniform(0.92, 1.06) + rng.normal(0, 1, 3) * (1 + 0.015 * base),
+                   0, 255)
+    base = base.astype(np.float32)
+    pattern = template.patterns[rng.integers(len(template.patterns))]
+    pid, params, colours, fields = pattern_params(pattern, base, rng)
+    feature = np.array(template.feature_palette[rng.integers(len(template.feature_palette))]
+                       if template.feature_palette else base, np.float32)
+    if grayscale:
+        colours = np.repeat(colours @ _LUMA[:, None], 3, axis=1).astype(np.float32)
+        base = colours[0]
+        feature[:] = float(feature @ _LUMA)
+    return _Look(base, pattern, pid, params, colours, fields, feature)
+
+
+def _draw_loops(masked: np.ndarray, mask: np.ndarray, face: np.ndarray,
+                curves: list[np.ndarray], head: bool, base: np.ndarray, exposure: float,
+                iod: float) -> None:
+    """Ear loops (or head straps) as thin anti-aliased lines straight into ``masked``; the
+    pixels they changed join the binary ``mask``."""
+    if not curves:
+        return
+    colour = (np.clip(base * (0.8 if head else 0.95) + 12, 0, 255) * exposure).tolist()
+    thick = max(1, round((0.035 if head else 0.022) * iod))
+    cv2.polylines(masked, curves, False, colour, thick, cv2.LINE_AA, shift=4)
+    x0, y0, x1, y1 = bounding_box(np.concatenate(curves) / 16.0, masked.shape[0], thick + 2)
+    d = cv2.absdiff(masked[y0:y1, x0:x1], face[y0:y1, x0:x1])
+    mask[y0:y1, x0:x1][(d[..., 0] | d[..., 1] | d[..., 2]) > 0] = 255
 
 
 def texture_level(coef: np.ndarray, order: np.ndarray) -> int:
