@@ -9,6 +9,7 @@ import sys
 import click
 
 from . import __version__
+from .training.registry import AUGMENTS, NORMS, VARIANTS
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -142,17 +143,26 @@ def preview(src, out, shard_dir, samples, types, faces, keys, wear, seed, size, 
 @main.command()
 @click.option("--data", required=True, type=click.Path(), help="A `maskface generate` output.")
 @click.option("--out", required=True, type=click.Path(), help="Run directory.")
-@click.option("--model", default="ra-unet", show_default=True,
-              type=click.Choice(["ra-unet", "attention-unet", "unet"]))
-@click.option("--width", default=64, show_default=True)
-@click.option("--depth", default=5, show_default=True)
-@click.option("--epochs", default=40, show_default=True)
+@click.option("--model", default="ra-unet", show_default=True, type=click.Choice(list(VARIANTS)))
+@click.option("--width", default=64, show_default=True, type=click.IntRange(min=1),
+              help="Channels of the first level (doubled at each level below).")
+@click.option("--depth", default=5, show_default=True, type=click.IntRange(min=2, max=8),
+              help="Levels (the paper's 5: 64...1024 channels at width 64).")
+@click.option("--norm", default="none", show_default=True, type=click.Choice(list(NORMS)),
+              help="none: the paper's RA-UNet; batch: BatchNorm after every conv.")
+@click.option("--mask-head/--no-mask-head", default=False, show_default=True,
+              help="A fourth output channel that learns where the mask is (BCE + Dice).")
+@click.option("--augment", default="paper", show_default=True, type=click.Choice(list(AUGMENTS)),
+              help="paper: flips and the paper's colour jitter (on the device); flip; none.")
+@click.option("--epochs", default=40, show_default=True, type=click.IntRange(min=1))
 @click.option("--max-steps", type=click.IntRange(min=1), default=None,
               help="Stop after this many steps.")
 @click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Stop after this many minutes (at a log interval; validates and saves).")
-@click.option("--batch-size", default=8, show_default=True, help="Per process (GPU).")
-@click.option("--lr", default=1e-4, show_default=True)
+@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1),
+              help="Per process (GPU).")
+@click.option("--lr", default=1e-4, show_default=True,
+              type=click.FloatRange(min=0, min_open=True))
 @click.option("--loss", default="l1", show_default=True, type=click.Choice(["l1", "mse"]),
               help="Second term of ssim_l1: L1 (the paper's text) or MSE (its code).")
 @click.option("--device", default="auto", show_default=True,
@@ -162,29 +172,32 @@ def preview(src, out, shard_dir, samples, types, faces, keys, wear, seed, size, 
               help="bf16: autocast and channels_last (auto picks it on CUDA); fp32: the paper's.")
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile the model.")
 @click.option("--resume", is_flag=True, help="Continue from OUT/checkpoints/last.pt.")
-@click.option("--workers", default=2, show_default=True, help="DataLoader workers.")
+@click.option("--workers", type=click.IntRange(min=0), default=None,
+              help="DataLoader workers per process [default: the cores less two, 1 to 12].")
 @click.option("--seed", default=0, show_default=True)
-@click.option("--checkpoint-every", default=1000, show_default=True)
-@click.option("--log-every", default=50, show_default=True)
-@click.option("--val-every", default=1, show_default=True, help="Epochs between validations.")
-@click.option("--val-batches", default=50, show_default=True,
+@click.option("--checkpoint-every", default=1000, show_default=True, type=click.IntRange(min=1),
+              help="Steps between saves of last.pt (a run also saves at its end).")
+@click.option("--val-every", default=1000, show_default=True, type=click.IntRange(min=1),
+              help="Steps between validations (a run also validates at its end).")
+@click.option("--log-every", default=50, show_default=True, type=click.IntRange(min=1))
+@click.option("--val-batches", default=50, show_default=True, type=click.IntRange(min=1),
               help="Validation batches (of --batch-size) each time.")
-def train(data, out, model, width, depth, epochs, max_steps, max_minutes, batch_size, lr, loss,
-          device, precision, compile_, resume, workers, seed, checkpoint_every, log_every,
-          val_every, val_batches) -> None:
+def train(data, out, model, width, depth, norm, mask_head, augment, epochs, max_steps,
+          max_minutes, batch_size, lr, loss, device, precision, compile_, resume, workers, seed,
+          checkpoint_every, val_every, log_every, val_batches) -> None:
     """Train the RA-UNet (or a variant) on generated shards. Multi-GPU: torchrun."""
+    from .maskgen.shards import ShardError
     from .training.train import TrainConfig, TrainError
     from .training.train import train as run
 
-    cfg = TrainConfig(data=data, out=out, model=model, width=width, depth=depth,
-                      epochs=epochs, max_steps=max_steps, max_minutes=max_minutes,
-                      batch_size=batch_size, lr=lr,
-                      loss=loss, device=device, precision=precision, compile=compile_,
-                      resume=resume, workers=workers, seed=seed, checkpoint_every=checkpoint_every,
-                      log_every=log_every, val_every=val_every, val_batches=val_batches)
-    from .maskgen.shards import ShardError
-
     try:
+        cfg = TrainConfig(
+            data=data, out=out, model=model, width=width, depth=depth, norm=norm,
+            mask_head=mask_head, augment=augment, epochs=epochs, max_steps=max_steps,
+            max_minutes=max_minutes, batch_size=batch_size, lr=lr, loss=loss, device=device,
+            precision=precision, compile=compile_, resume=resume, workers=workers, seed=seed,
+            checkpoint_every=checkpoint_every, val_every=val_every, log_every=log_every,
+            val_batches=val_batches)
         last = run(cfg)
     except (TrainError, ShardError) as e:
         raise click.ClickException(str(e)) from e
@@ -220,8 +233,8 @@ def eval_cmd(checkpoints, labels, data, split, out, device, batch_size, limit, b
     """PSNR/SSIM/MAE of checkpoints and baselines on held-out pairs; writes OUT/report.json,
     OUT/report.md and OUT/sheet.png."""
     from .maskgen.shards import ShardError
+    from .training.checkpoint import CheckpointError
     from .training.evaluate import EvalConfig, EvalError, run_eval
-    from .training.train import TrainError
 
     cfg = EvalConfig(checkpoints=tuple(checkpoints), labels=tuple(labels), data=data,
                      split=split, out=out, device=device, batch_size=batch_size, limit=limit,
@@ -229,7 +242,7 @@ def eval_cmd(checkpoints, labels, data, split, out, device, batch_size, limit, b
                      composite=composite, timing=timing, timing_batch=timing_batch)
     try:
         report = run_eval(cfg, progress=_progress_bar("eval", limit))
-    except (EvalError, TrainError, ShardError) as e:
+    except (EvalError, CheckpointError, ShardError) as e:
         raise click.ClickException(str(e)) from e
     from .training.evaluate import fmt
 
@@ -258,8 +271,8 @@ def eval_cmd(checkpoints, labels, data, split, out, device, batch_size, limit, b
 def unmask(photos, checkpoint, out, max_faces, composite, side_by_side, device) -> None:
     """Remove masks from photos (files or folders): every face is found, restored and blended
     back. Photos without a face are copied unchanged and listed in summary.json."""
+    from .training.checkpoint import CheckpointError
     from .training.predict import Predictor
-    from .training.train import TrainError
     from .training.unmask import UnmaskError, find_photos, unmask_files
 
     try:
@@ -268,7 +281,7 @@ def unmask(photos, checkpoint, out, max_faces, composite, side_by_side, device) 
         s = unmask_files(photos, pred, out, max_faces=max_faces, composite=composite,
                          side_by_side=side_by_side,
                          progress=_progress_bar("unmask", total, "photo"))
-    except (TrainError, UnmaskError) as e:
+    except (CheckpointError, UnmaskError) as e:
         raise click.ClickException(str(e)) from e
     for r in s["results"]:
         if r["status"] != "restored":
@@ -301,12 +314,12 @@ def demo(out, steps, jobs) -> None:
 @click.option("--opset", default=17, show_default=True)
 def export(checkpoint, onnx_path, opset) -> None:
     """Export a checkpoint to ONNX (dynamic batch and size) and check it against PyTorch."""
+    from .training.checkpoint import CheckpointError
     from .training.export import export_onnx
-    from .training.train import TrainError
 
     try:
         info = export_onnx(checkpoint, onnx_path, opset)
-    except (TrainError, RuntimeError) as e:
+    except (CheckpointError, RuntimeError) as e:
         raise click.ClickException(str(e)) from e
     click.echo(json.dumps(info), err=True)
 

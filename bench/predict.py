@@ -17,10 +17,10 @@ import platform
 
 import torch
 
+from maskface.training.checkpoint import pick_device
 from maskface.training.evaluate import time_network
 from maskface.training.model import build_model, count_parameters
 from maskface.training.predict import Predictor
-from maskface.training.train import pick_device
 
 
 def main() -> None:

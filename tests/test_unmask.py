@@ -21,9 +21,9 @@ from maskface.maskgen.facepoints import LEFT_EYE, RIGHT_EYE  # noqa: E402
 from maskface.maskgen.landmarks import detect_landmarks  # noqa: E402
 from maskface.maskgen.photo import mask_photo  # noqa: E402
 from maskface.maskgen.templates import registry  # noqa: E402
+from maskface.training.checkpoint import save_checkpoint  # noqa: E402
 from maskface.training.model import build_model  # noqa: E402
 from maskface.training.predict import Predictor  # noqa: E402
-from maskface.training.train import save_checkpoint  # noqa: E402
 from maskface.training.unmask import face_weight, restore_faces  # noqa: E402
 
 

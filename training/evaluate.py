@@ -28,11 +28,11 @@ import numpy as np
 import torch
 
 from ..maskgen.shards import iter_samples
+from .checkpoint import pick_device
 from .composite import change_mask, composite
 from .data import DataError, decode_pair, find_shards
 from .metrics import mae, masked_mae, masked_psnr, masked_ssim, psnr, ssim
 from .predict import Predictor, device_name, to_uint8
-from .train import pick_device
 
 log = logging.getLogger("maskface.eval")
 

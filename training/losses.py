@@ -16,3 +16,15 @@ def ssim_l1(pred: torch.Tensor, target: torch.Tensor, l1_weight: float = 1.0,
         raise ValueError(f"kind must be 'l1' or 'mse', got {kind!r}")
     pixel = F.l1_loss(pred, target) if kind == "l1" else F.mse_loss(pred, target)
     return (1 - ssim(pred, target).mean()) + l1_weight * pixel
+
+
+def mask_loss(prob: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
+    """The mask head's loss: binary cross-entropy plus soft Dice (1 - 2|P∩T| / (|P| + |T|)),
+    per image, so a small mask weighs as much as a large one."""
+    prob = prob.float().clamp(1e-6, 1 - 1e-6)
+    target = target.float()
+    bce = F.binary_cross_entropy(prob, target)
+    inter = (prob * target).sum(dim=(1, 2, 3))
+    union = prob.sum(dim=(1, 2, 3)) + target.sum(dim=(1, 2, 3))
+    dice = 1 - (2 * inter + eps) / (union + eps)
+    return bce + dice.mean()

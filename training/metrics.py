@@ -90,3 +90,12 @@ def mae(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def masked_mae(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean absolute error per image over the pixels where ``mask`` > 0.5."""
     return _masked_mean((a.float() - b.float()).abs(), (mask > 0.5).float())
+
+
+def mask_iou(pred: torch.Tensor, target: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
+    """Intersection over union per image (N,) of two masks (N, 1, H, W), each thresholded;
+    1 where both are empty."""
+    p, t = pred > threshold, target > 0.5
+    inter = (p & t).sum(dim=(1, 2, 3)).float()
+    union = (p | t).sum(dim=(1, 2, 3)).float()
+    return torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(union))

@@ -15,9 +15,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .checkpoint import load_checkpoint, model_from_checkpoint, pick_device, use_bf16
 from .data import image_size
-from .model import UNet
-from .train import load_checkpoint, model_from_checkpoint, pick_device, use_bf16
+from .model import RAUNet
 
 DEFAULT_IMAGE_SIZE = 256
 log = logging.getLogger("maskface.predict")
@@ -42,7 +42,7 @@ def device_name(device: torch.device) -> str:
 class Predictor:
     """A model on a device. Call it on a float batch, or use :meth:`restore` on uint8 RGB."""
 
-    model: UNet
+    model: RAUNet
     device: torch.device
     precision: str  # "bf16" or "fp32"
     image_size: int  # the aligned crop side the model was trained on
@@ -58,7 +58,7 @@ class Predictor:
                              _trained_size(ck, checkpoint), label or ck["model_config"]["model"])
 
     @classmethod
-    def on_device(cls, model: UNet, device: torch.device, precision: str, image_size: int,
+    def on_device(cls, model: RAUNet, device: torch.device, precision: str, image_size: int,
                   label: str) -> Predictor:
         """Put a model on ``device`` with the precision and memory layout training uses there
         (``precision``: auto, bf16 or fp32, as in ``maskface train``)."""
@@ -72,9 +72,20 @@ class Predictor:
         """Image sides must be multiples of this (one halving per level below the top)."""
         return 2 ** (self.model.cfg.depth - 1)
 
-    @torch.inference_mode()
+    @property
+    def has_mask_head(self) -> bool:
+        """Whether the model also says where the mask is (a fourth output channel)."""
+        return self.model.cfg.mask_head
+
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        """Restore a (N, 3, H, W) float batch in [0, 1]; returns it on the model's device."""
+        """Restore a (N, 3, H, W) float batch in [0, 1]; returns the restored images on the
+        model's device (without the mask estimate; see :meth:`predict`)."""
+        return self.predict(x)[:, :3]
+
+    @torch.inference_mode()
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """The network's whole output for a (N, 3, H, W) float batch in [0, 1]: RGB, then the
+        mask estimate in [0, 1] when the model has a mask head."""
         x = x.to(self.device, non_blocking=True).float()
         h, w = x.shape[-2:]
         m = self.multiple

@@ -1,9 +1,10 @@
 """``maskface train``: the whole training loop in one file.
 
 Config, data, model, optimiser, bf16 autocast and channels_last on CUDA, optional
-``torch.compile``, DDP when launched by ``torchrun``, validation each epoch, atomic checkpoints
-and exact resume (model, optimiser, step, epoch, position in the epoch; the epoch's data order
-is replayed from the seed, so resuming needs the same batch size, workers, seed and ranks).
+``torch.compile``, DDP when launched by ``torchrun``, validation and atomic checkpoints every so
+many steps (and at the end, also of a run cut short), exact resume (model, optimiser, step,
+epoch, position in the epoch; the epoch's data order is replayed from the seed, so resuming
+needs the same batch size, workers, seed and ranks).
 """
 
 from __future__ import annotations
@@ -22,16 +23,32 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from .data import DataError, ShardPairs, image_size
-from .losses import ssim_l1
-from .metrics import psnr, ssim
-from .model import build_model, count_parameters, model_from_config
+from .augment import AUGMENTS, jitter_pair
+from .checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    pick_device,
+    save_checkpoint,
+    use_bf16,
+)
+from .data import DataError, ShardPairs, image_size, to_device
+from .losses import mask_loss, ssim_l1
+from .metrics import mask_iou, psnr, ssim
+from .model import NORMS, build_model, count_parameters
 
 log = logging.getLogger("maskface.train")
 
 
-class TrainError(RuntimeError):
-    """Training cannot go on (bad checkpoint, NaN loss...)."""
+class TrainError(CheckpointError):
+    """Training cannot go on (bad checkpoint, bad data, NaN loss...)."""
+
+
+def default_workers() -> int:
+    """Loader workers per process: the cores this process's share of the machine has, less
+    two for the trainer itself, at most 12, at least 1."""
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min((cores or 1) // local - 2, 12))
 
 
 @dataclass(frozen=True)
@@ -41,6 +58,10 @@ class TrainConfig:
     model: str = "ra-unet"
     width: int = 64
     depth: int = 5
+    norm: str = "none"  # the paper's RA-UNet has no BatchNorm in its blocks; "batch" adds it
+    mask_head: bool = False  # a fourth output channel that learns where the mask is
+    mask_weight: float = 1.0  # weight of the mask loss (BCE + Dice) beside ssim_l1
+    augment: str = "paper"  # "paper": flip + the paper's colour jitter; "flip"; "none"
     epochs: int = 40
     max_steps: int | None = None
     # Stop at the first log interval after this many minutes of this invocation (a budget on a
@@ -57,28 +78,421 @@ class TrainConfig:
     compile: bool = False
     resume: bool = False
     seed: int = 0
-    workers: int = 2
-    checkpoint_every: int = 1000
+    workers: int | None = None  # loader workers per process; None: default_workers()
+    checkpoint_every: int = 1000  # steps between saves of last.pt (and at the end)
+    val_every: int = 1000  # steps between validations (and at the end)
     log_every: int = 50
     val_batches: int = 50
-    val_every: int = 1  # epochs between validations (a --max-steps run also validates at its end)
+
+    def __post_init__(self) -> None:
+        if self.norm not in NORMS:
+            raise TrainError(f"--norm must be one of {', '.join(NORMS)}, got {self.norm!r}")
+        if self.augment not in AUGMENTS:
+            raise TrainError(f"--augment must be one of {', '.join(AUGMENTS)}, got "
+                             f"{self.augment!r}")
 
 
-def pick_device(name: str = "auto") -> torch.device:
-    """``auto``: CUDA when available, else the CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise TrainError(f"--device {name}, but no CUDA device is available")
-    return torch.device(name)
+def train(cfg: TrainConfig) -> dict:
+    """Train (or resume); returns the last metrics."""
+    if cfg.workers is None:
+        cfg = TrainConfig(**asdict(cfg) | {"workers": default_workers()})
+    rank, world, device = _start_processes(cfg.device)
+    fast = use_bf16(cfg.precision, device)
+    out = Path(cfg.out)
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    random.seed(cfg.seed)
+
+    model = build_model(cfg.model, cfg.width, cfg.depth, cfg.norm, cfg.mask_head)
+    if rank == 0:
+        log.info("%s: %.2f M parameters", cfg.model, count_parameters(model) / 1e6)
+    model = model.to(device, memory_format=torch.channels_last if fast else torch.preserve_format)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=device.type == "cuda")
+    state = {"step": 0, "epoch": 0, "in_epoch": 0, "best": -math.inf}
+    if cfg.resume:
+        state = _resume(out / "checkpoints" / "last.pt", cfg, world, model, opt)
+    train_set, val_set, loader = _data(cfg, rank, world, device)
+    net = model
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+    if cfg.compile:
+        net = torch.compile(net)
+
+    run = _Run(cfg, out, rank, world, device, fast, model, opt, state, val_set)
+    try:
+        last = run.loop(net, train_set, loader)
+    finally:
+        run.close()
+        # The DDP wrapper goes before its process group: destroying the group under a live
+        # wrapper can abort a rank after a clean finish.
+        del net, loader
+    if world > 1:
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+    return last
 
 
-def use_bf16(precision: str, device: torch.device) -> bool:
-    """Whether a model runs on the bf16 + channels_last path (see ``TrainConfig.precision``):
-    one rule for training, evaluation and prediction."""
-    if precision not in ("auto", "bf16", "fp32"):
-        raise ValueError(f"precision must be auto, bf16 or fp32, got {precision!r}")
-    return precision == "bf16" or (precision == "auto" and device.type == "cuda")
+def _start_processes(name: str) -> tuple[int, int, torch.device]:
+    """(rank, world size, device) from torchrun's environment; one process otherwise. The
+    device is set before the process group starts, and the backend follows the device."""
+    device = pick_device(name)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device.type == "cuda":
+        device = torch.device("cuda", local_rank if world > 1 else device.index or 0)
+        torch.cuda.set_device(device)
+        torch.backends.cudnn.benchmark = True
+    if world > 1 and not torch.distributed.is_initialized():
+        if device.type == "cuda":
+            torch.distributed.init_process_group("nccl", device_id=device)
+        else:
+            torch.distributed.init_process_group("gloo")
+    rank = torch.distributed.get_rank() if world > 1 else 0
+    return rank, world, device
+
+
+def _resume(path: Path, cfg: TrainConfig, world: int, model, opt) -> dict:
+    """Load ``last.pt`` into the model and optimiser; the run's position, best score, RNGs."""
+    if not path.exists():
+        log.info("--resume: no %s yet, starting at step 0", path)
+        return {"step": 0, "epoch": 0, "in_epoch": 0, "best": -math.inf}
+    ck = load_checkpoint(path, "cpu")  # RNG states must stay CPU tensors
+    if ck.get("model_config") != model.cfg.as_dict():
+        raise TrainError(f"{path} holds a {ck.get('model_config')} model, not "
+                         f"{model.cfg.as_dict()}; use the same --model/--width/--depth/--norm")
+    # The epoch's order is replayed from these; another value would replay another order.
+    was = ck.get("train_config", {}) | {"world": ck.get("world", 1)}
+    now = asdict(cfg) | {"world": world}
+    changed = [k for k in ("batch_size", "workers", "seed", "world", "data", "augment")
+               if was.get(k) != now[k]]
+    if changed:
+        raise TrainError(f"--resume with other {', '.join(changed)} than {path} was trained "
+                         "with would not continue the same run; use the same values or a "
+                         "new --out")
+    model.load_state_dict(ck["model"])
+    opt.load_state_dict(ck["optimizer"])
+    _set_rng_state(ck["rng"])
+    log.info("resumed at step %d (epoch %d, batch %d)", ck["step"], ck["epoch"],
+             ck["step_in_epoch"])
+    return {"step": ck["step"], "epoch": ck["epoch"], "in_epoch": ck["step_in_epoch"],
+            "best": ck.get("best", -math.inf)}
+
+
+def _data(cfg: TrainConfig, rank: int, world: int, device: torch.device):
+    """The training set, the validation set (None without a val split) and the loader."""
+    try:
+        train_set = ShardPairs(cfg.data, "train", seed=cfg.seed, rank=rank, world=world,
+                               flip=cfg.augment != "none", with_mask=cfg.mask_head,
+                               workers=cfg.workers)
+    except DataError as e:
+        raise TrainError(str(e)) from e
+    try:
+        val_set = ShardPairs(cfg.data, "val", shuffle=False, flip=False,
+                             with_mask=cfg.mask_head, workers=min(cfg.workers, 2))
+    except DataError:
+        val_set = None
+    readers = max(cfg.workers, 1) * world
+    if rank == 0 and len(train_set.shards) < readers:
+        log.warning("%d training shards for %d loader workers x %d ranks: workers share "
+                    "shards (each reads all of its shard); `maskface generate --shard-size` "
+                    "smaller makes more shards", len(train_set.shards), max(cfg.workers, 1),
+                    world)
+    loader = DataLoader(train_set, batch_size=cfg.batch_size, num_workers=cfg.workers,
+                        pin_memory=device.type == "cuda", drop_last=True,
+                        persistent_workers=cfg.workers > 0,
+                        prefetch_factor=4 if cfg.workers > 0 else None)
+    return train_set, val_set, loader
+
+
+class _Run:
+    """The state of one training run and what it does at each step, log, validation, save."""
+
+    def __init__(self, cfg: TrainConfig, out: Path, rank: int, world: int,
+                 device: torch.device, fast: bool, model, opt, state: dict, val_set) -> None:
+        self.cfg, self.out, self.rank, self.world = cfg, out, rank, world
+        self.device, self.fast, self.model, self.opt = device, fast, model, opt
+        self.step, self.epoch = state["step"], state["epoch"]
+        self.start_in_epoch, self.best = state["in_epoch"], state["best"]
+        self.in_epoch = self.start_in_epoch
+        self.val_set = val_set
+        self.val_loader = None
+        if val_set is not None and rank == 0:
+            workers = min(cfg.workers, 2)
+            self.val_loader = DataLoader(val_set, batch_size=cfg.batch_size,
+                                         num_workers=workers, persistent_workers=workers > 0,
+                                         pin_memory=device.type == "cuda")
+        self.metrics = out / "metrics.jsonl"
+        out.mkdir(parents=True, exist_ok=True)
+        self.deadline = (time.perf_counter() + 60 * cfg.max_minutes if cfg.max_minutes
+                         else None)
+        self.out_of_time = False
+        self.running = torch.zeros((), device=device)
+        self.since_log = 0
+        # Throughput is timed over training steps only: the clock restarts after compiling
+        # (the first step), validation and saving.
+        self.clock, self.timed_images = None, 0
+        self.tb = _tensorboard(out / "tb") if rank == 0 else None
+        self.bar = None
+        self.last_report = time.perf_counter()
+        self.last: dict = {}
+
+    # -- the loop -------------------------------------------------------------------------
+    def finished(self) -> bool:
+        return bool(self.cfg.max_steps and self.step >= self.cfg.max_steps) or self.out_of_time
+
+    def loop(self, net, train_set: ShardPairs, loader: DataLoader) -> dict:
+        cfg = self.cfg
+        steps_per_epoch = self._steps_per_epoch(train_set)
+        total = cfg.max_steps or (steps_per_epoch or max(train_set.count, 0) // cfg.batch_size
+                                  ) * cfg.epochs
+        if self.rank == 0 and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total or None, initial=self.step, unit="step", desc="train",
+                            dynamic_ncols=True)
+        validated_at = -1
+        while not self.finished() and (cfg.max_steps or self.epoch < cfg.epochs):
+            train_set.set_epoch(self.epoch)
+            self.in_epoch = 0
+            for batch in loader:
+                if self.in_epoch < self.start_in_epoch:  # replay the order up to where we were
+                    self.in_epoch += 1
+                    continue
+                if steps_per_epoch and self.in_epoch >= steps_per_epoch:
+                    break
+                self._train_step(net, batch)
+                if self.step % cfg.log_every == 0 or self.finished():
+                    self._log()
+                if self.step % cfg.val_every == 0:
+                    self._validate()
+                    validated_at = self.step
+                if self.step % cfg.checkpoint_every == 0:
+                    self._save_last()
+                if self.finished():
+                    break
+            if self.in_epoch == 0:
+                raise TrainError(f"an epoch of {cfg.data} gave no batch: fewer training pairs "
+                                 f"per process than --batch-size {cfg.batch_size}")
+            self.start_in_epoch = 0
+            if self.finished():
+                break  # mid-epoch: the checkpoint below records the position
+            self.epoch += 1
+            self.in_epoch = 0
+        if self.out_of_time and self.rank == 0:
+            log.info("--max-minutes %g reached at step %d", cfg.max_minutes, self.step)
+        if validated_at != self.step:
+            self._validate()  # every run, cut short or not, ends validated
+        self._check_ranks_agree()
+        self._save_last()
+        return self.last
+
+    def _check_ranks_agree(self) -> None:
+        """With several ranks, every rank must end with the same weights (DDP averages the
+        gradients); a difference means they trained apart, and the run says so."""
+        if self.world == 1:
+            return
+        with torch.no_grad():
+            mine = torch.stack([p.double().sum() for p in self.model.parameters()]).sum()
+            lo, hi = mine.clone(), mine.clone()
+            torch.distributed.all_reduce(lo, op=torch.distributed.ReduceOp.MIN)
+            torch.distributed.all_reduce(hi, op=torch.distributed.ReduceOp.MAX)
+        if (hi - lo).abs().item() > 1e-6 * max(1.0, mine.abs().item()):
+            raise TrainError(f"the {self.world} ranks ended with different weights "
+                             f"({lo.item():.6g} .. {hi.item():.6g}): gradients were not "
+                             "averaged across them")
+
+    def _steps_per_epoch(self, train_set: ShardPairs) -> int | None:
+        """With several ranks, the number of steps every rank reaches in an epoch (ranks must
+        take the same number); None for one process (every batch the loader gives)."""
+        if self.world == 1:
+            return None
+        if train_set.count <= 0:
+            raise TrainError(f"{self.cfg.data} has no manifest.json: several ranks need the "
+                             "pair count to agree on an epoch's length")
+        # A rank's share can fall short of count / world by one sample per part of a shard,
+        # and each loader worker drops its own last partial batch.
+        parts = len(train_set.shards) * train_set.parts
+        steps = ((train_set.count // self.world - parts) // self.cfg.batch_size
+                 - max(self.cfg.workers, 1))
+        if steps < 1:
+            raise TrainError(f"too few training pairs ({train_set.count}) for {self.world} "
+                             f"ranks with --batch-size {self.cfg.batch_size}")
+        return steps
+
+    def _train_step(self, net, batch: dict) -> None:
+        cfg = self.cfg
+        b = to_device(batch, self.device, channels_last=self.fast)
+        x, y = b["masked"], b["clean"]
+        if cfg.augment == "paper":
+            g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + self.step)
+            x, y = jitter_pair([x, y], g)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.fast):
+            pred = net(x)
+        pred = pred.float()
+        loss = ssim_l1(pred[:, :3], y, cfg.l1_weight, cfg.loss)
+        if cfg.mask_head:
+            loss = loss + cfg.mask_weight * mask_loss(pred[:, 3:4], b["mask"])
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        self.running += loss.detach()
+        self.since_log += 1
+        self.step += 1
+        self.in_epoch += 1
+        if self.bar is not None:
+            self.bar.update(1)
+        if self.clock is None:  # the first step (compiling, warming up) is not timed
+            self._restart_clock()
+        else:
+            self.timed_images += len(x)
+
+    def _restart_clock(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.clock, self.timed_images = time.perf_counter(), 0
+
+    # -- log, validate, save --------------------------------------------------------------
+    def _log(self) -> None:
+        """The one host sync per log interval; with several ranks, the mean over all of them
+        (and a NaN anywhere stops them all)."""
+        if self.world > 1:
+            torch.distributed.all_reduce(self.running)
+            self.running /= self.world
+        mean = (self.running / max(self.since_log, 1)).item()
+        self.running.zero_()
+        self.since_log = 0
+        if not math.isfinite(mean):
+            raise TrainError(f"loss is {mean} at step {self.step}: lower --lr, or check the data")
+        now = time.perf_counter()
+        rate = (self.timed_images * self.world / (now - self.clock)
+                if self.clock and self.timed_images else None)
+        if self.deadline is not None:
+            self.out_of_time = _agree(now >= self.deadline, self.device, self.world)
+        self.last = {"step": self.step, "epoch": self.epoch, "loss": round(mean, 6),
+                     "images_per_s": round(rate, 1) if rate else None}
+        self._restart_clock()
+        if self.rank != 0:
+            return
+        self._write(self.last)
+        if self.tb is not None:
+            self.tb.add_scalar("train/loss", mean, self.step)
+            if rate:
+                self.tb.add_scalar("train/images_per_s", rate, self.step)
+        if self.bar is not None:
+            self.bar.set_postfix(loss=f"{mean:.4f}", img_s=self.last["images_per_s"])
+        elif now - self.last_report >= 30 or self.finished():
+            # Off a terminal: a line about every 30 s, not one per interval.
+            self.last_report = now
+            log.info("step %d loss %.4f %s img/s", self.step, mean,
+                     self.last["images_per_s"] or "-")
+
+    def _validate(self) -> None:
+        """Validation PSNR/SSIM (and the masked input's), a sample grid, best.pt."""
+        if self.rank != 0 or self.val_loader is None:
+            return
+        v = evaluate(self.model, self.val_loader, self.device, self.cfg.val_batches, self.fast)
+        v |= {"step": self.step, "epoch": self.epoch, "split": "val"}
+        self._write(v)
+        if self.tb is not None:
+            for k in ("psnr", "ssim", "psnr_input", "ssim_input", "mask_iou"):
+                if k in v:
+                    self.tb.add_scalar(f"val/{k}", v[k], self.step)
+        log.info("step %d val PSNR %.2f SSIM %.4f (input %.2f / %.4f)%s", self.step, v["psnr"],
+                 v["ssim"], v["psnr_input"], v["ssim_input"],
+                 f" mask IoU {v['mask_iou']:.3f}" if "mask_iou" in v else "")
+        sample = next(iter(self.val_loader))
+        with torch.no_grad():
+            b = to_device(sample, self.device)
+            pred = self.model.eval()(b["masked"][:4])
+        self.model.train()
+        save_grid(self.out / "samples" / f"step-{self.step:07d}.png", b, pred)
+        if v["ssim"] > self.best:
+            self.best = v["ssim"]
+            # best.pt is for using the model, not resuming: weights and configs only.
+            self._save(self.out / "checkpoints" / "best.pt", with_optimizer=False)
+        self.last = v
+        self._restart_clock()
+
+    def _save_last(self) -> None:
+        if self.rank == 0:
+            self._save(self.out / "checkpoints" / "last.pt", with_optimizer=True)
+        self._restart_clock()
+
+    def _save(self, path: Path, with_optimizer: bool) -> None:
+        state = {
+            "model": self.model.state_dict(),
+            "model_config": self.model.cfg.as_dict(), "train_config": asdict(self.cfg),
+            # The crop side the model learnt on; unmask aligns faces to it.
+            "image_size": image_size(self.cfg.data),
+            "step": self.step, "epoch": self.epoch, "world": self.world,
+            "step_in_epoch": self.in_epoch, "best": self.best}
+        if with_optimizer:
+            state |= {"optimizer": self.opt.state_dict(), "rng": _rng_state()}
+        save_checkpoint(path, state)
+
+    def _write(self, record: dict) -> None:
+        with open(self.metrics, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        if self.tb is not None:
+            self.tb.close()
+        self.val_loader = None
+
+
+def evaluate(model: torch.nn.Module, loader: DataLoader, device: torch.device,
+             max_batches: int, autocast: bool) -> dict:
+    """PSNR/SSIM of the model and of the masked input itself (the baseline) on a loader's
+    batches; with a mask head, the IoU of its mask (thresholded at 0.5) with the true one."""
+    model.eval()
+    sums: dict[str, float] = {"psnr": 0.0, "ssim": 0.0, "psnr_input": 0.0, "ssim_input": 0.0}
+    n = 0
+    with torch.no_grad():
+        for i, batch in enumerate(loader):
+            if i >= max_batches:
+                break
+            b = to_device(batch, device, channels_last=autocast)
+            x, y = b["masked"], b["clean"]
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+                p = model(x).float().clamp(0, 1)
+            sums["psnr"] += psnr(p[:, :3], y).sum().item()
+            sums["ssim"] += ssim(p[:, :3], y).sum().item()
+            sums["psnr_input"] += psnr(x, y).sum().item()
+            sums["ssim_input"] += ssim(x, y).sum().item()
+            if p.shape[1] > 3 and "mask" in b:
+                sums["mask_iou"] = sums.get("mask_iou", 0.0) + mask_iou(
+                    p[:, 3:4], b["mask"]).sum().item()
+            n += len(x)
+    model.train()
+    return {k: round(v / max(n, 1), 4) for k, v in sums.items()} | {"samples": n}
+
+
+def save_grid(path: Path, batch: dict, pred: torch.Tensor, rows: int = 4) -> None:
+    """A PNG of masked | output | clean rows (and the predicted mask, with a mask head)."""
+    import cv2
+
+    k = min(rows, len(pred))
+    tiles = []
+    for i in range(k):
+        row = [batch["masked"][i], pred[i, :3], batch["clean"][i]]
+        if pred.shape[1] > 3:
+            row.append(pred[i, 3:4].expand(3, -1, -1))
+        tiles.append(torch.cat([t.float().cpu() for t in row], dim=2))
+    img = (torch.cat(tiles, dim=1).clamp(0, 1).permute(1, 2, 0).numpy() * 255).round()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), cv2.cvtColor(img.astype(np.uint8), cv2.COLOR_RGB2BGR))
+
+
+def _agree(flag: bool, device: torch.device, world: int) -> bool:
+    """True on every rank when ``flag`` is true on any (ranks must stop at the same step)."""
+    if world == 1:
+        return flag
+    t = torch.tensor(float(flag), device=device)
+    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+    return bool(t.item())
 
 
 def _rng_state() -> dict:
@@ -92,303 +506,6 @@ def _set_rng_state(s: dict) -> None:
     random.setstate((3, tuple(s["python"]), None))
 
 
-def save_checkpoint(path: Path, state: dict) -> None:
-    """Write atomically: a crash never leaves a half-written checkpoint under ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
-    """Load with ``weights_only=True`` (no code runs from the file)."""
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except FileNotFoundError as e:
-        raise TrainError(f"no checkpoint at {path}") from e
-    except Exception as e:  # noqa: BLE001 - torch raises many kinds for a bad file
-        raise TrainError(f"{path} is not a maskface checkpoint ({e})") from e
-
-
-def model_from_checkpoint(ck: dict, path: str | Path) -> torch.nn.Module:
-    """The trained model a loaded checkpoint holds, rebuilt from the config it stores."""
-    if "model_config" not in ck or "model" not in ck:
-        raise TrainError(f"{path} is not a maskface checkpoint (no model config)")
-    model = model_from_config(ck["model_config"])
-    model.load_state_dict(ck["model"])
-    return model.eval()
-
-
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> torch.nn.Module:
-    """A trained model from a checkpoint file, on ``device``."""
-    return model_from_checkpoint(load_checkpoint(path, device), path).to(device)
-
-
-def _distributed() -> tuple[int, int, int]:
-    """(rank, world size, local rank) from torchrun's environment; (0, 1, 0) otherwise."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not torch.distributed.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        torch.distributed.init_process_group(backend)
-    rank = torch.distributed.get_rank() if world > 1 else 0
-    return rank, world, int(os.environ.get("LOCAL_RANK", "0"))
-
-
-def evaluate(model: torch.nn.Module, loader: DataLoader, device: torch.device,
-             max_batches: int, autocast: bool) -> dict:
-    """PSNR/SSIM of the model and of the masked input itself (the baseline), on a loader."""
-    model.eval()
-    sums = {"psnr": 0.0, "ssim": 0.0, "psnr_input": 0.0, "ssim_input": 0.0}
-    n = 0
-    with torch.no_grad():
-        for b, batch in enumerate(loader):
-            if b >= max_batches:
-                break
-            x = batch["masked"].to(device)
-            y = batch["clean"].to(device)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-                p = model(x).float().clamp(0, 1)
-            sums["psnr"] += psnr(p, y).sum().item()
-            sums["ssim"] += ssim(p, y).sum().item()
-            sums["psnr_input"] += psnr(x, y).sum().item()
-            sums["ssim_input"] += ssim(x, y).sum().item()
-            n += len(x)
-    model.train()
-    return {k: round(v / max(n, 1), 4) for k, v in sums.items()} | {"samples": n}
-
-
-def save_grid(path: Path, batch: dict, pred: torch.Tensor, rows: int = 4) -> None:
-    """A PNG of masked | output | clean rows."""
-    import cv2
-
-    k = min(rows, len(pred))
-    tiles = [torch.cat([batch["masked"][i], pred[i].float().cpu(), batch["clean"][i]], dim=2)
-             for i in range(k)]
-    img = (torch.cat(tiles, dim=1).clamp(0, 1).permute(1, 2, 0).numpy() * 255).round()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(path), cv2.cvtColor(img.astype(np.uint8), cv2.COLOR_RGB2BGR))
-
-
-def train(cfg: TrainConfig) -> dict:
-    """Train (or resume); returns the last metrics."""
-    rank, world, local_rank = _distributed()
-    device = pick_device(cfg.device)
-    if device.type == "cuda":
-        device = torch.device("cuda", local_rank)
-        torch.cuda.set_device(device)
-        torch.backends.cudnn.benchmark = True
-    out = Path(cfg.out)
-    ck_path = out / "checkpoints" / "last.pt"
-    torch.manual_seed(cfg.seed)
-    np.random.seed(cfg.seed)
-    random.seed(cfg.seed)
-
-    model = build_model(cfg.model, cfg.width, cfg.depth)
-    if rank == 0:
-        log.info("%s: %.2f M parameters", cfg.model, count_parameters(model) / 1e6)
-    cuda = device.type == "cuda"
-    fast = use_bf16(cfg.precision, device)
-    model = model.to(device, memory_format=torch.channels_last if fast else torch.preserve_format)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=cuda)
-    step = epoch = start_in_epoch = 0
-    best = -math.inf
-    if cfg.resume and ck_path.exists():
-        # On the CPU: RNG states must stay CPU tensors; the optimiser moves its own state.
-        ck = load_checkpoint(ck_path, "cpu")
-        if ck.get("model_config") != model.cfg.as_dict():
-            raise TrainError(f"{ck_path} holds a {ck.get('model_config')} model, not "
-                             f"{model.cfg.as_dict()}; use the same --model/--width/--depth")
-        # The epoch's order is replayed from these; another value would replay another order.
-        was = ck.get("train_config", {}) | {"world": ck.get("world", 1)}
-        now = asdict(cfg) | {"world": world}
-        changed = [k for k in ("batch_size", "workers", "seed", "world", "data")
-                   if was.get(k) != now[k]]
-        if changed:
-            raise TrainError(f"--resume with other {', '.join(changed)} than {ck_path} was "
-                             "trained with would not continue the same run; use the same "
-                             "values or a new --out")
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        step, epoch, start_in_epoch = ck["step"], ck["epoch"], ck["step_in_epoch"]
-        best = ck.get("best", best)
-        _set_rng_state(ck["rng"])
-        log.info("resumed at step %d (epoch %d, batch %d)", step, epoch, start_in_epoch)
-
-    try:
-        train_set = ShardPairs(cfg.data, "train", seed=cfg.seed, rank=rank, world=world)
-    except DataError as e:
-        raise TrainError(str(e)) from e
-    try:
-        val_set = ShardPairs(cfg.data, "val", shuffle=False, flip=False)
-    except DataError:
-        val_set = None
-    loader_kw = {"batch_size": cfg.batch_size, "num_workers": cfg.workers,
-                 "pin_memory": cuda, "persistent_workers": False}
-    loader = DataLoader(train_set, drop_last=True, **loader_kw)
-    steps_per_epoch = None  # one process: every batch the loader gives
-    if world > 1:
-        # Ranks must take the same number of steps. A rank's share can fall short of
-        # count / world by one sample per shard, and each loader worker drops its own last
-        # partial batch, so stop every rank at a number all of them reach.
-        if train_set.count <= 0:
-            raise TrainError(f"{cfg.data} has no manifest.json: several ranks need the pair "
-                             "count to agree on an epoch's length")
-        steps_per_epoch = ((train_set.count // world - len(train_set.shards)) // cfg.batch_size
-                           - max(cfg.workers, 1))
-        if steps_per_epoch < 1:
-            raise TrainError(f"too few training pairs ({train_set.count}) for {world} ranks "
-                             f"with --batch-size {cfg.batch_size}")
-    net = model
-    if world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[local_rank] if cuda else None)
-    if cfg.compile:
-        net = torch.compile(net)
-
-    metrics_f = out / "metrics.jsonl"
-    out.mkdir(parents=True, exist_ok=True)
-    estimate = steps_per_epoch or max(train_set.count, 0) // cfg.batch_size
-    total = cfg.max_steps or estimate * cfg.epochs
-    last: dict = {}
-    t0, seen = time.perf_counter(), 0
-    deadline = t0 + 60 * cfg.max_minutes if cfg.max_minutes else None
-    out_of_time = False
-
-    def finished() -> bool:
-        return bool(cfg.max_steps and step >= total) or out_of_time
-
-    running = torch.zeros((), device=device)
-    since_log = 0
-    in_epoch = start_in_epoch
-    tb = _tensorboard(out / "tb") if rank == 0 else None
-    bar = None
-    if rank == 0 and sys.stderr.isatty():
-        from tqdm import tqdm
-
-        bar = tqdm(total=total or None, initial=step, unit="step", desc="train",
-                   dynamic_ncols=True)
-    def validate() -> dict:
-        """Validation PSNR/SSIM (and the masked input's), a sample grid, best.pt."""
-        nonlocal best
-        v = evaluate(model, DataLoader(val_set, **loader_kw), device, cfg.val_batches, fast)
-        v |= {"step": step, "epoch": epoch, "split": "val"}
-        with open(metrics_f, "a") as f:
-            f.write(json.dumps(v) + "\n")
-        if tb is not None:
-            for k in ("psnr", "ssim", "psnr_input", "ssim_input"):
-                tb.add_scalar(f"val/{k}", v[k], step)
-        log.info("step %d val PSNR %.2f SSIM %.4f (input %.2f / %.4f)", step, v["psnr"],
-                 v["ssim"], v["psnr_input"], v["ssim_input"])
-        sample = next(iter(DataLoader(val_set, batch_size=4)))
-        with torch.no_grad():
-            save_grid(out / "samples" / f"step-{step:07d}.png", sample,
-                      model.eval()(sample["masked"].to(device)).cpu())
-        model.train()
-        if v["ssim"] > best:
-            best = v["ssim"]
-            _save(out / "checkpoints" / "best.pt", model, opt, step, epoch, 0, best, cfg)
-        return v
-
-    while not finished() and (cfg.max_steps or epoch < cfg.epochs):
-        train_set.set_epoch(epoch)
-        in_epoch = 0
-        for batch in loader:
-            if in_epoch < start_in_epoch:  # replay the epoch's order up to where we stopped
-                in_epoch += 1
-                continue
-            if steps_per_epoch and in_epoch >= steps_per_epoch:
-                break
-            x = batch["masked"].to(device, non_blocking=True)
-            y = batch["clean"].to(device, non_blocking=True)
-            if fast:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=fast):
-                pred = net(x)
-            loss = ssim_l1(pred.float(), y, cfg.l1_weight, cfg.loss)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            running += loss.detach()
-            since_log += 1
-            step += 1
-            if bar is not None:
-                bar.update(1)
-            in_epoch += 1
-            seen += len(x)
-            if step % cfg.log_every == 0 or finished():
-                # The one host sync per log interval; the last interval may be shorter. With
-                # several ranks, the mean over all of them (and a NaN anywhere stops them all).
-                if world > 1:
-                    torch.distributed.all_reduce(running)
-                    running /= world
-                mean = (running / since_log).item()
-                running.zero_()
-                since_log = 0
-                if not math.isfinite(mean):
-                    raise TrainError(f"loss is {mean} at step {step}: lower --lr, or check "
-                                     "the data")
-                el = time.perf_counter() - t0
-                if deadline is not None:
-                    out_of_time = _agree(time.perf_counter() >= deadline, device, world)
-                last = {"step": step, "epoch": epoch, "loss": round(mean, 6),
-                        "images_per_s": round(seen * world / el, 1)}
-                if rank == 0:
-                    with open(metrics_f, "a") as f:
-                        f.write(json.dumps(last) + "\n")
-                    if tb is not None:
-                        tb.add_scalar("train/loss", mean, step)
-                        tb.add_scalar("train/images_per_s", last["images_per_s"], step)
-                    if bar is not None:
-                        bar.set_postfix(loss=f"{mean:.4f}", img_s=last["images_per_s"])
-                    else:
-                        log.info("step %d loss %.4f %.1f img/s", step, mean,
-                                 last["images_per_s"])
-            if rank == 0 and step % cfg.checkpoint_every == 0:
-                _save(ck_path, model, opt, step, epoch, in_epoch, best, cfg)
-            if finished():
-                break
-        if in_epoch == 0:
-            raise TrainError(f"an epoch of {cfg.data} gave no batch: fewer training pairs "
-                             f"per process than --batch-size {cfg.batch_size}")
-        start_in_epoch = 0
-        if finished():
-            break  # mid-epoch: the checkpoint below records the position
-        epoch += 1
-        in_epoch = 0
-        if rank == 0 and val_set is not None and epoch % max(cfg.val_every, 1) == 0:
-            last = validate()
-        if rank == 0:
-            _save(ck_path, model, opt, step, epoch, 0, best, cfg)
-    if out_of_time and rank == 0:
-        log.info("--max-minutes %g reached at step %d", cfg.max_minutes, step)
-    if (rank == 0 and val_set is not None and (cfg.max_steps or out_of_time)
-            and last.get("split") != "val"):
-        last = validate()  # a run cut short still reports validation and best.pt
-    if bar is not None:
-        bar.close()
-    if tb is not None:
-        tb.close()
-    if rank == 0:
-        _save(ck_path, model, opt, step, epoch, in_epoch, best, cfg)
-    if world > 1:
-        torch.distributed.barrier()
-        torch.distributed.destroy_process_group()
-    return last
-
-
-def _agree(flag: bool, device: torch.device, world: int) -> bool:
-    """True on every rank when ``flag`` is true on any (ranks must stop at the same step)."""
-    if world == 1:
-        return flag
-    t = torch.tensor(float(flag), device=device)
-    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
-    return bool(t.item())
-
-
-def _world() -> int:
-    return torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
-
-
 def _tensorboard(path: Path):
     """A TensorBoard writer when tensorboard is installed, else None (JSONL is always kept)."""
     try:
@@ -396,14 +513,3 @@ def _tensorboard(path: Path):
     except ImportError:
         return None
     return SummaryWriter(str(path))
-
-
-def _save(path: Path, model, opt, step, epoch, in_epoch, best, cfg) -> None:
-    save_checkpoint(path, {
-        "model": model.state_dict(), "optimizer": opt.state_dict(),
-        "model_config": model.cfg.as_dict(), "train_config": asdict(cfg),
-        # The crop side the model learnt on; unmask aligns faces to it.
-        "image_size": image_size(cfg.data),
-        "step": step, "epoch": epoch, "world": _world(),
-        "step_in_epoch": in_epoch,
-        "best": best, "rng": _rng_state(), "format": "maskface-checkpoint/1"})

@@ -1,0 +1,63 @@
+"""Colour augmentation on the device, the same for both images of a pair.
+
+``paper``: the paper's training augmentation, a random flip (done by the loader's workers) and
+its colour jitter, in its order: hue +-0.05 of a turn, saturation x[0.2, 1.3], brightness +-0.1,
+contrast x[0.2, 1.5]. Saturation blends with the grey image and hue rotates the chroma plane
+of YIQ, the usual tensor forms of the HSV operations the paper's TensorFlow code used.
+``flip``: the flip only. ``none``: neither.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .registry import AUGMENTS  # noqa: F401 - the names this module implements
+
+HUE, SATURATION, BRIGHTNESS, CONTRAST = 0.05, (0.2, 1.3), 0.1, (0.2, 1.5)
+
+_GREY = (0.299, 0.587, 0.114)
+_RGB2YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322],
+                         [0.211, -0.523, 0.312]])
+
+
+def _uniform(n: int, lo: float, hi: float, g: torch.Generator, device) -> torch.Tensor:
+    return (torch.rand(n, 1, 1, 1, generator=g) * (hi - lo) + lo).to(device)
+
+
+def _hue(x: torch.Tensor, turns: torch.Tensor) -> torch.Tensor:
+    """Rotate the hue by ``turns`` of a full turn (per image), in YIQ."""
+    m = _RGB2YIQ.to(x.device, x.dtype)
+    yiq = torch.einsum("ij,njhw->nihw", m, x)
+    a = (2 * math.pi * turns).view(-1)
+    c, s = torch.cos(a).view(-1, 1, 1), torch.sin(a).view(-1, 1, 1)
+    i, q = yiq[:, 1], yiq[:, 2]
+    yiq = torch.stack([yiq[:, 0], c * i - s * q, s * i + c * q], 1)
+    return torch.einsum("ij,njhw->nihw", torch.linalg.inv(m), yiq)
+
+
+def _grey(x: torch.Tensor) -> torch.Tensor:
+    r, g, b = _GREY
+    return (r * x[:, 0] + g * x[:, 1] + b * x[:, 2]).unsqueeze(1)
+
+
+def jitter_pair(pair: list[torch.Tensor], g: torch.Generator) -> list[torch.Tensor]:
+    """The paper's colour jitter with one random draw per sample, applied to every tensor of
+    ``pair`` (float NCHW in [0, 1]; each of them gets the same change)."""
+    n, dev = pair[0].shape[0], pair[0].device
+    hue = _uniform(n, -HUE, HUE, g, dev)
+    sat = _uniform(n, *SATURATION, g, dev)
+    bri = _uniform(n, -BRIGHTNESS, BRIGHTNESS, g, dev)
+    con = _uniform(n, *CONTRAST, g, dev)
+    out = []
+    for x in pair:
+        y = _hue(x, hue)
+        grey = _grey(y)
+        y = grey + (y - grey) * sat
+        y = y + bri
+        mean = y.mean(dim=(2, 3), keepdim=True)  # per channel, as TensorFlow's contrast
+        y = (y - mean) * con + mean
+        out.append(y.clamp_(0, 1).contiguous(memory_format=torch.channels_last)
+                   if x.is_contiguous(memory_format=torch.channels_last) else y.clamp_(0, 1))
+    return out

@@ -1,0 +1,99 @@
+"""What a trained model is on disk, and where and how it runs.
+
+A checkpoint is a ``torch.save`` dict (``format: maskface-checkpoint/1``): the model's weights
+and config, the training config, the crop size the model learnt on, and, for resuming, the
+optimiser, step, position in the epoch and RNG states. It is written atomically and loaded
+with ``weights_only=True``, so no code runs from the file. The device and precision rules live
+here too: training, evaluation, prediction and export all follow the same ones.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from .model import RAUNet, config_from_dict
+
+FORMAT = "maskface-checkpoint/1"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint or device that cannot be used (missing, not ours, no CUDA...)."""
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """``auto``: CUDA when available, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise CheckpointError(f"--device {name}, but no CUDA device is available")
+    return torch.device(name)
+
+
+def use_bf16(precision: str, device: torch.device) -> bool:
+    """Whether a model runs on the bf16 + channels_last path: ``bf16`` always, ``fp32`` never,
+    ``auto`` on CUDA. One rule for training, evaluation and prediction."""
+    if precision not in ("auto", "bf16", "fp32"):
+        raise ValueError(f"precision must be auto, bf16 or fp32, got {precision!r}")
+    return precision == "bf16" or (precision == "auto" and device.type == "cuda")
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    """Write atomically: a crash never leaves a half-written checkpoint under ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state | {"format": FORMAT}, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
+    """Load with ``weights_only=True`` (no code runs from the file)."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError as e:
+        raise CheckpointError(f"no checkpoint at {path}") from e
+    except Exception as e:  # noqa: BLE001 - torch raises many kinds for a bad file
+        raise CheckpointError(f"{path} is not a maskface checkpoint ({e})") from e
+
+
+# maskface 0.1 kept the shortcut, the gate's phi and the head as bare convolutions; the
+# paper's layout wraps each in a Sequential (room for its BatchNorm / transposed conv).
+_V01_KEYS = {"skip.weight": "skip.0.weight", "skip.bias": "skip.0.bias",
+             "phi.weight": "phi.0.weight", "phi.bias": "phi.0.bias",
+             "head.weight": "head.0.weight", "head.bias": "head.0.bias"}
+
+
+def _upgrade_keys(state: dict) -> dict:
+    out = {}
+    for k, v in state.items():
+        for old, new in _V01_KEYS.items():
+            if k == old or k.endswith("." + old):
+                k = k[: len(k) - len(old)] + new
+                break
+        out[k] = v
+    return out
+
+
+def model_from_checkpoint(ck: dict, path: str | Path) -> RAUNet:
+    """The trained model a loaded checkpoint holds, rebuilt from the config it stores, in
+    eval mode on the CPU."""
+    if "model_config" not in ck or "model" not in ck:
+        raise CheckpointError(f"{path} is not a maskface checkpoint (no model config)")
+    try:
+        cfg = config_from_dict(ck["model_config"])
+        model = RAUNet(cfg)
+        state = ck["model"] if cfg.layout == "paper" else _upgrade_keys(ck["model"])
+        model.load_state_dict(state)
+    except (ValueError, TypeError, RuntimeError) as e:
+        raise CheckpointError(f"{path} holds a model this maskface cannot rebuild ({e})") from e
+    return model.eval()
+
+
+def load_model(path: str | Path) -> tuple[RAUNet, dict]:
+    """The model a checkpoint file holds (eval mode, CPU) and the checkpoint's other fields
+    (without the weights and optimiser state)."""
+    ck = load_checkpoint(path, "cpu")
+    model = model_from_checkpoint(ck, path)
+    return model, {k: v for k, v in ck.items() if k not in ("model", "optimizer", "rng")}

@@ -1,0 +1,16 @@
+"""The names the trainer knows, as plain data (no torch), so the command line can offer them
+as choices without importing the trainer.
+
+``VARIANTS``: the paper's ablation (Table II), one network with two switches. ``NORMS``: what
+follows each conv. ``AUGMENTS``: the training augmentations (``augment.py``).
+"""
+
+from __future__ import annotations
+
+VARIANTS: dict[str, dict[str, bool]] = {
+    "unet": {"residual": False, "attention": False},
+    "attention-unet": {"residual": False, "attention": True},
+    "ra-unet": {"residual": True, "attention": True},
+}
+NORMS = ("none", "batch")
+AUGMENTS = ("paper", "flip", "none")
