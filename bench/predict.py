@@ -6,7 +6,11 @@
 
 Without --checkpoint the weights are random (time does not depend on them). Forward pass only,
 inputs already on the device, after warm-up, the device synchronised around each run; the
-same measurement ``maskface eval`` reports. Prints one JSON object naming the device.
+same measurement ``maskface eval`` reports. ``cudnn.benchmark`` is on, as in training. With
+``--compile``: ``torch._dynamo.reset()`` first and ``dynamic=False``, so batch 1 and the batch
+each run a static graph of their own (``graphs``: 2; the second shape recompiles once, where
+the default would fall back to a dynamic-shape graph). Prints one JSON object naming the
+device.
 """
 
 from __future__ import annotations
@@ -43,11 +47,19 @@ def main() -> None:
     else:
         pred = Predictor.on_device(build_model(a.model, a.width, a.depth), dev, a.precision,
                                    a.size or 256, a.model)
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True
     if a.compile:
-        pred.model = torch.compile(pred.model)
+        torch._dynamo.reset()
+        pred.model = torch.compile(pred.model, dynamic=False)
     batch = a.batch or (64 if dev.type == "cuda" else 16)
     size = a.size or pred.image_size
+    from torch._dynamo.utils import counters
+
+    graphs0 = counters["stats"]["unique_graphs"]
     res = time_network(pred, size, batch, a.iters)
+    if a.compile:
+        res["graphs"] = counters["stats"]["unique_graphs"] - graphs0
     print(json.dumps({"bench": "predict", "model": pred.label,
                       "parameters": count_parameters(pred.model), "size": size,
                       "compiled": a.compile, "torch": torch.__version__,
