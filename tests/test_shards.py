@@ -50,7 +50,7 @@ def test_unsafe_member_names_are_refused(tmp_path, name):
         info.size = 2
         tar.addfile(info, io.BytesIO(b"{}"))
     (tmp_path / "bad.tar").write_bytes(buf.getvalue())
-    with pytest.raises(ShardError):
+    with pytest.raises(ShardError, match=r"bad\.tar: unsafe or malformed member name"):
         list(iter_samples(tmp_path / "bad.tar"))
 
 
@@ -104,3 +104,87 @@ def test_a_splits_shards_are_equal_and_cover_it_in_order(n, size, expect):
     assert [i for t in train for i in t.items] == items[:n]  # all of them, in order, once
     assert [t.index for t in train] == list(range(len(expect)))
     assert [t.split for t in tasks] == ["train"] * len(expect) + ["val"]
+
+
+def _flip(path, offset, bit=0x10):
+    data = bytearray(path.read_bytes())
+    data[offset] ^= bit
+    path.write_bytes(bytes(data))
+
+
+def _header_offsets(path):
+    with tarfile.open(path) as tar:
+        return [m.offset for m in tar.getmembers()]
+
+
+@pytest.mark.parametrize("field", [0, 129, 151])  # in the name, the size, the checksum
+def test_a_flipped_bit_in_a_member_header_is_an_error_naming_the_file(tmp_path, field):
+    """tarfile takes a header that fails its checksum for the end of the archive: the reader
+    must not hand back the samples before it as if they were the whole shard."""
+    _write(tmp_path / "s.tar", n=7)
+    offsets = _header_offsets(tmp_path / "s.tar")
+    _flip(tmp_path / "s.tar", offsets[9] + field, 0x01)  # the 4th sample's 2nd member
+    with pytest.raises(ShardError, match=r"s\.tar: damaged member header"):
+        list(iter_samples(tmp_path / "s.tar"))
+
+
+def _run_with_manifest(tmp_path, n=5):
+    """A shard inside a generate-like output whose manifest lists what the writer wrote."""
+    import json
+
+    with ShardWriter(tmp_path / "train" / "shard-000000.tar") as w:
+        for i in range(n):
+            w.write(f"k{i}", {"json": b"{}", "mask.png": b"x" * (i + 1)})
+    entry = {"path": "train/shard-000000.tar", "pairs": w.count, "members": w.members,
+             "bytes": w.size, "sha256": w.sha256}
+    (tmp_path / "manifest.json").write_text(json.dumps(
+        {"format": "maskface-shards/1", "splits": {"train": {"shards": [entry]}},
+         "failures": {}, "render_failures": 0}))
+    (tmp_path / "failures.jsonl").write_text("")
+    return tmp_path / "train" / "shard-000000.tar", entry
+
+
+def test_the_writer_reports_what_it_wrote(tmp_path):
+    import hashlib
+
+    shard, entry = _run_with_manifest(tmp_path)
+    data = shard.read_bytes()
+    assert entry["sha256"] == hashlib.sha256(data).hexdigest()
+    assert entry["bytes"] == len(data) and entry["members"] == 10 and entry["pairs"] == 5
+    assert len(list(iter_samples(shard))) == 5
+
+
+def test_a_listed_shard_is_checked_against_its_manifest(tmp_path):
+    shard, entry = _run_with_manifest(tmp_path)
+    good = shard.read_bytes()
+    data = bytearray(good)
+    data[data.find(b"xxx")] ^= 1  # a bit in a member's data: the tar still reads
+    shard.write_bytes(bytes(data))
+    with pytest.raises(ShardError, match=r"shard-000000\.tar: its sha256 differs"):
+        list(iter_samples(shard))
+    # A whole, valid shard with fewer samples than listed (a stale or swapped file).
+    with ShardWriter(shard) as w:
+        for i in range(3):
+            w.write(f"k{i}", {"json": b"{}", "mask.png": b"x" * (i + 1)})
+    with pytest.raises(ShardError, match=r"shard-000000\.tar: 3 samples where .* lists 5"):
+        list(iter_samples(shard))
+    shard.write_bytes(good)
+    assert len(list(iter_samples(shard))) == 5
+
+
+def test_verify_names_each_bad_file(tmp_path):
+    from maskface.maskgen.shards import verify_output
+
+    shard, _ = _run_with_manifest(tmp_path)
+    rep = verify_output(tmp_path)
+    assert rep.problems == [] and rep.shards == 1 and rep.pairs == 5
+    _flip(shard, _header_offsets(shard)[4] + 124)
+    (tmp_path / "train" / "shard-000001.tar").write_bytes(shard.read_bytes())
+    rep = verify_output(tmp_path)
+    assert len(rep.problems) == 2
+    assert "shard-000000.tar: damaged member header" in rep.problems[0]
+    assert rep.problems[1].endswith("shard-000001.tar: a shard "
+                                    f"{tmp_path / 'manifest.json'} does not list")
+    shard.unlink()
+    assert "shard-000000.tar: missing" in verify_output(tmp_path).problems[0]
+    assert "manifest.json: missing" in verify_output(tmp_path / "train").problems[0]
