@@ -2,15 +2,20 @@
 
 A source is resolved once, in the parent process, into a sorted list of :class:`SourceItem` (a
 small picklable reference plus its split); workers read the bytes themselves with
-:func:`read_source`. Reading never decodes: decoding errors belong to :mod:`.decode`.
+:func:`read_source`. Reading never decodes: decoding errors belong to :mod:`.decode`, and it
+reads only regular files (a FIFO, device or folder named like an image is an unreadable source,
+never a hang). A folder is listed following each real directory once: directory links that lead
+to a folder already listed (a loop such as ``ln -s . self``) are reported and skipped.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import stat
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -29,6 +34,9 @@ CELEBA_HELP = (
     "list_eval_partition.txt beside them (or in Eval/) gives the official split; without it the\n"
     "official id ranges are used."
 )
+
+
+log = logging.getLogger("maskface.sources")
 
 
 class SourceError(RuntimeError):
@@ -73,7 +81,7 @@ def resolve_source(src: str, *, celeba_root: str | None = None,
 def read_source(item: SourceItem) -> bytes:
     """The raw bytes of one source image (raises OSError when unreadable)."""
     if item.kind == "file":
-        return Path(item.ref).read_bytes()
+        return read_regular_file(item.ref)
     if item.kind == "zip":
         import zlib
 
@@ -88,6 +96,27 @@ def read_source(item: SourceItem) -> bytes:
 
         return demo_bytes(item.ref)
     raise ValueError(f"unknown source kind {item.kind!r}")
+
+
+def _what(mode: int) -> str:
+    return ("a folder" if stat.S_ISDIR(mode) else "a FIFO (named pipe)" if stat.S_ISFIFO(mode)
+            else "a socket" if stat.S_ISSOCK(mode) else "a character device"
+            if stat.S_ISCHR(mode) else "a block device" if stat.S_ISBLK(mode)
+            else "not a regular file")
+
+
+def read_regular_file(path: str | os.PathLike) -> bytes:
+    """The bytes of a regular file (a link to one is followed). Anything else raises OSError
+    without blocking: a FIFO is opened non-blocking and refused, a device is never opened."""
+    st = os.stat(path)
+    if not stat.S_ISREG(st.st_mode):
+        raise OSError(f"{path}: {_what(st.st_mode)}, not an image file")
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    with open(fd, "rb") as f:
+        st = os.fstat(f.fileno())  # it may have been replaced since the stat above
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(f"{path}: {_what(st.st_mode)}, not an image file")
+        return f.read()
 
 
 @lru_cache(maxsize=4)
@@ -120,21 +149,112 @@ def _unique_keys(rel_paths: list[str]) -> list[str]:
     return out
 
 
+@dataclass
+class FolderListing:
+    """What :func:`list_folder` found under a folder, as paths relative to it."""
+
+    files: list[str] = field(default_factory=list)  # images (and broken links named like one)
+    others: list[tuple[str, str]] = field(default_factory=list)  # (path, what): not files
+    repeats: list[tuple[str, str]] = field(default_factory=list)  # (link, folder): skipped
+    unreadable: list[tuple[str, str]] = field(default_factory=list)  # (folder, why)
+
+
+def _is_image_name(name: str) -> bool:
+    return name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith(".")
+
+
+def list_folder(root: Path) -> FolderListing:
+    """Every image under ``root``, sorted: recursive, extensions in any case, hidden files and
+    folders skipped. Links are followed, but each real folder is listed once: the real tree
+    first, then links to folders outside it; a link to a folder already listed (a loop, or a
+    second way to the same photos) goes in ``repeats``. Entries named like an image that are
+    not regular files (FIFOs, devices, sockets, folders) go in ``others``; broken links stay in
+    ``files`` (they fail, with a reason, when read)."""
+    out = FolderListing()
+    seen: set[tuple[int, int]] = set()
+    st = os.stat(root)
+    seen.add((st.st_dev, st.st_ino))
+    links: list[tuple[str, str]] = []  # (relative path, path) of folder links, for later
+
+    def walk(path: str, rel: str) -> None:
+        try:
+            with os.scandir(path) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as e:
+            out.unreadable.append((rel or ".", e.strerror or str(e)))
+            return
+        for e in entries:
+            if e.name.startswith("."):
+                continue
+            r = os.path.join(rel, e.name) if rel else e.name
+            try:
+                is_dir = e.is_dir()
+            except OSError:
+                is_dir = False
+            if is_dir:
+                if _is_image_name(e.name):
+                    out.others.append((r, "a folder"))
+                if e.is_symlink():
+                    links.append((r, e.path))
+                    continue
+                try:
+                    st = e.stat()
+                except OSError as err:
+                    out.unreadable.append((r, err.strerror or str(err)))
+                    continue
+                if (st.st_dev, st.st_ino) in seen:  # a bind mount of a folder already listed
+                    out.repeats.append((r, r))
+                    continue
+                seen.add((st.st_dev, st.st_ino))
+                walk(e.path, r)
+            elif _is_image_name(e.name):
+                try:
+                    st = e.stat()
+                except OSError:  # a broken link (or a link loop): read, it fails with a reason
+                    out.files.append(r)
+                    continue
+                if stat.S_ISREG(st.st_mode):
+                    out.files.append(r)
+                else:
+                    out.others.append((r, _what(st.st_mode)))
+
+    walk(str(root), "")
+    while links:  # links to folders, after the real tree; each may add more
+        r, path = links.pop(0)
+        try:
+            st = os.stat(path)
+        except OSError as err:
+            out.unreadable.append((r, err.strerror or str(err)))
+            continue
+        if (st.st_dev, st.st_ino) in seen:
+            out.repeats.append((r, os.path.relpath(os.path.realpath(path), os.path.realpath(root))))
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        walk(path, r)
+    out.files.sort()
+    out.others.sort()
+    return out
+
+
 def image_files(root: Path) -> list[str]:
-    """Paths (relative to ``root``, sorted) of every image under it: recursive, extensions in
-    any case, hidden files and folders skipped."""
-    rels = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for f in filenames:
-            if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith("."):
-                rels.append(os.path.relpath(os.path.join(dirpath, f), root))
-    return sorted(rels)
+    """Paths (relative to ``root``, sorted) of every image file under it (see
+    :func:`list_folder`)."""
+    return list_folder(root).files
 
 
 def folder_items(root: Path, ratios: tuple[float, float, float]) -> list[SourceItem]:
-    """Every image under ``root`` (see :func:`image_files`), hash-split."""
-    rels = image_files(root)
+    """Every image under ``root`` (see :func:`list_folder`), hash-split. Entries named like an
+    image that are not files are sources too, so that each gets a failure record."""
+    listing = list_folder(root)
+    if listing.repeats:
+        log.warning("%s: %d folder link(s) lead to a folder already listed and were not "
+                    "followed again: %s", root, len(listing.repeats),
+                    ", ".join(f"{a} -> {b}" for a, b in listing.repeats[:5])
+                    + (" ..." if len(listing.repeats) > 5 else ""))
+    for r, why in listing.unreadable:
+        log.warning("%s: folder %s could not be listed (%s); its images are not used", root, r,
+                    why)
+    rels = sorted(listing.files + [r for r, _ in listing.others])
     if not rels:
         raise SourceError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {root}")
     keys = _unique_keys(rels)
@@ -146,7 +266,12 @@ def list_items(list_file: Path, ratios: tuple[float, float, float]) -> list[Sour
     """Images named one per line in a text file (relative paths are relative to the file)."""
     base = list_file.parent
     paths = []
-    for line in list_file.read_text().splitlines():
+    try:
+        text = list_file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise SourceError(f"--src {list_file}: not a readable text list of image paths "
+                          f"({e})") from e
+    for line in text.splitlines():
         line = line.strip()
         if line and not line.startswith("#"):
             p = Path(line).expanduser()

@@ -7,6 +7,7 @@ split of an image never depends on which other images are in the folder or on th
 from __future__ import annotations
 
 import hashlib
+import math
 
 SPLITS = ("train", "val", "test")
 
@@ -54,7 +55,12 @@ def parse_partition_file(text: str) -> dict[str, str]:
 
 def parse_ratios(text: str) -> tuple[float, float, float]:
     """Parse ``"0.8,0.1,0.1"`` into a ratio triple."""
-    parts = [float(p) for p in text.split(",")]
+    try:
+        parts = [float(p) for p in text.split(",")]
+    except ValueError:
+        parts = []
     if len(parts) != 3:
         raise ValueError(f"--split-ratios needs three numbers train,val,test; got {text!r}")
+    if not all(math.isfinite(p) and p >= 0 for p in parts) or sum(parts) <= 0:
+        raise ValueError(f"--split-ratios: three numbers >= 0, not all 0; got {text!r}")
     return parts[0], parts[1], parts[2]

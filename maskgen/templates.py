@@ -163,7 +163,13 @@ def _hex(text: str) -> tuple[int, int, int]:
 
 def load_template(path: str | Path) -> Template:
     path = Path(path)
-    return template_from_dict(json.loads(path.read_text()), str(path))
+    try:
+        d = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ValueError(f"mask template {path}: {e}") from e
+    if not isinstance(d, dict):
+        raise ValueError(f"mask template {path}: not a JSON object")
+    return template_from_dict(d, str(path))
 
 
 @lru_cache(maxsize=8)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import threading
 import zipfile
 
 import pytest
@@ -105,3 +108,73 @@ def test_a_damaged_zip_member_is_an_unreadable_image_not_a_crash(tmp_path, face_
     for member in ("img_align_celeba/000001.jpg", "img_align_celeba/missing.jpg"):
         with pytest.raises(OSError):
             read_source(SourceItem("k", "zip", f"{z}::{member}", "train"))
+
+
+def _one_face(tmp_path, face_folder):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.jpg").write_bytes((face_folder / "astronaut.jpg").read_bytes())
+    return src
+
+
+def test_folder_links_are_followed_once_and_loops_reported(tmp_path, face_folder, caplog):
+    src = _one_face(tmp_path, face_folder)
+    (src / "sub").mkdir()
+    (src / "sub" / "b.png").write_bytes((face_folder / "gray.png").read_bytes())
+    os.symlink(".", src / "self")  # a loop
+    os.symlink(".", src / "again")  # two loops used to make the listing run forever
+    os.symlink("sub", src / "sub-link")  # a second way to sub/
+    os.symlink("..", src / "sub" / "up")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "c.jpg").write_bytes((face_folder / "astronaut.jpg").read_bytes())
+    os.symlink(outside, src / "more")  # a folder outside the tree is followed
+    with caplog.at_level(logging.WARNING, logger="maskface.sources"):
+        _, items = resolve_source(str(src))
+    assert sorted(i.key for i in items) == ["a", "more__c", "sub__b"]
+    (warning,) = [r.getMessage() for r in caplog.records]
+    assert "4 folder link(s) lead to a folder already listed" in warning
+    assert "self -> ." in warning and "sub/up -> ." in warning and "sub-link -> sub" in warning
+
+
+def _reads_quickly(item):
+    """read_source(item) in a thread: (finished within 10 s, the exception it raised)."""
+    box = []
+
+    def run():
+        try:
+            read_source(item)
+            box.append(None)
+        except OSError as e:
+            box.append(e)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(10)
+    return not t.is_alive(), box[0] if box else None
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_fifos_devices_and_folders_named_like_images_are_unreadable_sources(tmp_path,
+                                                                          face_folder):
+    src = _one_face(tmp_path, face_folder)
+    os.mkfifo(src / "pipe.jpg")
+    os.symlink("/dev/zero", src / "zero.png")
+    (src / "folder.jpg").mkdir()
+    (src / "folder.jpg" / "inside.jpg").write_bytes(b"x")
+    _, items = resolve_source(str(src))
+    by_key = {i.key: i for i in items}
+    assert sorted(by_key) == ["a", "folder", "folder_jpg__inside", "pipe", "zero"]
+    for key, what in (("pipe", "a FIFO"), ("zero", "a character device"),
+                      ("folder", "a folder")):
+        done, err = _reads_quickly(by_key[key])
+        assert done, f"reading {key} hangs"
+        assert isinstance(err, OSError) and what in str(err) and by_key[key].ref in str(err)
+    assert read_source(by_key["folder_jpg__inside"]) == b"x"
+
+
+def test_a_list_that_is_not_text_is_refused_naming_it(tmp_path):
+    lst = tmp_path / "faces.txt"
+    lst.write_bytes(b"\xff\xfe\x00binary")
+    with pytest.raises(SourceError, match=r"faces\.txt: not a readable text list"):
+        resolve_source(str(lst))
