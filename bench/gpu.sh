@@ -24,7 +24,8 @@
 #      fits the 16 MiB a returned file may have (the 256-px RA-UNet is ~156 MB: it does not).
 #   Collect also runs when a phase fails or the script is stopped: partial results come back.
 # The other phases (render, speed, loader, train, eval) run alone too, in that order, each
-# with the same time box; `speed` also runs bench/predict.py.
+# with the same time box and collect at the end, all in the same MASKFACE_GPU_WORK (on the
+# lent machine only within one call: it starts bare); `speed` also runs bench/predict.py.
 #
 # Settings (environment; defaults for the H200):
 #   DEVICE=cuda  SIZE=256  WIDTH=64  DEPTH=5  BATCH=64  LR=4e-4 (the paper's 1e-4 is for
@@ -321,18 +322,19 @@ all)
     train_phase
     box eval "$(( $(left) ))" eval_cmd
     ;;
-render) package; box render 240 render_cmd ;;
+render) package; trap collect EXIT; box render 240 render_cmd ;;
 speed)
     package
+    trap collect EXIT
     env_info
     box speed "$SPEED_S" speed_cmd
     cat "$R/train-speed.json"
     python3 bench/predict.py --device "$DEVICE" --width "$WIDTH" --depth "$DEPTH" \
         --size "$SIZE" --batch 64 --compile | tee "$R/predict.json"
     ;;
-loader) package; box loader 50 loader_cmd; cat "$R/loader.json" ;;
-train) package; train_phase; tail -n 5 "$RUN/metrics.jsonl" ;;
-eval) package; box eval 120 eval_cmd; cat "$R/eval/report.md" ;;
+loader) package; trap collect EXIT; box loader 50 loader_cmd; cat "$R/loader.json" ;;
+train) package; trap collect EXIT; train_phase; tail -n 5 "$RUN/metrics.jsonl" ;;
+eval) package; trap collect EXIT; box eval 120 eval_cmd; cat "$R/eval/report.md" ;;
 *)
     echo "unknown phase $phase (pack, all, render, speed, loader, train, eval)" >&2
     exit 2
