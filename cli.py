@@ -1,4 +1,5 @@
-"""The ``maskface`` command line: generate, types, preview, train, eval, unmask, demo, export."""
+"""The ``maskface`` command line: generate, types, preview, verify, train, eval, unmask, demo,
+export."""
 
 from __future__ import annotations
 
@@ -35,9 +36,12 @@ def main(verbose: bool) -> None:
               help="'all' or a comma list of mask types (see `maskface types`).")
 @click.option("--per-face", default="1", show_default=True,
               help="Mask types per face: a number (drawn per face from the seed) or 'all'.")
-@click.option("--jobs", default=-1, show_default=True, help="Worker processes; -1 = all cores.")
+@click.option("--jobs", default=-1, show_default=True,
+              help="Worker processes: 1 or more (more than the cores is capped at the cores), "
+                   "or -1 for all cores.")
 @click.option("--seed", default=0, show_default=True, help="Same seed, same bytes.")
-@click.option("--size", default=256, show_default=True, help="Side of the aligned face crop.")
+@click.option("--size", default=256, show_default=True,
+              help="Side of the aligned face crop, 64 to 2048.")
 @click.option("--landmarks-cache", type=click.Path(), default=None,
               help="Landmark cache file (.npz); default OUT/landmarks.npz. Reuse one to "
                    "re-render without detecting (MediaPipe then need not be installed).")
@@ -56,7 +60,7 @@ def main(verbose: bool) -> None:
 @click.option("--image-format", type=click.Choice(["jpg", "png"]), default="jpg",
               show_default=True, help="png stores pairs losslessly (masked == clean outside "
                                       "the mask, on disk too).")
-@click.option("--jpeg-quality", default=95, show_default=True)
+@click.option("--jpeg-quality", default=95, show_default=True, help="1 to 100.")
 @click.option("--wear", default="proper=1", show_default=True,
               help="Wear styles with probabilities, e.g. "
                    "proper=0.8,nose-exposed=0.12,under-chin=0.08.")
@@ -86,11 +90,15 @@ def generate(src, out, types, per_face, jobs, seed, size, landmarks_cache, sched
         s = run_generate(cfg)
     except (GenerateError, SourceError, ValueError) as e:
         raise click.ClickException(str(e)) from e
+    except OSError as e:
+        raise click.ClickException(_os_error(e)) from e
     d = s.as_dict()
     fails = ", ".join(f"{k} {v}" for k, v in d["failures"].items()) or "none"
     click.echo(f"faces in {s.faces_in}, masked {s.faces_ok}, pairs out {s.pairs}, "
                f"failures: {fails}; {s.seconds:.1f} s, {d['faces_per_s'] or 0:.1f} faces/s"
-               + (f" ({s.skipped_shards} shards already done)" if s.skipped_shards else ""),
+               + (f" ({s.skipped_shards} shards already done)" if s.skipped_shards else "")
+               + (f" ({s.redone_shards} finished shards made again: the source changed)"
+                  if s.redone_shards else ""),
                err=True)
     click.echo(f"output: {out}", err=True)
 
@@ -102,7 +110,11 @@ def types_cmd(template_dirs, detail) -> None:
     """List the registered mask types, one per line."""
     from .maskgen.templates import registry
 
-    for name, t in registry(tuple(template_dirs)).items():
+    try:
+        reg = registry(tuple(template_dirs))
+    except ValueError as e:
+        raise click.ClickException(str(e)) from e
+    for name, t in reg.items():
         click.echo(f"{name}\t{t.description}" if detail else name)
 
 
@@ -127,6 +139,7 @@ def preview(src, out, shard_dir, samples, types, faces, keys, wear, seed, size, 
     """A contact sheet PNG: each face clean, then with every selected mask type (or, with
     --shards, the pairs a run wrote)."""
     from .maskgen.preview import make_sheet, sheet_from_shards
+    from .maskgen.sources import SourceError
 
     try:
         if shard_dir:
@@ -135,9 +148,36 @@ def preview(src, out, shard_dir, samples, types, faces, keys, wear, seed, size, 
             info = make_sheet(src, out, types=types, faces=faces, seed=seed, size=size,
                               celeba_root=celeba_root, templates=tuple(template_dirs),
                               keys=keys.split(",") if keys else None, wear=wear)
-    except ValueError as e:
+    except (ValueError, SourceError) as e:
         raise click.ClickException(str(e)) from e
+    except OSError as e:
+        raise click.ClickException(_os_error(e)) from e
     click.echo(json.dumps(info), err=True)
+
+
+@main.command()
+@click.argument("out", type=click.Path())
+def verify(out) -> None:
+    """Check that a `maskface generate` output is whole: every shard its manifest.json lists
+    is there and has the listed samples, members, size and sha256, no other shard is there,
+    and failures.jsonl has the listed records. Exits 1, naming each bad file, if not."""
+    from .maskgen.shards import verify_output
+
+    rep = verify_output(out)
+    for note in rep.notes:
+        click.echo(f"note: {note}", err=True)
+    for problem in rep.problems:
+        click.echo(f"BAD {problem}", err=True)
+    if rep.problems:
+        raise click.ClickException(f"{out}: {len(rep.problems)} problem(s) in {rep.shards} "
+                                   "shards (see above)")
+    click.echo(f"{out}: {rep.shards} shards, {rep.pairs} pairs, all whole", err=True)
+
+
+def _os_error(e: OSError) -> str:
+    """One line for a file the command could not read or write: what, and which file."""
+    where = f": {e.filename}" if e.filename else ""
+    return f"{e.strerror or e}{where}"
 
 
 @main.command()

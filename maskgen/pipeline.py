@@ -4,15 +4,22 @@ The run is split into shard tasks, each a fixed, sorted list of source images of
 task's output depends only on its images, the templates and the seed, so the shards are the same
 bytes whatever ``--jobs`` is, on one machine or on a Dask cluster. A finished task leaves its
 shard (renamed into place when whole) and a small state file; a re-run skips those and redoes
-the rest. When every task is done, the parent writes ``manifest.json``, ``failures.jsonl`` and
-the merged landmark cache.
+the rest. A finished shard's state records the digest of its source list, and the run's whole
+source list is kept in the state folder: when a re-run finds that the source changed (images
+added, removed, renamed), it says what changed and makes again exactly the finished shards whose
+sources are no longer the planned ones, so nothing is dropped silently. When every task is done,
+the parent writes ``manifest.json`` (with each shard's counts and sha256), ``failures.jsonl``
+and the merged landmark cache.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import math
 import os
+import re
 import sys
 import threading
 import time
@@ -27,6 +34,7 @@ import numpy as np
 
 from .. import __version__
 from .landmark_cache import CacheEntry, LandmarkCache, digest_bytes
+from .shards import PARTIAL_SUFFIX
 from .sources import SourceItem, read_source, resolve_source
 from .split import SPLITS
 from .templates import WEAR_SHIFT, select_types
@@ -37,6 +45,9 @@ if TYPE_CHECKING:  # the worker's modules (numba, OpenCV) are not imported in th
 log = logging.getLogger("maskface.generate")
 
 STATE_DIR = ".state"
+PLAN_FILE = "sources.jsonl"  # the run's planned sources, one JSON line each, in order
+_STATE_NAME = re.compile(r"^(train|val|test)-(\d{6})$")
+_SHARD_NAME = re.compile(r"^shard-\d{6}\.tar(\.partial)?$")
 # Sources decoded together, whose landmarks are found together before they are rendered (see
 # generate_shard): at most this many, holding at most this many pixels (~100 MB of RGB).
 DETECT_CHUNK = 64
@@ -103,6 +114,17 @@ class ShardTask:
     def state_name(self) -> str:
         return f"{self.split}-{self.index:06d}"
 
+    @property
+    def digest(self) -> str:
+        """What the shard is made from: its sources (key, kind, reference, split), in order."""
+        return sources_digest(self.items)
+
+
+def sources_digest(items: list[SourceItem]) -> str:
+    """The sha256 of a list of sources, as the state files and the manifest record it."""
+    text = json.dumps([[i.key, i.kind, i.ref, i.split] for i in items], separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
 
 @dataclass
 class Summary:
@@ -110,6 +132,7 @@ class Summary:
     faces_ok: int = 0
     pairs: int = 0
     skipped_shards: int = 0
+    redone_shards: int = 0  # finished before, but on sources that are no longer the planned ones
     failures: Counter = field(default_factory=Counter)
     seconds: float = 0.0
     stage_seconds: dict = field(default_factory=dict)
@@ -152,8 +175,9 @@ def run_generate(cfg: GenerateConfig) -> Summary:
         items = items[: cfg.limit]
     tasks = plan_tasks(items, cfg.shard_size)
     state = out / STATE_DIR
-    state.mkdir(parents=True, exist_ok=True)
+    _make_output_dir(out)
     _claim_output(state, cfg.output_fingerprint(source_desc))
+    redone = _reconcile(out, tasks, items)
 
     mine = tasks
     if cfg.num_shards:
@@ -163,12 +187,10 @@ def run_generate(cfg: GenerateConfig) -> Summary:
 
     cache_path = Path(cfg.landmarks_cache) if cfg.landmarks_cache else out / "landmarks.npz"
     cache = LandmarkCache.load(cache_path)
-    for t in tasks:  # detections of shards finished before an interruption
-        part = state / f"{t.state_name}.landmarks.npz"
-        if part.exists():
-            cache.update(LandmarkCache.load(part).entries)
+    for part in _landmark_parts(out):  # detections of shards finished before an interruption
+        cache.update(LandmarkCache.load(part).entries)
 
-    summary = Summary(skipped_shards=len(done))
+    summary = Summary(skipped_shards=len(done), redone_shards=redone)
     log.info("%s: %d images in %d shards (%d already done), types: %s", source_desc, len(items),
              len(mine), len(done), ",".join(type_names))
     results = _execute(pending, cfg, type_names, cache)
@@ -203,6 +225,18 @@ def run_generate(cfg: GenerateConfig) -> Summary:
 def _check_options(cfg: GenerateConfig, type_names: list[str]) -> None:
     if cfg.per_face != "all" and (not cfg.per_face.isdigit() or int(cfg.per_face) < 1):
         raise GenerateError(f"--per-face must be a positive number or 'all', got {cfg.per_face!r}")
+    if cfg.per_face != "all" and int(cfg.per_face) > len(type_names):
+        raise GenerateError(f"--per-face {cfg.per_face}: more than the {len(type_names)} mask "
+                            "type(s) selected (--per-face all draws each of them)")
+    if not 1 <= cfg.jpeg_quality <= 100:
+        raise GenerateError(f"--jpeg-quality must be between 1 and 100, got {cfg.jpeg_quality}")
+    if cfg.limit is not None and cfg.limit < 1:
+        raise GenerateError(f"--limit must be at least 1, got {cfg.limit}")
+    if cfg.jobs != -1 and cfg.jobs < 1:
+        raise GenerateError(f"--jobs must be a number of worker processes (1 or more), or -1 "
+                            f"for all cores; got {cfg.jobs}")
+    if cfg.num_shards is not None and cfg.num_shards < 1:
+        raise GenerateError(f"--num-shards must be at least 1, got {cfg.num_shards}")
     if cfg.size < 64 or cfg.size > 2048:
         raise GenerateError(f"--size must be between 64 and 2048, got {cfg.size}")
     if cfg.image_format not in ("jpg", "png"):
@@ -213,7 +247,7 @@ def _check_options(cfg: GenerateConfig, type_names: list[str]) -> None:
         raise GenerateError(f"--shard-index must be in [0, {cfg.num_shards}), "
                             f"got {cfg.shard_index}")
     parse_wear(cfg.wear)
-    if not 0 <= cfg.frame_cut <= 1:
+    if not 0 <= cfg.frame_cut <= 1:  # NaN fails this too
         raise GenerateError(f"--frame-cut must be between 0 and 1, got {cfg.frame_cut}")
     if cfg.shard_size < 1:
         raise GenerateError("--shard-size must be at least 1")
@@ -222,12 +256,31 @@ def _check_options(cfg: GenerateConfig, type_names: list[str]) -> None:
             raise GenerateError(f"mask type name {n!r}: use letters, digits and '-' only")
 
 
+def _make_output_dir(out: Path) -> None:
+    """Create OUT and its state folder, or say in one line why not."""
+    if out.exists() and not out.is_dir():
+        raise GenerateError(f"--out {out}: exists and is not a folder")
+    try:
+        (out / STATE_DIR).mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise GenerateError(f"--out {out}: cannot create it ({e.strerror or e})") from e
+
+
+def _read_json(path: Path) -> dict:
+    """A state or config file, or a one-line error naming it."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise GenerateError(f"{path} is unreadable ({e}); delete it, or use another "
+                            "--out") from e
+
+
 def _claim_output(state: Path, fingerprint: dict) -> None:
     """Refuse to mix two different runs in one output directory."""
     f = state / "config.json"
     text = json.dumps(fingerprint, indent=1, sort_keys=True)
     if f.exists():
-        old = json.loads(f.read_text())
+        old = _read_json(f)
         if old != fingerprint:
             diff = sorted(k for k in {*old, *fingerprint} if old.get(k) != fingerprint.get(k))
             raise GenerateError(
@@ -238,8 +291,102 @@ def _claim_output(state: Path, fingerprint: dict) -> None:
 
 
 def _is_complete(out: Path, t: ShardTask) -> bool:
-    return ((out / STATE_DIR / f"{t.state_name}.json").exists()
-            and (out / t.split / f"{t.name}.tar").exists())
+    """The task's shard is there, and its state says it was made from the task's sources."""
+    f = out / STATE_DIR / f"{t.state_name}.json"
+    if not (f.exists() and (out / t.split / f"{t.name}.tar").exists()):
+        return False
+    try:
+        return json.loads(f.read_text()).get("sources_digest") == t.digest
+    except (OSError, ValueError):
+        return False  # a damaged state file: the shard is made again
+
+
+def _landmark_parts(out: Path) -> list[Path]:
+    """The landmark cache parts of every shard this output has made (also of shards that a
+    changed source re-planned away: their detections stay useful)."""
+    return sorted((out / STATE_DIR).glob("*-[0-9][0-9][0-9][0-9][0-9][0-9].landmarks.npz"))
+
+
+def _reconcile(out: Path, tasks: list[ShardTask], items: list[SourceItem]) -> int:
+    """Make the output's finished shards agree with this plan before anything is skipped.
+
+    A finished shard counts only if its state's source digest is its task's. Finished shards
+    made from other sources (the source changed since: images added, removed or renamed) lose
+    their state and are made again, shards no longer in the plan are deleted, and a warning
+    says what changed. Returns how many finished shards are made again."""
+    state = out / STATE_DIR
+    plan = {t.state_name: t for t in tasks}
+    stale = []
+    for f in sorted(state.glob("*-[0-9][0-9][0-9][0-9][0-9][0-9].json")):
+        if not _STATE_NAME.match(f.stem):
+            continue
+        t = plan.get(f.stem)
+        try:
+            ok = t is not None and json.loads(f.read_text()).get("sources_digest") == t.digest
+        except (OSError, ValueError):
+            ok = False
+        if not ok:
+            stale.append(f)
+    wanted = {f"{t.split}/{t.name}.tar" for t in tasks}
+    extra = [p for split in SPLITS if (out / split).is_dir()
+             for p in sorted((out / split).iterdir())
+             if _SHARD_NAME.match(p.name)
+             and f"{split}/{p.name.removesuffix(PARTIAL_SUFFIX)}" not in wanted]
+    plan_file = state / PLAN_FILE
+    text = "".join(json.dumps([i.key, i.split, i.kind, i.ref]) + "\n" for i in items)
+    try:
+        before = plan_file.read_text() if plan_file.exists() else None
+    except OSError:
+        before = None
+    if before is not None and before != text or stale or extra:
+        log.warning("%s: %s", out, _what_changed(before, items, stale, extra))
+        for f in stale:
+            f.unlink(missing_ok=True)
+        (out / "manifest.json").unlink(missing_ok=True)  # until the re-planned run is whole
+        for p in extra:
+            p.unlink(missing_ok=True)
+    if before != text:
+        _atomic_write(plan_file, text)
+    return sum(f.stem in plan for f in stale)
+
+
+def _few(keys: list[str], show: int = 5) -> str:
+    if not keys:
+        return "0"
+    more = f" and {len(keys) - show} more" if len(keys) > show else ""
+    return f"{len(keys)} ({', '.join(keys[:show])}{more})"
+
+
+def _what_changed(before: str | None, items: list[SourceItem], stale: list[Path],
+                  extra: list[Path]) -> str:
+    """One line for the user: how the source differs from the one the finished shards were
+    made from, and what is done about it."""
+    parts = []
+    if before is not None:
+        old = {}
+        for line in before.splitlines():
+            try:
+                key, *rest = json.loads(line)
+            except ValueError:
+                continue
+            old[key] = rest
+        new = {i.key: [i.split, i.kind, i.ref] for i in items}
+        added = sorted(k for k in new if k not in old)
+        removed = sorted(k for k in old if k not in new)
+        changed = sorted(k for k in new if k in old and old[k] != new[k])
+        parts.append(f"the source changed since this output was planned: {_few(added)} new, "
+                     f"{_few(removed)} gone, {_few(changed)} with another file or split")
+    else:
+        parts.append("finished shards hold other sources than the source gives now (or were "
+                     "made by a maskface that did not record them)")
+    if stale:
+        parts.append(f"{len(stale)} finished shard(s) no longer hold the planned sources and "
+                     "are made again")
+    if extra:
+        parts.append(f"{len(extra)} shard file(s) no longer in the plan are deleted "
+                     f"({', '.join(p.parent.name + '/' + p.name for p in extra[:3])}"
+                     f"{' ...' if len(extra) > 3 else ''})")
+    return "; ".join(parts)
 
 
 def _execute(pending: list[ShardTask], cfg: GenerateConfig, type_names: list[str],
@@ -269,7 +416,7 @@ def _shard_results(pending: list[ShardTask], cfg: GenerateConfig, type_names: li
     """The results of ``generate_shard`` for each task, as they finish: in this process for
     ``--jobs 1`` (joblib is not even imported: ~0.1 s), else from joblib's worker processes,
     or from the Dask cluster of ``--scheduler``."""
-    jobs = cfg.jobs if cfg.jobs and cfg.jobs > 0 else (os.cpu_count() or 1)
+    jobs = _worker_count(cfg.jobs, len(pending))
     args = [(t, cfg, type_names, cache.subset([i.key for i in t.items])) for t in pending]
     if jobs == 1 and not cfg.scheduler:
         yield (generate_shard(*a) for a in args)
@@ -277,7 +424,8 @@ def _shard_results(pending: list[ShardTask], cfg: GenerateConfig, type_names: li
     from joblib import Parallel, delayed, parallel_config
 
     client = None
-    backend: dict = {"backend": "loky"}
+    # Workers end within a second of the parent's death (kill -9 included): see _watch_parent.
+    backend: dict = {"backend": "loky", "initializer": _watch_parent, "initargs": (os.getpid(),)}
     if cfg.scheduler:
         try:
             from dask.distributed import Client
@@ -293,6 +441,46 @@ def _shard_results(pending: list[ShardTask], cfg: GenerateConfig, type_names: li
     finally:
         if client is not None:
             client.close()
+
+
+def available_cores() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _worker_count(jobs: int, tasks: int) -> int:
+    """Worker processes for ``--jobs`` (-1: all cores), capped at the cores (with a note) and
+    at the number of shards to make."""
+    cores = available_cores()
+    if jobs == -1:
+        jobs = cores
+    elif jobs > cores:
+        log.warning("--jobs %d: this machine has %d cores; using %d worker processes", jobs,
+                    cores, cores)
+        jobs = cores
+    # No more workers than shards; but two at least where two or more were asked for, so that
+    # the shards still run in worker processes (joblib runs one job in this process).
+    return jobs if jobs <= 1 else max(2, min(jobs, tasks))
+
+
+WATCH_EVERY = 0.25  # seconds between a worker's checks that its parent is alive
+
+
+def _watch_parent(parent: int) -> None:
+    """Run in each worker process as it starts: end the worker as soon as the process that
+    started it (generate's main process) is gone, killed or not, instead of letting it finish
+    its queued shards into OUT and idle for minutes."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(WATCH_EVERY)
+        os._exit(1)
+
+    if os.getppid() != parent:
+        os._exit(1)
+    threading.Thread(target=watch, name="maskface-parent-watch", daemon=True).start()
 
 
 class _Progress:
@@ -362,6 +550,8 @@ def parse_wear(spec: str) -> dict[str, float]:
             out[name] = float(p) if p else 1.0
         except ValueError as e:
             raise GenerateError(f"--wear: {part!r} is not NAME=PROBABILITY") from e
+        if not math.isfinite(out[name]):
+            raise GenerateError(f"--wear: {part!r}: the probability must be a finite number")
     total = sum(out.values())
     if total <= 0 or min(out.values()) < 0:
         raise GenerateError(f"--wear: probabilities must be >= 0 and not all 0, got {spec!r}")
@@ -385,7 +575,8 @@ def generate_shard(task: ShardTask, cfg: GenerateConfig, type_names: list[str],
     rules = SampleRules(tuple(type_names), cfg.seed, cfg.per_face, parse_wear(cfg.wear),
                         cfg.frame_cut, cfg.templates)
     book = _ShardBook()
-    with ShardWriter(out / task.split / f"{task.name}.tar") as writer:
+    writer = ShardWriter(out / task.split / f"{task.name}.tar")
+    with writer:
         for item, rgb, entry in _with_landmarks(task.items, cache_entries, book):
             t = time.perf_counter()
             face = maskable_face(rgb, entry.points, cfg.size, item.key, rules)
@@ -417,6 +608,8 @@ def generate_shard(task: ShardTask, cfg: GenerateConfig, type_names: list[str],
     if book.new_cache:
         LandmarkCache(book.new_cache).save(state / f"{task.state_name}.landmarks.npz")
     result = {"split": task.split, "shard": task.name, "faces_in": len(task.items),
+              "sources_digest": task.digest, "members": writer.members,
+              "bytes": writer.size, "sha256": writer.sha256,
               "faces_ok": book.faces_ok, "pairs": book.pairs,
               "types": dict(sorted(book.types.items())), "failures": book.failures,
               "landmarks_found_with": sorted(book.found_with),
@@ -553,7 +746,7 @@ def _int_rows_json(a: np.ndarray) -> str:
 def _finalize(out: Path, cfg: GenerateConfig, source_desc: str, tasks: list[ShardTask],
               type_names: list[str], cache: LandmarkCache, cache_path: Path) -> None:
     """Write manifest.json, failures.jsonl and the merged landmark cache (all deterministic)."""
-    states = [json.loads((out / STATE_DIR / f"{t.state_name}.json").read_text()) for t in tasks]
+    states = [_read_json(out / STATE_DIR / f"{t.state_name}.json") for t in tasks]
     failures = sorted((f for s in states for f in s["failures"]),
                       key=lambda f: (f["source"], f.get("type", "")))
     _atomic_write(out / "failures.jsonl", "".join(json.dumps(f) + "\n" for f in failures))
@@ -561,7 +754,10 @@ def _finalize(out: Path, cfg: GenerateConfig, source_desc: str, tasks: list[Shar
     per_type: Counter = Counter()
     for t, s in zip(tasks, states, strict=True):
         sp = splits.setdefault(t.split, {"shards": [], "pairs": 0, "faces": 0})
-        sp["shards"].append({"path": f"{t.split}/{t.name}.tar", "pairs": s["pairs"]})
+        sp["shards"].append({"path": f"{t.split}/{t.name}.tar", "pairs": s["pairs"],
+                             "members": s["members"], "bytes": s["bytes"],
+                             "sha256": s["sha256"], "sources": len(t.items),
+                             "sources_digest": s["sources_digest"]})
         sp["pairs"] += s["pairs"]
         sp["faces"] += s["faces_ok"]
     reasons = Counter(f["reason"] for f in failures if "type" not in f)
@@ -571,7 +767,9 @@ def _finalize(out: Path, cfg: GenerateConfig, source_desc: str, tasks: list[Shar
     manifest = {
         "format": "maskface-shards/1", "version": __version__,
         "config": cfg.output_fingerprint(source_desc), "types": type_names,
-        "sources": sum(len(t.items) for t in tasks), "failed_sources": failed_sources,
+        "sources": sum(len(t.items) for t in tasks),
+        "sources_digest": sources_digest([i for t in tasks for i in t.items]),
+        "failed_sources": failed_sources,
         "pairs": sum(s["pairs"] for s in states), "failures": dict(sorted(reasons.items())),
         "render_failures": sum(1 for f in failures if "type" in f),
         "pairs_per_type": dict(sorted(per_type.items())), "splits": splits,
@@ -585,8 +783,7 @@ def _finalize(out: Path, cfg: GenerateConfig, source_desc: str, tasks: list[Shar
     _atomic_write(out / "manifest.json", json.dumps(manifest, indent=1))
     # Entries come from the cache file or from these parts: without parts, nothing is new, and
     # the file is left alone (a complete cache may be shared read-only).
-    parts = [p for t in tasks
-             if (p := out / STATE_DIR / f"{t.state_name}.landmarks.npz").exists()]
+    parts = _landmark_parts(out)
     for part in parts:
         cache.update(LandmarkCache.load(part).entries)
     if parts:

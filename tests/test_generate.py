@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 from maskface.cli import main
 from maskface.maskgen.landmark_cache import LandmarkCache
-from maskface.maskgen.shards import decode_sample, iter_samples
+from maskface.maskgen.shards import ShardError, decode_sample, iter_samples
 
 pytest.importorskip("mediapipe")
 
@@ -378,3 +378,155 @@ def test_progress_lines_off_a_terminal_also_while_a_shard_runs(tmp_path, face_fo
     lines = [r.getMessage() for r in caplog.records if "shards done" in r.getMessage()]
     assert any(line.startswith("0/6 faces (0 of") for line in lines)
     assert re.match(r"6/6 faces \((\d+) of \1 shards done\)", lines[-1]), lines
+
+
+def test_a_changed_source_is_re_planned_never_dropped(tmp_path, face_folder, bad_folder, caplog):
+    """Images added to (or removed from) a finished run's source are planned in on the next
+    run of the same command: the result is what a fresh run on the new source gives."""
+    import logging
+
+    src = tmp_path / "src"
+    shutil.copytree(face_folder, src)
+    out, cache = tmp_path / "out", tmp_path / "lm.npz"
+    args = ["--src", str(src), "--jobs", "1", "--shard-size", "2", "--types", "surgical",
+            "--landmarks-cache", str(cache)]
+    generate(*args, "--out", str(out))
+    first = json.loads((out / "manifest.json").read_text())
+    for n in ("new1", "new2"):
+        shutil.copy(bad_folder / "good.jpg", src / f"{n}.jpg")
+    with caplog.at_level(logging.WARNING, logger="maskface.generate"):
+        generate(*args, "--out", str(out))
+    (warning,) = [r.getMessage() for r in caplog.records if r.name == "maskface.generate"]
+    assert "the source changed since this output was planned: 2 (new1, new2) new" in warning
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["sources"] == first["sources"] + 2 and m["pairs"] == first["pairs"] + 2
+    written = {json.loads(raw["json"])["source"] for shard in out.rglob("*.tar")
+               for raw in iter_samples(shard)}
+    assert {"new1", "new2"} <= written
+    fresh = tmp_path / "fresh"
+    generate(*args, "--out", str(fresh))
+    assert outputs(out) == outputs(fresh)
+
+    (src / "sub" / "mirror.PNG").unlink()  # and one gone
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="maskface.generate"):
+        generate(*args, "--out", str(out))
+    assert "0 new, 1 (sub__mirror) gone" in caplog.records[-1].getMessage()
+    shutil.rmtree(fresh)
+    generate(*args, "--out", str(fresh))
+    assert outputs(out) == outputs(fresh)
+    res = CliRunner().invoke(main, ["verify", str(out)])
+    assert res.exit_code == 0 and "all whole" in res.output
+
+
+def test_verify_and_readers_refuse_a_damaged_shard(tmp_path, reference):
+    """The manifest carries each shard's counts and sha256; `maskface verify` checks them and
+    names the bad file, and the reader training and eval use refuses the shard too."""
+    out = tmp_path / "copy"
+    shutil.copytree(reference, out)
+    res = CliRunner().invoke(main, ["verify", str(out)])
+    assert res.exit_code == 0, res.output
+    m = json.loads((out / "manifest.json").read_text())
+    shard = max((s for sp in m["splits"].values() for s in sp["shards"]),
+                key=lambda s: s["pairs"])
+    assert {"members", "bytes", "sha256", "sources", "sources_digest"} <= set(shard)
+    path = out / shard["path"]
+    data = bytearray(path.read_bytes())
+    data[512 * 3 + 5] ^= 0x01  # in the header of a member after the first: tarfile stops there
+    path.write_bytes(bytes(data))
+    res = CliRunner().invoke(main, ["verify", str(out)])
+    assert res.exit_code == 1
+    assert f"BAD {path}: " in res.output and "1 problem(s)" in res.output
+    with pytest.raises(ShardError, match=str(path)):
+        list(iter_samples(path))
+
+
+def test_a_killed_generate_leaves_no_worker_running(tmp_path, face_folder):
+    """kill -9 of generate's main process: its worker processes end within seconds, instead
+    of finishing their queued shards into OUT and idling for minutes."""
+    psutil = pytest.importorskip("psutil")
+    src = tmp_path / "many"
+    for i in range(6):
+        shutil.copytree(face_folder, src / f"copy{i}")
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "maskface.cli", "generate", "--no-progress",
+                             "--src", str(src), "--out", str(out), "--jobs", "2",
+                             "--shard-size", "1", "--types", "surgical"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if list((out / ".state").glob("*-0*.json")):  # the workers are busy with shards
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before the kill"
+    workers = psutil.Process(proc.pid).children(recursive=True)
+    assert workers
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    gone, alive = psutil.wait_procs(workers, timeout=10)
+    assert not alive, f"{len(alive)} worker(s) still running 10 s after the kill"
+    done = sorted((out / ".state").glob("*-0*.json"))
+    time.sleep(2)
+    assert sorted((out / ".state").glob("*-0*.json")) == done
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--jobs", "0"], "--jobs must be a number of worker processes (1 or more), or -1"),
+    (["--jobs", "-3"], "--jobs must be a number of worker processes (1 or more), or -1"),
+    (["--per-face", "99", "--types", "surgical,cloth"], "--per-face 99: more than the 2"),
+    (["--jpeg-quality", "500"], "--jpeg-quality must be between 1 and 100, got 500"),
+    (["--jpeg-quality", "0"], "--jpeg-quality must be between 1 and 100, got 0"),
+    (["--limit", "0"], "--limit must be at least 1"),
+    (["--limit", "-1"], "--limit must be at least 1"),
+    (["--size", "8"], "--size must be between 64 and 2048"),
+    (["--shard-size", "0"], "--shard-size must be at least 1"),
+    (["--frame-cut", "nan"], "--frame-cut must be between 0 and 1"),
+    (["--wear", "proper=nan"], "the probability must be a finite number"),
+    (["--split-ratios", "a,b"], "--split-ratios needs three numbers"),
+    (["--split-ratios", "nan,1,1"], "--split-ratios: three numbers >= 0"),
+    (["--num-shards", "0", "--shard-index", "0"], "--num-shards must be at least 1"),
+])
+def test_bad_flags_are_one_line_errors(tmp_path, flags, message):
+    res = CliRunner().invoke(main, ["generate", "--src", "demo", "--out", str(tmp_path / "o"),
+                                    *flags])
+    assert res.exit_code != 0 and (res.exception is None or isinstance(res.exception, SystemExit))
+    assert message in res.output and "Traceback" not in res.output
+    assert len(res.output.strip().splitlines()) == 1, res.output
+
+
+def test_files_in_the_way_are_one_line_errors_naming_them(tmp_path):
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    pack = tmp_path / "pack"
+    pack.mkdir()
+    (pack / "broken.json").write_text("{not json")
+    state = tmp_path / "o" / ".state"
+    state.mkdir(parents=True)
+    (state / "config.json").write_text("{not json")
+    for args, name in (
+            (["generate", "--src", "demo", "--out", str(a_file)], f"--out {a_file}: exists"),
+            (["generate", "--src", "demo", "--out", str(tmp_path / "x"), "--templates",
+              str(pack)], str(pack / "broken.json")),
+            (["types", "--templates", str(pack)], str(pack / "broken.json")),
+            (["generate", "--src", "demo", "--out", str(tmp_path / "o")],
+             str(state / "config.json")),
+            (["preview", "--src", str(tmp_path / "missing"), "--out", str(tmp_path / "p.png")],
+             str(tmp_path / "missing"))):
+        res = CliRunner().invoke(main, args)
+        assert res.exit_code == 1 and isinstance(res.exception, SystemExit), (args, res.output)
+        assert name in res.output and len(res.output.strip().splitlines()) == 1, res.output
+
+
+def test_jobs_beyond_the_cores_are_capped_with_a_note(monkeypatch, caplog):
+    import logging
+
+    from maskface.maskgen import pipeline
+
+    monkeypatch.setattr(pipeline, "available_cores", lambda: 4)
+    with caplog.at_level(logging.WARNING, logger="maskface.generate"):
+        assert pipeline._worker_count(1000, 50) == 4
+    assert "--jobs 1000: this machine has 4 cores; using 4" in caplog.text
+    assert pipeline._worker_count(-1, 50) == 4
+    assert pipeline._worker_count(-1, 3) == 3  # no more workers than shards...
+    assert pipeline._worker_count(4, 1) == 2  # ...but still in worker processes
+    assert pipeline._worker_count(1, 50) == 1
