@@ -416,7 +416,7 @@ def _shard_results(pending: list[ShardTask], cfg: GenerateConfig, type_names: li
     """The results of ``generate_shard`` for each task, as they finish: in this process for
     ``--jobs 1`` (joblib is not even imported: ~0.1 s), else from joblib's worker processes,
     or from the Dask cluster of ``--scheduler``."""
-    jobs = _worker_count(cfg.jobs, len(pending))
+    jobs = -1 if cfg.scheduler else _worker_count(cfg.jobs, len(pending))
     args = [(t, cfg, type_names, cache.subset([i.key for i in t.items])) for t in pending]
     if jobs == 1 and not cfg.scheduler:
         yield (generate_shard(*a) for a in args)
