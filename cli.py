@@ -10,7 +10,7 @@ import sys
 import click
 
 from . import __version__
-from .training.registry import AUGMENTS, NORMS, VARIANTS
+from .training.registry import AUGMENTS, BASELINES, NORMS, VARIANTS
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -211,7 +211,9 @@ def _os_error(e: OSError) -> str:
               type=click.Choice(["auto", "bf16", "fp32"]),
               help="bf16: autocast and channels_last (auto picks it on CUDA); fp32: the paper's.")
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile the model.")
-@click.option("--resume", is_flag=True, help="Continue from OUT/checkpoints/last.pt.")
+@click.option("--resume", type=click.Choice(["yes", "auto"]), is_flag=False, flag_value="yes",
+              default=None, help="Continue from OUT/checkpoints/last.pt (`--resume`: it must "
+              "exist; `--resume auto`: start fresh when it does not).")
 @click.option("--workers", type=click.IntRange(min=0), default=None,
               help="DataLoader workers per process [default: the cores less two, 1 to 12].")
 @click.option("--seed", default=0, show_default=True)
@@ -235,7 +237,8 @@ def train(data, out, model, width, depth, norm, mask_head, augment, epochs, max_
             data=data, out=out, model=model, width=width, depth=depth, norm=norm,
             mask_head=mask_head, augment=augment, epochs=epochs, max_steps=max_steps,
             max_minutes=max_minutes, batch_size=batch_size, lr=lr, loss=loss, device=device,
-            precision=precision, compile=compile_, resume=resume, workers=workers, seed=seed,
+            precision=precision, compile=compile_, resume=resume or "no", workers=workers,
+            seed=seed,
             checkpoint_every=checkpoint_every, val_every=val_every, log_every=log_every,
             val_batches=val_batches)
         last = run(cfg)
@@ -245,9 +248,10 @@ def train(data, out, model, width, depth, norm, mask_head, augment, epochs, max_
 
 
 @main.command("eval")
-@click.option("--checkpoint", "checkpoints", multiple=True, required=True,
+@click.option("--checkpoint", "checkpoints", multiple=True,
               type=click.Path(exists=True, dir_okay=False),
-              help="A `maskface train` checkpoint (repeat for an ablation table).")
+              help="A `maskface train` checkpoint or .safetensors model (repeat for an "
+                   "ablation table) [default: the bundled model].")
 @click.option("--label", "labels", multiple=True,
               help="Report name per --checkpoint, in the same order (default: model name).")
 @click.option("--data", required=True, type=click.Path(exists=True, file_okay=False),
@@ -259,11 +263,11 @@ def train(data, out, model, width, depth, norm, mask_head, augment, epochs, max_
 @click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1))
 @click.option("--limit", type=click.IntRange(min=1), default=None,
               help="Evaluate the first N pairs only.")
-@click.option("--baselines", default=",".join(("masked-input", "telea", "navier-stokes")),
-              show_default=True, help="Comma list; empty for none.")
+@click.option("--baselines", default=",".join(BASELINES), show_default=True,
+              help="Comma list; empty for none.")
 @click.option("--composite/--no-composite", default=True, show_default=True,
-              help="Also report each checkpoint composited (its output only where it "
-                   "changed the picture).")
+              help="Also report each checkpoint composited (its output only inside the mask "
+                   "it found: by its mask head, or where it changed the picture).")
 @click.option("--timing/--no-timing", default=True, show_default=True,
               help="Measure the networks' batch-1 latency and batched throughput.")
 @click.option("--timing-batch", type=click.IntRange(min=1), default=None,
@@ -276,6 +280,7 @@ def eval_cmd(checkpoints, labels, data, split, out, device, batch_size, limit, b
     from .training.checkpoint import CheckpointError
     from .training.evaluate import EvalConfig, EvalError, run_eval
 
+    checkpoints = checkpoints or (_bundled_model(),)
     cfg = EvalConfig(checkpoints=tuple(checkpoints), labels=tuple(labels), data=data,
                      split=split, out=out, device=device, batch_size=batch_size, limit=limit,
                      baselines=tuple(b for b in baselines.split(",") if b),
@@ -296,27 +301,31 @@ def eval_cmd(checkpoints, labels, data, split, out, device, batch_size, limit, b
 
 @main.command()
 @click.argument("photos", nargs=-1, required=True, type=click.Path(exists=True))
-@click.option("--checkpoint", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="A `maskface train` checkpoint or .safetensors model [default: the bundled "
+                   "model].")
 @click.option("--out", required=True, type=click.Path(),
-              help="Output folder: NAME.png per photo, summary.json, sheet.jpg.")
+              help="Output folder: NAME.png per restored photo (a photo left unchanged keeps "
+                   "its own file and bytes), summary.json, sheets/sheet-NN.jpg.")
 @click.option("--max-faces", type=click.IntRange(min=1), default=None,
               help="Restore at most N faces a photo (largest first; default all).")
 @click.option("--composite", is_flag=True,
-              help="Replace only what the model changed (the mask, as it sees it) instead of "
-                   "the whole lower face.")
-@click.option("--side-by-side", is_flag=True, help="Also write NAME.compare.jpg (before | "
-                                                   "after).")
+              help="For a model without a mask head: replace only what it changed instead of "
+                   "the whole lower face (a mask-head model always blends by its own mask).")
+@click.option("--side-by-side", is_flag=True,
+              help="Also write compare/NAME.jpg (before | after).")
 @click.option("--device", default="auto", show_default=True,
               type=click.Choice(["auto", "cpu", "cuda"]))
 def unmask(photos, checkpoint, out, max_faces, composite, side_by_side, device) -> None:
     """Remove masks from photos (files or folders): every face is found, restored and blended
-    back. Photos without a face are copied unchanged and listed in summary.json."""
+    back. Photos without a face, or without a mask, are copied unchanged and listed in
+    summary.json."""
     from .training.checkpoint import CheckpointError
     from .training.predict import Predictor
     from .training.unmask import UnmaskError, find_photos, unmask_files
 
     try:
-        pred = Predictor.load(checkpoint, device)
+        pred = Predictor.load(checkpoint or _bundled_model(), device)
         total = len(find_photos(photos))
         s = unmask_files(photos, pred, out, max_faces=max_faces, composite=composite,
                          side_by_side=side_by_side,
@@ -327,11 +336,11 @@ def unmask(photos, checkpoint, out, max_faces, composite, side_by_side, device) 
         if r["status"] != "restored":
             click.echo(f"{r['source']}: {r['status']} ({r['reason']}); copied unchanged",
                        err=True)
-    click.echo(f"{s['photos']} photos: {s['photos_restored']} restored "
-               f"({s['faces_restored']} faces), {s['no_face']} without a face, "
+    click.echo(f"{_count(s['photos'], 'photo')}: {s['photos_restored']} restored "
+               f"({_count(s['faces_restored'], 'face')}, {s['pixels_changed']:,} pixels "
+               f"changed), {s['no_mask']} with no mask found, {s['no_face']} without a face, "
                f"{s['unreadable']} unreadable, {s['errors']} failed; "
-               f"{s['seconds_per_photo']} s a photo. "
-               f"Output: {out}", err=True)
+               f"{s['seconds_per_photo']} s a photo. Output: {out}", err=True)
 
 
 @main.command()
@@ -348,20 +357,47 @@ def demo(out, steps, jobs) -> None:
 
 
 @main.command()
-@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
-@click.option("--onnx", "onnx_path", required=True, type=click.Path(),
-              help="ONNX file to write.")
+@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False), required=False)
+@click.option("--onnx", "onnx_path", type=click.Path(), default=None,
+              help="ONNX file to write (dynamic batch and size, checked against PyTorch).")
+@click.option("--safetensors", "weights_path", type=click.Path(), default=None,
+              help="Safetensors file to write: the model in half precision with its config "
+                   "and crop size, no pickle (what ships in assets/models/).")
+@click.option("--about", multiple=True, metavar="KEY=TEXT",
+              help="Provenance stored in a --safetensors file's metadata (repeatable).")
 @click.option("--opset", default=17, show_default=True)
-def export(checkpoint, onnx_path, opset) -> None:
-    """Export a checkpoint to ONNX (dynamic batch and size) and check it against PyTorch."""
-    from .training.checkpoint import CheckpointError
+def export(checkpoint, onnx_path, weights_path, about, opset) -> None:
+    """Export a checkpoint [default: the bundled model] to ONNX and/or safetensors."""
+    from .training.checkpoint import CheckpointError, export_weights
     from .training.export import export_onnx
 
+    if not onnx_path and not weights_path:
+        raise click.UsageError("give --onnx FILE and/or --safetensors FILE")
+    bad = [a for a in about if "=" not in a]
+    if bad:
+        raise click.UsageError(f"--about takes KEY=TEXT, got {bad[0]!r}")
+    checkpoint = checkpoint or _bundled_model()
     try:
-        info = export_onnx(checkpoint, onnx_path, opset)
+        if weights_path:
+            info = export_weights(checkpoint, weights_path, dict(a.split("=", 1) for a in about))
+            click.echo(json.dumps(info), err=True)
+        if onnx_path:
+            click.echo(json.dumps(export_onnx(checkpoint, onnx_path, opset)), err=True)
     except (CheckpointError, RuntimeError) as e:
         raise click.ClickException(str(e)) from e
-    click.echo(json.dumps(info), err=True)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def _bundled_model() -> str:
+    """The model that ships in the package, for commands given no --checkpoint."""
+    from .training.checkpoint import DEFAULT_MODEL
+
+    if not DEFAULT_MODEL.exists():
+        raise click.ClickException(f"no bundled model at {DEFAULT_MODEL}; give --checkpoint")
+    return str(DEFAULT_MODEL)
 
 
 def _progress_bar(desc: str, total: int | None, unit: str = "pair"):

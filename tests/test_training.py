@@ -142,15 +142,58 @@ def test_a_tiny_model_learns(tmp_path, shards):
     assert curve[80] < 0.65 * curve[10], curve
 
 
-def test_the_mask_head_learns_where_the_mask_is(tmp_path, shards):
-    run = tmp_path / "mask"
+@pytest.fixture(scope="module")
+def mask_head_run(tmp_path_factory, shards) -> Path:
+    run = tmp_path_factory.mktemp("mask") / "run"
     train("--data", str(shards), "--out", str(run), "--max-steps", "150", "--lr", "3e-3",
           "--log-every", "50", "--mask-head", "--augment", "flip", "--width", "8",
           "--depth", "4")
-    val = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()][-1]
-    assert val["split"] == "val" and val["mask_iou"] > 0.6, val
-    model, info = load_model(run / "checkpoints" / "last.pt")
+    return run
+
+
+def test_the_mask_head_learns_where_the_mask_is(mask_head_run):
+    val = [json.loads(x) for x in (mask_head_run / "metrics.jsonl").read_text().splitlines()]
+    assert val[-1]["split"] == "val" and val[-1]["mask_iou"] > 0.6, val[-1]
+    model, info = load_model(mask_head_run / "checkpoints" / "last.pt")
     assert model.cfg.mask_head and info["model_config"]["mask_head"]
+
+
+def test_eval_composites_by_the_predicted_mask(tmp_path, shards, mask_head_run):
+    res = CliRunner().invoke(main, [
+        "eval", "--checkpoint", str(mask_head_run / "checkpoints" / "last.pt"), "--data",
+        str(shards), "--split", "val", "--out", str(tmp_path / "eval"), "--baselines",
+        "masked-input", "--no-timing", "--device", "cpu"], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    m = json.loads((tmp_path / "eval" / "report.json").read_text())["methods"]
+    raw, comp = m["ra-unet"], m["ra-unet +composite"]
+    assert raw["mask_head"] and comp["mask_from"] == "mask head" and comp["mask_iou"] > 0.6
+    # Outside the found mask the composite is the input itself, exact where the input is.
+    assert comp["psnr"] > raw["psnr"] and comp["psnr"] > m["masked-input"]["psnr"]
+
+
+def test_a_shipped_model_file_holds_no_pickle_and_predicts_as_its_checkpoint(
+        tmp_path, mask_head_run, monkeypatch):
+    from maskface.training.predict import Predictor
+
+    ck = mask_head_run / "checkpoints" / "last.pt"
+    f = tmp_path / "model.safetensors"
+    res = CliRunner().invoke(main, ["export", str(ck), "--safetensors", str(f), "--about",
+                                    "trained_on=synthetic test pairs"])
+    assert res.exit_code == 0, res.output
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    want = Predictor.load(ck, "cpu").predict(x)
+
+    def no_pickle(*a, **k):
+        raise AssertionError("torch.load (pickle) used for a safetensors file")
+
+    monkeypatch.setattr(torch, "load", no_pickle)
+    p = Predictor.load(f, "cpu")
+    assert p.has_mask_head and p.image_size == 64
+    torch.testing.assert_close(p.predict(x), want, atol=2 / 255, rtol=0)  # half-precision weights
+    _, info = load_model(f)
+    assert info["about"]["trained_on"] == "synthetic test pairs"
+    st = pytest.importorskip("safetensors.torch")  # our writer speaks the real format
+    assert set(st.load_file(str(f))) == set(p.model.state_dict())
 
 
 def test_bf16_really_runs_in_bf16_and_learns(tmp_path, shards):
@@ -246,6 +289,35 @@ def test_resuming_another_model_is_refused(tmp_path, shards):
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="not a maskface checkpoint"):
         load_model(tmp_path / "junk.pt")
+
+
+def test_resume_needs_a_checkpoint_unless_asked_and_a_run_is_never_overwritten(tmp_path,
+                                                                               shards):
+    run = tmp_path / "r"
+    res = CliRunner().invoke(main, ["train", "--data", str(shards), "--out", str(run), *TINY,
+                                    "--max-steps", "2", "--resume"])
+    assert res.exit_code != 0 and "no " in res.output and "--resume auto" in res.output
+    assert not (run / "metrics.jsonl").exists()
+    train("--data", str(shards), "--out", str(run), "--max-steps", "2", "--resume", "auto")
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 2
+    res = CliRunner().invoke(main, ["train", "--data", str(shards), "--out", str(run), *TINY,
+                                    "--max-steps", "4"])
+    assert res.exit_code != 0 and "already holds a run" in res.output
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 2
+
+
+def test_a_run_far_over_the_memory_is_refused_before_it_starts(tmp_path, shards, monkeypatch):
+    from maskface.training import train as train_module
+
+    monkeypatch.setattr(train_module, "_memory_available", lambda device: 2**30)
+    res = CliRunner().invoke(main, ["train", "--data", str(shards), "--out", str(tmp_path / "m"),
+                                    "--width", "64", "--depth", "5", "--batch-size", "64",
+                                    "--workers", "0", "--max-steps", "1"])
+    assert res.exit_code != 0 and "GiB" in res.output and "lower --batch-size" in res.output
+    for bad in (["--width", "0"], ["--depth", "9"], ["--batch-size", "0"], ["--lr", "-1"]):
+        res = CliRunner().invoke(main, ["train", "--data", str(shards), "--out",
+                                        str(tmp_path / "b"), *TINY, *bad])
+        assert res.exit_code == 2 and "Invalid value" in res.output, bad
 
 
 def test_missing_data_is_a_clear_error(tmp_path):

@@ -48,6 +48,25 @@ def grey_predictor(size: int = 128) -> Predictor:
     return Predictor(Painter(), torch.device("cpu"), "fp32", size, "painter")
 
 
+class MaskPainter(Painter):
+    """A stand-in with a mask head: it paints the same region grey and says, in its fourth
+    channel, that the mask is there (or, with ``found=False``, that there is no mask)."""
+
+    def __init__(self, found: bool = True) -> None:
+        super().__init__()
+        self.cfg = build_model("unet", 4, 3, mask_head=True).cfg
+        self.found = found
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = super().forward(x)
+        m = (y == 0.5).all(1, keepdim=True).float() if self.found else torch.zeros_like(y[:, :1])
+        return torch.cat([y, m], 1)
+
+
+def mask_head_predictor(found: bool = True, size: int = 128) -> Predictor:
+    return Predictor(MaskPainter(found), torch.device("cpu"), "fp32", size, "mask-painter")
+
+
 def write_rgb(path: Path, rgb: np.ndarray) -> None:
     cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
 
@@ -194,3 +213,53 @@ def test_paste_back_inverts_align_face(side):
     err = np.abs(back[inner, inner].astype(int) - photo[inner, inner]).mean()
     # Resampling twice blurs a little (much more when the crop had to shrink the photo).
     assert err < (1.0 if side == 300 else 6.0), err  # one crop pixel off: 3.1 and 29
+
+
+def test_a_mask_head_model_blends_only_where_it_found_the_mask(masked_astronaut):
+    masked, mask = masked_astronaut
+    pts = detect_landmarks(masked).points
+    out, faces = restore_faces(masked, [pts], mask_head_predictor())
+    changed = (out != masked).any(-1)
+    assert faces[0]["pixels_changed"] == changed.sum() > 1000
+    # Where the stand-in said the mask is, grown by the blend's margin, warped into the photo:
+    # nothing outside it moves (the rest of the lower face keeps its pixels).
+    crop, m, q = align_face(masked, pts, 128)
+    said = np.zeros((128, 128), np.float32)
+    said[int(0.45 * 128):int(0.95 * 128), int(0.2 * 128):int(0.8 * 128)] = 1
+    grown = cv2.dilate(said, np.ones((27, 27), np.uint8))  # MASK_GROW + its fade, 12 px
+    region = paste_back(np.zeros_like(masked), np.full_like(crop, 255), m, grown)
+    assert not changed[region.max(-1) == 0].any()
+    assert changed[region.max(-1) == 255].mean() > 0.8
+    for eye in (LEFT_EYE, RIGHT_EYE):  # the eyes keep every pixel
+        inside = np.zeros(changed.shape, np.uint8)
+        cv2.fillConvexPoly(inside, np.round(pts[list(eye), :2]).astype(np.int32), 1)
+        assert not changed[inside > 0].any()
+
+
+def test_a_face_without_a_mask_comes_back_byte_identical(tmp_path, astronaut):
+    src = tmp_path / "photos"
+    src.mkdir()
+    write_rgb(src / "bare.png", astronaut)
+    out, faces = restore_faces(astronaut, [detect_landmarks(astronaut).points],
+                               mask_head_predictor(found=False))
+    assert faces[0]["pixels_changed"] == 0 and np.array_equal(out, astronaut)
+    from maskface.training.unmask import unmask_files
+
+    s = unmask_files([src], mask_head_predictor(found=False), tmp_path / "out")
+    r = s["results"][0]
+    assert (r["status"], r["faces_found"], r["faces_no_mask"], s["photos_restored"]) == \
+        ("no-mask", 1, 1, 0)
+    assert Path(r["output"]).read_bytes() == (src / "bare.png").read_bytes()
+    assert r["faces"][0]["status"] == "no mask found"
+
+
+def test_unmask_never_writes_over_an_input(tmp_path, astronaut):
+    d = tmp_path / "d"
+    d.mkdir()
+    write_rgb(d / "a.png", astronaut)
+    before = (d / "a.png").read_bytes()
+    from maskface.training.unmask import unmask_files
+
+    s = unmask_files([d / "a.png"], mask_head_predictor(), d)
+    assert (d / "a.png").read_bytes() == before
+    assert s["results"][0]["output"] == str(d / "a-2.png") and (d / "a-2.png").exists()

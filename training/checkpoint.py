@@ -3,20 +3,32 @@
 A checkpoint is a ``torch.save`` dict (``format: maskface-checkpoint/1``): the model's weights
 and config, the training config, the crop size the model learnt on, and, for resuming, the
 optimiser, step, position in the epoch and RNG states. It is written atomically and loaded
-with ``weights_only=True``, so no code runs from the file. The device and precision rules live
-here too: training, evaluation, prediction and export all follow the same ones.
+with ``weights_only=True``, so no code runs from the file.
+
+A model to ship is a safetensors file (``format: maskface-weights/1``, see ``weights.py``):
+the weights in half precision, the model config, crop size and provenance as metadata, no
+pickle at all. ``load_checkpoint`` reads both kinds into the same dict. The bundled model
+(``DEFAULT_MODEL``) is one such file; commands use it when no ``--checkpoint`` is given.
+
+The device and precision rules live here too: training, evaluation, prediction and export all
+follow the same ones.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import torch
 
 from .model import RAUNet, config_from_dict
+from .weights import WeightsError, load_weights, save_weights
 
 FORMAT = "maskface-checkpoint/1"
+WEIGHTS_FORMAT = "maskface-weights/1"
+DEFAULT_MODEL = (Path(__file__).resolve().parent.parent / "assets" / "models"
+                 / "ra-unet-w16-128-mask.safetensors")
 
 
 class CheckpointError(RuntimeError):
@@ -49,7 +61,10 @@ def save_checkpoint(path: Path, state: dict) -> None:
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
-    """Load with ``weights_only=True`` (no code runs from the file)."""
+    """Load a ``maskface train`` checkpoint with ``weights_only=True`` (no code runs from the
+    file), or a safetensors model file (weights as float32, its metadata as fields)."""
+    if str(path).endswith(".safetensors"):
+        return _load_weights_file(path, map_location)
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError as e:
@@ -89,6 +104,44 @@ def model_from_checkpoint(ck: dict, path: str | Path) -> RAUNet:
     except (ValueError, TypeError, RuntimeError) as e:
         raise CheckpointError(f"{path} holds a model this maskface cannot rebuild ({e})") from e
     return model.eval()
+
+
+def _load_weights_file(path: str | Path, map_location) -> dict:
+    try:
+        tensors, meta = load_weights(path)
+        if meta.get("format") != WEIGHTS_FORMAT:
+            raise WeightsError(f"format {meta.get('format')!r}, not {WEIGHTS_FORMAT}")
+        ck = {"model_config": json.loads(meta["model_config"]),
+              "image_size": int(meta["image_size"]),
+              "about": {k: v for k, v in meta.items()
+                        if k not in ("model_config", "image_size", "format")}}
+    except FileNotFoundError as e:
+        raise CheckpointError(f"no model file at {path}") from e
+    except (WeightsError, KeyError, ValueError) as e:
+        raise CheckpointError(f"{path} is not a maskface model file ({e})") from e
+    ck["model"] = {k: (v.float() if v.is_floating_point() else v).to(map_location)
+                   for k, v in tensors.items()}
+    return ck
+
+
+def export_weights(checkpoint: str | Path, path: str | Path, about: dict[str, str] | None = None,
+                   ) -> dict:
+    """Write a checkpoint's model as a safetensors file in half precision (what ships in
+    ``assets/models/``), with its config, crop size and ``about`` (provenance) as metadata.
+    Returns what was written."""
+    ck = load_checkpoint(checkpoint, "cpu")
+    model = model_from_checkpoint(ck, checkpoint)
+    state = {k: (v.half() if v.is_floating_point() else v)
+             for k, v in model.state_dict().items()}
+    size = ck.get("image_size")
+    if not size:
+        raise CheckpointError(f"{checkpoint} does not say what crop size it was trained on")
+    meta = {"format": WEIGHTS_FORMAT, "model_config": json.dumps(model.cfg.as_dict()),
+            "image_size": str(size), "step": str(ck.get("step", "")),
+            **(about or {})}
+    save_weights(path, state, meta)
+    return {"path": str(path), "bytes": Path(path).stat().st_size,
+            "parameters": sum(p.numel() for p in model.parameters()), "image_size": size}
 
 
 def load_model(path: str | Path) -> tuple[RAUNet, dict]:

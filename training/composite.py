@@ -1,8 +1,10 @@
 """Keep the original pixels where nothing needed restoring.
 
 The network rewrites the whole crop, and even a good model blurs skin, hair and background a
-little. Compositing takes its output only where it changed the picture clearly (the mask, as
-the model sees it), with a feathered edge, and the input everywhere else.
+little. Compositing takes its output only where the mask is, with a feathered edge, and the
+input everywhere else. A model with a mask head says where the mask is
+(:func:`predicted_mask_weight`); for one without, the mask is guessed from where the output
+differs clearly from the input (:func:`change_mask`).
 """
 
 from __future__ import annotations
@@ -38,6 +40,22 @@ def change_mask(inp: torch.Tensor, out: torch.Tensor, threshold: float = CHANGE_
     close = 4 * k + 1
     hard = 1 - _dilate(1 - _dilate(hard, close), close)  # dilate then erode: fill holes
     return _blur(_dilate(hard, 2 * k + 1), 2 * k + 1)
+
+
+def predicted_mask_weight(prob: torch.Tensor, grow: float = 0.01, feather: float = 0.01
+                          ) -> torch.Tensor:
+    """A blend weight (N, 1, H, W) from a mask head's output: 1 over the predicted mask
+    (probability > 0.5) grown by ``grow`` of the side, fading linearly to 0 over twice
+    ``feather`` beyond that; exactly 0 where no mask is near, so those pixels keep their
+    values."""
+    side = min(prob.shape[-2:])
+    g = max(1, round(grow * side))
+    f = max(1, round(feather * side))
+    hard = (prob.float() > 0.5).float()
+    if not hard.any():
+        return hard
+    # Grown by g + f, then box-blurred over 2f + 1: weight 1 up to g past the edge, 0 beyond.
+    return _blur(_dilate(hard, 2 * (g + f) + 1), 2 * f + 1).clamp_(0, 1)
 
 
 def composite(inp: torch.Tensor, out: torch.Tensor, weight: torch.Tensor | None = None

@@ -72,12 +72,21 @@ def _image(sample: dict, name: str, flags: int) -> np.ndarray:
     raise ShardError(f"sample {sample['__key__']} has no {name} image")
 
 
+def _rgb(sample: dict, name: str) -> np.ndarray:
+    if _IMREAD_RGB is not None:  # decoded straight to RGB (OpenCV >= 4.11)
+        return _image(sample, name, _IMREAD_RGB)
+    return cv2.cvtColor(_image(sample, name, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+_IMREAD_RGB = getattr(cv2, "IMREAD_COLOR_RGB", None)
+
+
 def decode_pair(sample: dict, flip: bool = False) -> dict[str, np.ndarray]:
     """(masked, clean, mask) as uint8 arrays, RGB HWC and HW; with ``flip``, the whole pair
     mirrored left-right. Outside the mask the input is the clean image, so JPEG noise does not
     make the two differ where nothing was masked."""
-    clean = _image(sample, "clean", cv2.IMREAD_COLOR_RGB)
-    masked = _image(sample, "masked", cv2.IMREAD_COLOR_RGB)
+    clean = _rgb(sample, "clean")
+    masked = _rgb(sample, "masked")
     mask = _image(sample, "mask", cv2.IMREAD_GRAYSCALE)
     if masked.shape != clean.shape or mask.shape != clean.shape[:2]:
         raise ShardError(f"sample {sample['__key__']}: masked, clean and mask differ in size")

@@ -4,8 +4,9 @@ Every method restores the same masked inputs (the clean image outside the mask, 
 training). Its 8-bit output is compared with the clean image by PSNR, SSIM and MAE over the
 whole crop and over the masked region only, overall, per mask type and per wear style.
 Baselines: the masked input itself and OpenCV inpainting (Telea, Navier-Stokes) given the true
-mask. Each checkpoint is also reported composited (its output only where it changed the
-picture, see :mod:`composite`). Prediction time is measured separately for the networks: batch
+mask. Each checkpoint is also reported composited (its output only inside the mask it found:
+by its mask head, or, without one, where it changed the picture; see :mod:`composite`), with
+that mask's IoU against the true one. Prediction time is measured separately for the networks: batch
 1 latency and batched throughput, after warm-up, with the device synchronised.
 
 Outputs: ``report.json``, ``report.md`` (the paper's Table I shape, then the details) and
@@ -14,6 +15,7 @@ Outputs: ``report.json``, ``report.md`` (the paper's Table I shape, then the det
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
@@ -29,15 +31,15 @@ import torch
 
 from ..maskgen.shards import iter_samples
 from .checkpoint import pick_device
-from .composite import change_mask, composite
+from .composite import change_mask, composite, predicted_mask_weight
 from .data import DataError, decode_pair, find_shards
-from .metrics import mae, masked_mae, masked_psnr, masked_ssim, psnr, ssim
+from .metrics import mae, mask_iou, masked_mae, masked_psnr, masked_ssim, psnr, ssim
 from .predict import Predictor, device_name, to_uint8
+from .registry import BASELINES
 
 log = logging.getLogger("maskface.eval")
 
 METRICS = ("psnr", "ssim", "psnr_masked", "ssim_masked", "mae", "mae_masked")
-BASELINES = ("masked-input", "telea", "navier-stokes")
 INPAINT_RADIUS = 3
 
 
@@ -52,7 +54,7 @@ class EvalConfig:
     limit: int | None = None  # pairs evaluated (the first N of the split, in order)
     baselines: tuple[str, ...] = BASELINES
     composite: bool = True
-    sheet_rows: int = 8
+    sheet_rows: int = 16  # one row per mask type met, up to this many
     timing: bool = True
     timing_batch: int | None = None  # default: 64 on CUDA, 16 on the CPU
     labels: tuple[str, ...] = field(default_factory=tuple)
@@ -192,20 +194,43 @@ def run_eval(cfg: EvalConfig, progress: Callable[[int], None] | None = None) -> 
     threads = cv2.getNumThreads()
     cv2.setNumThreads(1)  # inpainting times are per sample on one CPU thread
     try:
-        return _run_eval(cfg, device, progress)
+        preds = _predictors(cfg)
+        pairs, side = _pairs(cfg)
+        for p in preds:
+            if p.image_size != side:
+                log.warning("%s was trained on %d px crops; these pairs are %d px", p.label,
+                            p.image_size, side)
+        tally = _Tally(cfg, preds)
+        for batch in _batches(pairs, cfg.batch_size):
+            tally.add(batch, _restore(batch, preds, cfg, device, tally))
+            if progress is not None:
+                progress(len(batch))
+        report = tally.report(device, side)
     finally:
         cv2.setNumThreads(threads)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+    (out / "report.md").write_text(markdown_report(report))
+    write_sheet(out / "sheet.png", tally.sheet, ["masked", *[m for m in tally.methods
+                                                             if m != "masked-input"], "clean"])
+    return report
 
 
-def _run_eval(cfg: EvalConfig, device: torch.device,
-              progress: Callable[[int], None] | None) -> dict:
+def _predictors(cfg: EvalConfig) -> list[Predictor]:
+    """The checkpoints, loaded, with their report names."""
+    for b in cfg.baselines:
+        if b not in BASELINES:
+            raise EvalError(f"unknown baseline {b!r}; known: {', '.join(BASELINES)}")
     preds = [Predictor.load(ck, cfg.device) for ck in cfg.checkpoints]
     labels = _labels(cfg.checkpoints, [p.label for p in preds], cfg.labels)
     for p, label in zip(preds, labels, strict=True):
         p.label = label
-    for b in cfg.baselines:
-        if b not in BASELINES:
-            raise EvalError(f"unknown baseline {b!r}; known: {', '.join(BASELINES)}")
+    return preds
+
+
+def _pairs(cfg: EvalConfig) -> tuple[Iterator[dict], int]:
+    """The split's pairs (the first one read already, to learn the crop side) and the side."""
     try:
         pairs = iter_pairs(cfg.data, cfg.split, cfg.limit)
         first = next(pairs)
@@ -213,109 +238,111 @@ def _run_eval(cfg: EvalConfig, device: torch.device,
         raise EvalError(str(e)) from e
     except StopIteration:
         raise EvalError(f"{cfg.data}/{cfg.split} holds no pairs") from None
-    side = first["clean"].shape[0]
+    return itertools.chain([first], pairs), first["clean"].shape[0]
+
+
+def _restore(batch: list[dict], preds: list[Predictor], cfg: EvalConfig,
+             device: torch.device, tally: _Tally) -> dict[str, torch.Tensor]:
+    """Every method's output for a batch, as 8-bit-rounded floats (what a user gets)."""
+    masked = _tensor([p["masked"] for p in batch], device)
+    outputs: dict[str, torch.Tensor] = {}
+    for b in cfg.baselines:
+        if b == "masked-input":
+            outputs[b] = masked
+            continue
+        done = []
+        for p in batch:
+            t = time.perf_counter()
+            done.append(inpaint(p["masked"], p["mask"], b))
+            tally.seconds[b] += time.perf_counter() - t
+        outputs[b] = _tensor(done, device)
     for p in preds:
-        if p.image_size != side:
-            log.warning("%s was trained on %d px crops; these pairs are %d px", p.label,
-                        p.image_size, side)
+        y = p.predict(masked)
+        image = y[:, :3]
+        outputs[p.label] = torch.round(image * 255) / 255
+        if not cfg.composite:
+            continue
+        # With a mask head the model says where the mask is; without, it is guessed from
+        # where the output differs from the input.
+        w = predicted_mask_weight(y[:, 3:4]) if p.has_mask_head else change_mask(masked, image)
+        outputs[f"{p.label} +composite"] = torch.round(composite(masked, image, w) * 255) / 255
+        found = y[:, 3:4] if p.has_mask_head else w
+        tally.iou[p.label] += mask_iou(found, _tensor([q["mask"] for q in batch], device)
+                                       ).tolist()
+    return outputs
 
-    methods: list[str] = list(cfg.baselines)
-    for p in preds:
-        methods.append(p.label)
-        if cfg.composite:
-            methods.append(f"{p.label} +composite")
-    rows: dict[str, list[dict]] = {m: [] for m in methods}
-    seconds: dict[str, float] = defaultdict(float)
-    iou: dict[str, list[float]] = defaultdict(list)
-    sheet: dict[str, list[np.ndarray]] = defaultdict(list)
-    sheet_types: set[str] = set()
-    n = 0
 
-    def all_pairs() -> Iterator[dict]:
-        yield first
-        yield from pairs
+class _Tally:
+    """What an evaluation gathers as batches come: per-sample metrics per method, inpainting
+    times, mask IoUs, and the contact sheet's rows (the first sample of each mask type)."""
 
-    for batch in _batches(all_pairs(), cfg.batch_size):
-        masked = _tensor([p["masked"] for p in batch], device)
+    def __init__(self, cfg: EvalConfig, preds: list[Predictor]) -> None:
+        self.cfg, self.preds = cfg, preds
+        self.methods: list[str] = list(cfg.baselines)
+        for p in preds:
+            self.methods += [p.label] + ([f"{p.label} +composite"] if cfg.composite else [])
+        self.rows: dict[str, list[dict]] = {m: [] for m in self.methods}
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.iou: dict[str, list[float]] = defaultdict(list)
+        self.sheet: dict[str, list[np.ndarray]] = defaultdict(list)
+        self.sheet_types: set[str] = set()
+        self.n = 0
+
+    def add(self, batch: list[dict], outputs: dict[str, torch.Tensor]) -> None:
+        device = next(iter(outputs.values())).device
         clean = _tensor([p["clean"] for p in batch], device)
         mask = _tensor([p["mask"] for p in batch], device)
-        outputs: dict[str, torch.Tensor] = {}
-        for b in cfg.baselines:
-            if b == "masked-input":
-                outputs[b] = masked
-                continue
-            done = []
-            for p in batch:
-                t = time.perf_counter()
-                done.append(inpaint(p["masked"], p["mask"], b))
-                seconds[b] += time.perf_counter() - t
-            outputs[b] = _tensor(done, device)
-        for p in preds:
-            y = p(masked)
-            # Judge what a user gets: the 8-bit picture.
-            outputs[p.label] = torch.round(y * 255) / 255
-            if cfg.composite:
-                w = change_mask(masked, y)
-                c = composite(masked, y, w)
-                outputs[f"{p.label} +composite"] = torch.round(c * 255) / 255
-                inter = ((w > 0.5) & (mask > 0.5)).sum((1, 2, 3)).float()
-                union = ((w > 0.5) | (mask > 0.5)).sum((1, 2, 3)).float().clamp_min(1)
-                iou[p.label] += (inter / union).tolist()
         for name, out in outputs.items():
             vals = {k: v.tolist() for k, v in sample_metrics(out, clean, mask).items()}
             for i, pair in enumerate(batch):
                 meta = pair["meta"]
-                rows[name].append({k: vals[k][i] for k in METRICS}
-                                  | {"type": meta.get("type", "?"),
-                                     "wear": meta.get("wear", "proper")})
-        # The sheet: the first sample of each mask type, in data order.
+                self.rows[name].append({k: vals[k][i] for k in METRICS}
+                                       | {"type": meta.get("type", "?"),
+                                          "wear": meta.get("wear", "proper")})
         for i, pair in enumerate(batch):
             t = pair["meta"].get("type", "?")
-            if t in sheet_types or len(sheet_types) >= cfg.sheet_rows:
+            if t in self.sheet_types or len(self.sheet_types) >= self.cfg.sheet_rows:
                 continue
-            sheet_types.add(t)
-            sheet["masked"].append(pair["masked"])
+            self.sheet_types.add(t)
+            self.sheet["masked"].append(pair["masked"])
             for name, out in outputs.items():
                 if name != "masked-input":
-                    sheet[name].append(to_uint8(out[i:i + 1])[0])
-            sheet["clean"].append(pair["clean"])
-        n += len(batch)
-        if progress is not None:
-            progress(len(batch))
+                    self.sheet[name].append(to_uint8(out[i:i + 1])[0])
+            self.sheet["clean"].append(pair["clean"])
+        self.n += len(batch)
 
-    report: dict = {"format": "maskface-eval/1", "data": str(cfg.data), "split": cfg.split,
-                    "samples": n, "image_size": side, "device": device_name(device),
-                    "methods": {}}
-    for name in methods:
-        r = rows[name]
-        entry = _summary(r) | {
-            "per_type": {t: _summary([x for x in r if x["type"] == t])
-                         for t in sorted({x["type"] for x in r})},
-            "per_wear": {w: _summary([x for x in r if x["wear"] == w])
-                         for w in sorted({x["wear"] for x in r})}}
-        if name in seconds and name != "masked-input":
-            ms = 1000 * seconds[name] / max(n, 1)
-            entry |= {"ms_per_sample_b1": round(ms, 3), "samples_per_s": round(1000 / ms, 1),
-                      "timing": "one CPU thread, measured during the run"}
-        report["methods"][name] = entry
-    for ck, p in zip(cfg.checkpoints, preds, strict=True):
-        entry = report["methods"][p.label]
-        entry["checkpoint"] = str(ck)
-        entry["parameters"] = sum(x.numel() for x in p.model.parameters())
-        entry["trained_size"] = p.image_size
-        if cfg.timing:
-            tb = cfg.timing_batch or (64 if p.device.type == "cuda" else 16)
-            entry |= time_network(p, side, tb)
-            entry["timing"] = "network forward pass only, inputs already on the device"
-        if cfg.composite:
-            report["methods"][f"{p.label} +composite"]["mask_iou"] = _mean(iou[p.label])
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
-    (out / "report.md").write_text(markdown_report(report))
-    write_sheet(out / "sheet.png", sheet, ["masked", *[m for m in methods
-                                                        if m != "masked-input"], "clean"])
-    return report
+    def report(self, device: torch.device, side: int) -> dict:
+        cfg, n = self.cfg, self.n
+        report: dict = {"format": "maskface-eval/1", "data": str(cfg.data),
+                        "split": cfg.split, "samples": n, "image_size": side,
+                        "device": device_name(device), "methods": {}}
+        for name in self.methods:
+            r = self.rows[name]
+            entry = _summary(r) | {
+                "per_type": {t: _summary([x for x in r if x["type"] == t])
+                             for t in sorted({x["type"] for x in r})},
+                "per_wear": {w: _summary([x for x in r if x["wear"] == w])
+                             for w in sorted({x["wear"] for x in r})}}
+            if name in self.seconds and name != "masked-input":
+                ms = 1000 * self.seconds[name] / max(n, 1)
+                entry |= {"ms_per_sample_b1": round(ms, 3),
+                          "samples_per_s": round(1000 / ms, 1),
+                          "timing": "one CPU thread, measured during the run"}
+            report["methods"][name] = entry
+        for ck, p in zip(cfg.checkpoints, self.preds, strict=True):
+            entry = report["methods"][p.label]
+            entry |= {"checkpoint": str(ck), "trained_size": p.image_size,
+                      "parameters": sum(x.numel() for x in p.model.parameters()),
+                      "mask_head": p.has_mask_head}
+            if cfg.timing:
+                tb = cfg.timing_batch or (64 if p.device.type == "cuda" else 16)
+                entry |= time_network(p, side, tb)
+                entry["timing"] = "network forward pass only, inputs already on the device"
+            if cfg.composite:
+                report["methods"][f"{p.label} +composite"] |= {
+                    "mask_iou": _mean(self.iou[p.label]),
+                    "mask_from": "mask head" if p.has_mask_head else "output change"}
+        return report
 
 
 def fmt(v: float | None, digits: int) -> str:
@@ -349,10 +376,13 @@ def markdown_report(report: dict) -> str:
         lines.append(f"| {name} | {fmt(m['psnr'], 2)} | {fmt(m['ssim'], 4)} | "
                      f"{fmt(m['mae'], 4)} | {fmt(m['psnr_masked'], 2)} | "
                      f"{fmt(m['ssim_masked'], 4)} | {fmt(m['mae_masked'], 4)} |")
-    iou = {n: m["mask_iou"] for n, m in ms.items() if "mask_iou" in m}
+    iou = {n: m for n, m in ms.items() if "mask_iou" in m}
     if iou:
-        lines += ["", "Composite: mean IoU of the region a model changed with the true mask: "
-                  + ", ".join(f"{n} {fmt(v, 3)}" for n, v in iou.items()) + "."]
+        lines += ["", "Composite: the output inside the mask the model found (by its mask head, "
+                  "or where its output changed the picture), the input elsewhere. Mean IoU of "
+                  "that mask with the true one: " + ", ".join(
+                      f"{n} {fmt(m['mask_iou'], 3)} ({m['mask_from']})" for n, m in iou.items())
+                  + "."]
     for key, title in (("per_type", "mask type"), ("per_wear", "wear style")):
         groups = sorted({g for m in ms.values() for g in m[key]})
         counts = next(iter(ms.values()))[key]

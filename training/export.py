@@ -1,9 +1,11 @@
 """``maskface export``: a checkpoint as an ONNX model for deployment.
 
 The graph takes ``masked`` (N, 3, H, W) float RGB in [0, 1], H and W multiples of
-``2 ** (depth - 1)``, and returns ``restored`` of the same shape; batch, height and width are
-dynamic. The crop size the model was trained on and the side multiple are stored as metadata.
-When onnxruntime is installed the export is checked against PyTorch on the spot.
+``2 ** (depth - 1)``, and returns ``restored`` of the same size: RGB, then, for a model with a
+mask head, a fourth channel saying where the mask is (``maskface.outputs`` in the metadata);
+batch, height and width are dynamic. The crop size the model was trained on and the side
+multiple are stored as metadata. When onnxruntime is installed the export is checked against
+PyTorch on the spot.
 """
 
 from __future__ import annotations
@@ -47,7 +49,8 @@ def export_onnx(checkpoint: str | Path, path: str | Path, opset: int = OPSET,
             torch.onnx.export(model, (x,), str(path), **kw)
     proto = onnx.load(str(path))
     for k, v in {"maskface.image_size": size, "maskface.side_multiple": pred.multiple,
-                 "maskface.model": pred.label, "maskface.input_range": "0..1 RGB"}.items():
+                 "maskface.model": pred.label, "maskface.input_range": "0..1 RGB",
+                 "maskface.outputs": "RGB, mask" if pred.has_mask_head else "RGB"}.items():
         proto.metadata_props.add(key=k, value=str(v))
     onnx.checker.check_model(proto)
     onnx.save(proto, str(path))

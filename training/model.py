@@ -18,7 +18,7 @@ is, so compositing and ``unmask`` can keep every pixel outside it.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 
 import torch
 from torch import nn
@@ -196,6 +196,18 @@ def config_from_dict(cfg: dict) -> UNetConfig:
 def model_from_config(cfg: dict) -> RAUNet:
     """Rebuild a model from the config a checkpoint stores."""
     return RAUNet(config_from_dict(cfg))
+
+
+def training_bytes(cfg: UNetConfig, side: int, batch: int) -> int:
+    """A rough upper estimate of the memory one training process needs: the parameters four
+    times (weights, gradients, Adam's two moments) and the activations kept for the backward
+    pass, about 40 float32 feature maps of each level's size per image (encoder block, gate,
+    concatenation, decoder block), 60 with BatchNorm. For refusing runs that cannot fit, not
+    for planning close to the limit."""
+    params = sum(p.numel() for p in RAUNet(replace(cfg, width=1)).parameters()) * cfg.width**2
+    maps = 60 if cfg.norm == "batch" else 40
+    acts = sum(maps * cfg.width * 2**i * (side // 2**i) ** 2 for i in range(cfg.depth))
+    return 4 * (4 * params + batch * acts)
 
 
 def count_parameters(model: nn.Module) -> int:

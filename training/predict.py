@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .checkpoint import load_checkpoint, model_from_checkpoint, pick_device, use_bf16
+from .checkpoint import load_model, pick_device, use_bf16
 from .data import image_size
 from .model import RAUNet
 
@@ -51,11 +51,12 @@ class Predictor:
     @classmethod
     def load(cls, checkpoint: str | Path, device: str = "auto", precision: str = "auto",
              label: str | None = None) -> Predictor:
-        """Load a ``maskface train`` checkpoint (``weights_only``: no code runs from it)."""
+        """Load a ``maskface train`` checkpoint (``weights_only``: no code runs from it) or a
+        safetensors model file."""
         dev = pick_device(device)
-        ck = load_checkpoint(checkpoint, "cpu")
-        return cls.on_device(model_from_checkpoint(ck, checkpoint), dev, precision,
-                             _trained_size(ck, checkpoint), label or ck["model_config"]["model"])
+        model, info = load_model(checkpoint)
+        return cls.on_device(model, dev, precision, _trained_size(info, checkpoint),
+                             label or model.cfg.model)
 
     @classmethod
     def on_device(cls, model: RAUNet, device: torch.device, precision: str, image_size: int,
@@ -109,6 +110,22 @@ class Predictor:
             y = self(x.permute(0, 3, 1, 2).float() / 255.0)
             out[i:i + batch_size] = to_uint8(y)
         return out[0] if single else out
+
+
+
+    def restore_and_find(self, images: np.ndarray, batch_size: int = 16
+                         ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Restore uint8 RGB images (N, H, W, 3); also return the mask head's estimate
+        (N, H, W floats in [0, 1]), or None when the model has no mask head."""
+        out = np.empty_like(images)
+        found = np.empty(images.shape[:3], np.float32) if self.has_mask_head else None
+        for i in range(0, len(images), batch_size):
+            x = torch.from_numpy(np.ascontiguousarray(images[i:i + batch_size]))
+            y = self.predict(x.permute(0, 3, 1, 2).float() / 255.0)
+            out[i:i + batch_size] = to_uint8(y[:, :3])
+            if found is not None:
+                found[i:i + batch_size] = y[:, 3].float().cpu().numpy()
+        return out, found
 
 
 def _trained_size(ck: dict, path: str | Path) -> int:

@@ -14,3 +14,5 @@ VARIANTS: dict[str, dict[str, bool]] = {
 }
 NORMS = ("none", "batch")
 AUGMENTS = ("paper", "flip", "none")
+# What ``maskface eval`` measures beside the networks (``evaluate.py``).
+BASELINES = ("masked-input", "telea", "navier-stokes")

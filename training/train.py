@@ -34,9 +34,12 @@ from .checkpoint import (
 from .data import DataError, ShardPairs, image_size, to_device
 from .losses import mask_loss, ssim_l1
 from .metrics import mask_iou, psnr, ssim
-from .model import NORMS, build_model, count_parameters
+from .model import NORMS, build_model, count_parameters, training_bytes
 
 log = logging.getLogger("maskface.train")
+
+
+RESUME = ("no", "yes", "auto")
 
 
 class TrainError(CheckpointError):
@@ -76,7 +79,9 @@ class TrainConfig:
     # cores); "fp32": the paper's plain precision; "auto": bf16 on CUDA, fp32 on the CPU.
     precision: str = "auto"
     compile: bool = False
-    resume: bool = False
+    # "yes": continue from OUT/checkpoints/last.pt, which must exist; "auto": continue if it
+    # exists, else start fresh (for jobs that restart themselves); "no": start fresh.
+    resume: str = "no"
     seed: int = 0
     workers: int | None = None  # loader workers per process; None: default_workers()
     checkpoint_every: int = 1000  # steps between saves of last.pt (and at the end)
@@ -87,6 +92,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.norm not in NORMS:
             raise TrainError(f"--norm must be one of {', '.join(NORMS)}, got {self.norm!r}")
+        if self.resume not in RESUME:
+            raise TrainError(f"resume must be one of {', '.join(RESUME)}, got {self.resume!r}")
         if self.augment not in AUGMENTS:
             raise TrainError(f"--augment must be one of {', '.join(AUGMENTS)}, got "
                              f"{self.augment!r}")
@@ -104,13 +111,17 @@ def train(cfg: TrainConfig) -> dict:
     random.seed(cfg.seed)
 
     model = build_model(cfg.model, cfg.width, cfg.depth, cfg.norm, cfg.mask_head)
+    _check_memory(model.cfg, cfg, device)
     if rank == 0:
         log.info("%s: %.2f M parameters", cfg.model, count_parameters(model) / 1e6)
     model = model.to(device, memory_format=torch.channels_last if fast else torch.preserve_format)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=device.type == "cuda")
     state = {"step": 0, "epoch": 0, "in_epoch": 0, "best": -math.inf}
-    if cfg.resume:
+    if cfg.resume != "no":
         state = _resume(out / "checkpoints" / "last.pt", cfg, world, model, opt)
+    elif (out / "checkpoints" / "last.pt").exists():
+        raise TrainError(f"{out} already holds a run; give --resume to continue it, or a new "
+                         "--out")
     train_set, val_set, loader = _data(cfg, rank, world, device)
     net = model
     if world > 1:
@@ -131,6 +142,34 @@ def train(cfg: TrainConfig) -> dict:
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
     return last
+
+
+def _check_memory(model_cfg, cfg: TrainConfig, device: torch.device) -> None:
+    """Refuse, before allocating, a run whose estimated memory is far over what the device
+    has (an OOM kill says nothing; this says what to change)."""
+    side = image_size(cfg.data) if Path(cfg.data).is_dir() else None
+    if not side:
+        return
+    need = training_bytes(model_cfg, side, cfg.batch_size)
+    have = _memory_available(device)
+    if have and need > 1.5 * have:
+        gib = 2**30
+        raise TrainError(f"this run needs about {need / gib:.1f} GiB ({cfg.model}, width "
+                         f"{cfg.width}, depth {cfg.depth}, batch {cfg.batch_size} at {side} px)"
+                         f" and {device} has {have / gib:.1f} GiB: lower --batch-size, --width "
+                         "or --depth")
+
+
+def _memory_available(device: torch.device) -> int | None:
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
 
 
 def _start_processes(name: str) -> tuple[int, int, torch.device]:
@@ -155,7 +194,13 @@ def _start_processes(name: str) -> tuple[int, int, torch.device]:
 def _resume(path: Path, cfg: TrainConfig, world: int, model, opt) -> dict:
     """Load ``last.pt`` into the model and optimiser; the run's position, best score, RNGs."""
     if not path.exists():
-        log.info("--resume: no %s yet, starting at step 0", path)
+        if cfg.resume != "auto":
+            raise TrainError(f"--resume: there is no {path} to continue from; give "
+                             "`--resume auto` to start fresh when there is none")
+        old = path.parent.parent / "metrics.jsonl"
+        if old.exists():  # a run killed before its first save: keep its log apart
+            old.rename(old.with_name("metrics-unfinished.jsonl"))
+        log.info("--resume auto: no %s yet, starting at step 0", path)
         return {"step": 0, "epoch": 0, "in_epoch": 0, "best": -math.inf}
     ck = load_checkpoint(path, "cpu")  # RNG states must stay CPU tensors
     if ck.get("model_config") != model.cfg.as_dict():

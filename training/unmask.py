@@ -1,11 +1,15 @@
 """``maskface unmask``: remove masks from people's own photos.
 
-Photo -> every face found (the generator's landmark code) -> aligned crop at the model's size
--> restored -> warped back and blended into the photo with a feathered seam. By default the
-blend covers the lower face and chin; with ``composite`` only what the model changed (the mask,
-as the model sees it). Pixels outside the blend keep their exact values, and a crop that
-reaches past the photo's edge (a chin cut off by the frame) writes nothing there. A photo
-without a usable face is reported and written out unchanged: nothing is dropped.
+Photo -> every face found (the real-photo face finder) -> aligned crop at the model's size
+-> restored -> warped back and blended into the photo with a feathered seam.
+
+Where the blend goes: a model with a mask head says where the mask is, and the blend covers
+that mask (grown and feathered) and nothing else, so a face that wears no mask comes back
+unchanged, byte for byte. A model without one blends the lower face and chin by default, or
+with ``composite`` only what it changed. Pixels outside the blend keep their exact values, and
+a crop that reaches past the photo's edge (a chin cut off by the frame) writes nothing there.
+A photo without a usable face, or whose faces wear no mask, is reported and written out
+unchanged: nothing is dropped.
 """
 
 from __future__ import annotations
@@ -24,22 +28,25 @@ import torch
 
 from ..maskgen.align import align_face, paste_back
 from ..maskgen.decode import BadImage, decode_image
-from ..maskgen.facepoints import FACE_OVAL, LEFT_EYE, RIGHT_EYE, anchor_points
+from ..maskgen.facepoints import FACE_OVAL, LEFT_EYE, NOSE_BRIDGE, RIGHT_EYE, anchor_points
 from ..maskgen.find_faces import detect_faces
 from ..maskgen.landmarks import NoFace
 from ..maskgen.sources import image_files
-from .composite import change_mask
+from .composite import change_mask, predicted_mask_weight
 from .predict import Predictor
 
 log = logging.getLogger("maskface.unmask")
 
-# Masks cover the face from the nose bridge down: the blend region is the face outline below
-# this landmark (the bridge just under the eyes), so the eyes keep the photo's own sharpness.
-NOSE_BRIDGE = 6
+# Masks cover the face from the nose bridge down (facepoints.NOSE_BRIDGE, just under the
+# eyes): the lower-face blend is the face outline below it, so the eyes keep the photo's own
+# sharpness.
 # The jaw outline is also moved this far down (fraction of the crop side): masks such as
 # gaiters cover the neck below the chin.
 NECK_DROP = 0.12
 FEATHER = 0.03  # Gaussian sigma of the seam, as a fraction of the crop side
+# A mask head's mask is grown by this much of the crop side before the seam (real masks' soft
+# edges, straps near the cheeks) and feathered over as much again.
+MASK_GROW = 0.03
 EYE_MARGIN = 0.02  # the eyes, grown by this much, are never blended
 EDGE_FADE = 0.06  # the weight fades to 0 over this much of the crop's border
 SHEET_PAGE = 24  # photos per contact sheet page: 8 rows of 3 before | after pairs
@@ -88,7 +95,8 @@ def edge_fade(size: int) -> np.ndarray:
 def restore_faces(rgb: np.ndarray, faces: list[np.ndarray], predictor: Predictor,
                   composite: bool = False) -> tuple[np.ndarray, list[dict]]:
     """Restore the faces whose landmarks are ``faces`` in an RGB photo; returns the new photo
-    and, per face, its crop, restored crop, weight and alignment matrix."""
+    and, per face, its crop, restored crop, weight, alignment matrix and how many photo pixels
+    it changed (0: no mask found, the face left as it was)."""
     size = predictor.image_size
     crops, ms, pts = [], [], []
     for p in faces:
@@ -98,27 +106,44 @@ def restore_faces(rgb: np.ndarray, faces: list[np.ndarray], predictor: Predictor
         pts.append(q)
     if not crops:
         return rgb.copy(), []
-    restored = predictor.restore(np.stack(crops))
+    restored, found = predictor.restore_and_find(np.stack(crops))
     out = rgb
     info = []
-    for c, r, m, q in zip(crops, restored, ms, pts, strict=True):
-        t = torch.from_numpy(np.stack([c, r])).permute(0, 3, 1, 2).float() / 255
-        changed = change_mask(t[:1], t[1:])[0, 0].numpy() * keep_eyes(q, size) * edge_fade(size)
-        # Composite: only what the model changed. Default: the lower face, and also whatever
-        # the model changed beyond it (a mask's top edge over the bridge, its straps).
-        w = changed if composite else np.maximum(face_weight(q, size), changed)
-        out = paste_back(out, r, m, w)
-        info.append({"crop": c, "restored": r, "weight": w, "alignment": m})
+    for i, (c, r, m, q) in enumerate(zip(crops, restored, ms, pts, strict=True)):
+        w = _blend_weight(c, r, q, size, None if found is None else found[i], composite)
+        before = out
+        if w.max() > 0:
+            out = paste_back(out, r, m, w)
+        changed = int(np.count_nonzero((out != before).any(axis=-1))) if out is not before \
+            else 0
+        info.append({"crop": c, "restored": r, "weight": w, "alignment": m,
+                     "pixels_changed": changed})
     return out, info
+
+
+def _blend_weight(crop: np.ndarray, restored: np.ndarray, points: np.ndarray, size: int,
+                  found: np.ndarray | None, composite: bool) -> np.ndarray:
+    """Where a restored crop goes back into the photo (crop-sized floats in [0, 1])."""
+    guard = keep_eyes(points, size) * edge_fade(size)
+    if found is not None:  # the model's own mask, grown and feathered
+        prob = torch.from_numpy(found)[None, None]
+        return predicted_mask_weight(prob, MASK_GROW, MASK_GROW)[0, 0].numpy() * guard
+    t = torch.from_numpy(np.stack([crop, restored])).permute(0, 3, 1, 2).float() / 255
+    changed = change_mask(t[:1], t[1:])[0, 0].numpy() * guard
+    # Composite: only what the model changed. Default: the lower face, and also whatever
+    # the model changed beyond it (a mask's top edge over the bridge, its straps).
+    return changed if composite else np.maximum(face_weight(points, size), changed)
 
 
 @dataclass
 class PhotoResult:
     source: str
     output: str
-    status: str  # "restored", "no-face" or "unreadable"
+    status: str  # "restored", "no-mask", "no-face", "unreadable" or "error"
     faces_found: int = 0
-    faces_restored: int = 0
+    faces_restored: int = 0  # faces whose blend changed pixels
+    faces_no_mask: int = 0  # faces the model found no mask on (left as they were)
+    pixels_changed: int = 0
     seconds: float = 0.0
     reason: str = ""
     faces: list[dict] = field(default_factory=list)
@@ -133,12 +158,23 @@ def find_photos(paths: Iterable[str | Path]) -> list[Path]:
     return out
 
 
-def _out_name(path: Path, taken: set[str]) -> str:
+def _out_name(path: Path, taken: set[str], out: Path, inputs: set[Path]) -> str:
+    """A name for a photo's results in ``out``: its stem, numbered when another photo took it
+    or when a file it would write (``NAME.png``, or ``NAME`` + its own suffix when passed
+    through) is one of the inputs, so an input is never written over."""
     stem = path.stem
     name, n = stem, 1
-    while name in taken:
+
+    def clobbers(name: str) -> bool:
+        return any((out / f"{name}{ext}").resolve() in inputs
+                   for ext in (".png", path.suffix.lower() or ".bin"))
+
+    while name in taken or clobbers(name):
         n += 1
         name = f"{stem}-{n}"
+    if n > 1 and clobbers(stem):
+        log.warning("%s: results written as %s: %s/%s.* would overwrite an input", path, name,
+                    out, stem)
     taken.add(name)
     return name
 
@@ -180,9 +216,11 @@ def unmask_files(paths: Iterable[str | Path], predictor: Predictor, out: str | P
     results: list[PhotoResult] = []
     sheet: list[np.ndarray] = []
     taken: set[str] = set()
-    for path in find_photos(inputs):
+    photos = find_photos(inputs)
+    originals = {p.resolve() for p in photos}
+    for path in photos:
         t = time.perf_counter()
-        name = _out_name(path, taken)
+        name = _out_name(path, taken, out, originals)
         res = _unmask_one(path, out, name, predictor, max_faces, composite, side_by_side,
                           sheet if len(sheet) < sheet_max else None)
         res.seconds = round(time.perf_counter() - t, 3)
@@ -198,15 +236,19 @@ def unmask_files(paths: Iterable[str | Path], predictor: Predictor, out: str | P
     done = [r for r in results if r.status == "restored"]
     summary = {
         "photos": len(results), "photos_restored": len(done),
+        "no_mask": sum(r.status == "no-mask" for r in results),
         "no_face": sum(r.status == "no-face" for r in results),
         "unreadable": sum(r.status == "unreadable" for r in results),
         "errors": sum(r.status == "error" for r in results),
         "faces_found": sum(r.faces_found for r in results),
         "faces_restored": sum(r.faces_restored for r in results),
+        "faces_no_mask": sum(r.faces_no_mask for r in results),
+        "pixels_changed": sum(r.pixels_changed for r in results),
         "seconds_per_photo": round(float(np.mean([r.seconds for r in results])), 3)
         if results else None,
         "model": predictor.label, "device": str(predictor.device),
-        "composite": composite,
+        "blend": ("the model's mask" if predictor.has_mask_head
+                  else "what the model changed" if composite else "the lower face"),
         "results": [r.__dict__ for r in results]}
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary
@@ -230,6 +272,22 @@ def _unmask_one(path: Path, out: Path, name: str, predictor: Predictor,
         return _pass_through(path, out, name, "no-face", str(e))
     try:
         restored, faces = restore_faces(rgb, [d.points for d in dets], predictor, composite)
+        changed = sum(f["pixels_changed"] for f in faces)
+        face_info = [{"eyes_mouth": _anchors(d.points), "pixels_changed": f["pixels_changed"],
+                      "status": "restored" if f["pixels_changed"] else "no mask found"}
+                     for d, f in zip(dets, faces, strict=True)]
+        counts = {"faces_found": dets[0].faces_found,
+                  "faces_restored": sum(f["pixels_changed"] > 0 for f in faces),
+                  "faces_no_mask": sum(f["pixels_changed"] == 0 for f in faces)}
+        if not changed:
+            # No mask on any face: the photo's own bytes, as for a photo without a face.
+            log.info("%s: no mask found on %d face(s); copied unchanged", path, len(faces))
+            if sheet is not None:
+                sheet.append(_sheet_tile(rgb, rgb))
+            res = _pass_through(path, out, name, "no-mask", "no mask found on any face")
+            res.__dict__.update(counts, faces=face_info,
+                                size=[int(rgb.shape[1]), int(rgb.shape[0])])
+            return res
         target = out / f"{name}.png"
         if not cv2.imwrite(str(target), cv2.cvtColor(restored, cv2.COLOR_RGB2BGR)):
             raise OSError(f"could not write {target}")
@@ -243,9 +301,8 @@ def _unmask_one(path: Path, out: Path, name: str, predictor: Predictor,
         return _pass_through(path, out, name, "error", f"{type(e).__name__}: {e}")
     if sheet is not None:
         sheet.append(_sheet_tile(rgb, restored))
-    return PhotoResult(str(path), str(target), "restored", dets[0].faces_found, len(faces),
-                       faces=[{"eyes_mouth": _anchors(d.points)} for d in dets],
-                       size=[int(rgb.shape[1]), int(rgb.shape[0])])
+    return PhotoResult(str(path), str(target), "restored", **counts, pixels_changed=changed,
+                       faces=face_info, size=[int(rgb.shape[1]), int(rgb.shape[0])])
 
 
 def _anchors(points: np.ndarray) -> list[list[float]]:
