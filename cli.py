@@ -25,6 +25,13 @@ def _setup_logging(verbose: bool) -> None:
 def main(verbose: bool) -> None:
     """maskface: synthetic masked-face datasets and mask removal."""
     _setup_logging(verbose)
+    import importlib.util
+
+    if importlib.util.find_spec("cv2") is None:
+        # The base install leaves OpenCV to an extra, so that there is only ever one.
+        raise click.ClickException(
+            "OpenCV is not installed: pip install 'maskface[landmarks]' (generation, with "
+            "MediaPipe's OpenCV) or 'maskface[opencv]' (training and unmask only)")
 
 
 @main.command()
@@ -190,8 +197,9 @@ def _os_error(e: OSError) -> str:
               help="Levels (the paper's 5: 64...1024 channels at width 64).")
 @click.option("--norm", default="none", show_default=True, type=click.Choice(list(NORMS)),
               help="none: the paper's RA-UNet; batch: BatchNorm after every conv.")
-@click.option("--mask-head/--no-mask-head", default=False, show_default=True,
-              help="A fourth output channel that learns where the mask is (BCE + Dice).")
+@click.option("--mask-head/--no-mask-head", default=True, show_default=True,
+              help="A fourth output channel that learns where the mask is (BCE + Dice); "
+                   "--no-mask-head: the paper's plain network.")
 @click.option("--augment", default="paper", show_default=True, type=click.Choice(list(AUGMENTS)),
               help="paper: flips and the paper's colour jitter (on the device); flip; none.")
 @click.option("--epochs", default=40, show_default=True, type=click.IntRange(min=1))

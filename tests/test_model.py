@@ -86,3 +86,21 @@ def test_the_predictor_pads_and_crops_in_place(h, w):
     p = Predictor(Identity(4), torch.device("cpu"), "fp32", 64, "identity")
     x = torch.rand(2, 3, h, w, generator=torch.Generator().manual_seed(h))
     torch.testing.assert_close(p(x), x, rtol=0, atol=0)
+
+
+def test_the_bundled_model_loads_without_pickle(monkeypatch):
+    from maskface.training.checkpoint import DEFAULT_MODEL, load_model
+
+    assert DEFAULT_MODEL.exists(), f"the bundled model is missing: {DEFAULT_MODEL}"
+    assert DEFAULT_MODEL.stat().st_size <= 5_000_000
+
+    def no_pickle(*a, **k):
+        raise AssertionError("torch.load (pickle) used for the bundled model")
+
+    monkeypatch.setattr(torch, "load", no_pickle)
+    p = Predictor.load(DEFAULT_MODEL, "cpu")
+    assert p.has_mask_head and p.image_size == 128
+    _, info = load_model(DEFAULT_MODEL)
+    assert "CelebA" in info["about"]["trained_on"] and info["about"]["train_command"]
+    y = p.predict(torch.rand(1, 3, 128, 128, generator=torch.Generator().manual_seed(0)))
+    assert y.shape == (1, 4, 128, 128) and torch.isfinite(y).all()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -200,7 +201,8 @@ def test_bf16_really_runs_in_bf16_and_learns(tmp_path, shards):
     # The CUDA default (bf16 autocast, channels_last) is the same code on the CPU: run it here,
     # where CI can, so a GPU session does not find its bugs first.
     fp32, bf16 = tmp_path / "fp32", tmp_path / "bf16"
-    common = ["--data", str(shards), "--max-steps", "60", "--lr", "3e-3", "--log-every", "10"]
+    common = ["--data", str(shards), "--max-steps", "60", "--lr", "3e-3", "--log-every", "10",
+              "--no-mask-head"]
     train(*common, "--out", str(bf16), "--precision", "bf16")
     train(*common, "--out", str(fp32), "--precision", "fp32", "--max-steps", "10")
     curve = losses(bf16)
@@ -376,6 +378,8 @@ def test_a_truncated_shard_stops_training_with_its_name(tmp_path, shards):
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("MASKFACE_SLOW"),
+                    reason="torch.compile takes minutes on a 2-core CPU; MASKFACE_SLOW=1 runs it")
 def test_compiled_training_runs(tmp_path, shards):
     run = tmp_path / "compiled"
     train("--data", str(shards), "--out", str(run), "--max-steps", "3", "--log-every", "1",

@@ -263,3 +263,25 @@ def test_unmask_never_writes_over_an_input(tmp_path, astronaut):
     s = unmask_files([d / "a.png"], mask_head_predictor(), d)
     assert (d / "a.png").read_bytes() == before
     assert s["results"][0]["output"] == str(d / "a-2.png") and (d / "a-2.png").exists()
+
+
+def test_the_bundled_model_leaves_a_bare_face_byte_identical_and_removes_a_mask(
+        tmp_path, astronaut, masked_astronaut):
+    from maskface.training.checkpoint import DEFAULT_MODEL
+    from maskface.training.unmask import unmask_files
+
+    src = tmp_path / "photos"
+    src.mkdir()
+    write_rgb(src / "bare.png", astronaut)
+    write_rgb(src / "masked.png", masked_astronaut[0])
+    s = unmask_files([src], Predictor.load(DEFAULT_MODEL, "cpu"), tmp_path / "out")
+    by = {Path(r["source"]).name: r for r in s["results"]}
+    assert by["bare.png"]["status"] == "no-mask"
+    assert Path(by["bare.png"]["output"]).read_bytes() == (src / "bare.png").read_bytes()
+    assert by["masked.png"]["status"] == "restored"
+    out = cv2.cvtColor(cv2.imread(by["masked.png"]["output"]), cv2.COLOR_BGR2RGB)
+    mask = masked_astronaut[1] > 0
+    # Under the mask the picture moved towards the face (closer to the original than the mask).
+    err = np.abs(out[mask].astype(int) - astronaut[mask]).mean()
+    was = np.abs(masked_astronaut[0][mask].astype(int) - astronaut[mask]).mean()
+    assert err < 0.6 * was, (err, was)

@@ -62,7 +62,8 @@ class TrainConfig:
     width: int = 64
     depth: int = 5
     norm: str = "none"  # the paper's RA-UNet has no BatchNorm in its blocks; "batch" adds it
-    mask_head: bool = False  # a fourth output channel that learns where the mask is
+    # A fourth output channel that learns where the mask is (the paper's plain network: False).
+    mask_head: bool = True
     mask_weight: float = 1.0  # weight of the mask loss (BCE + Dice) beside ssim_l1
     augment: str = "paper"  # "paper": flip + the paper's colour jitter; "flip"; "none"
     epochs: int = 40

@@ -8,8 +8,8 @@ that mask (grown and feathered) and nothing else, so a face that wears no mask c
 unchanged, byte for byte. A model without one blends the lower face and chin by default, or
 with ``composite`` only what it changed. Pixels outside the blend keep their exact values, and
 a crop that reaches past the photo's edge (a chin cut off by the frame) writes nothing there.
-A photo without a usable face, or whose faces wear no mask, is reported and written out
-unchanged: nothing is dropped.
+A photo without a usable face, or whose faces wear no mask (the mask head finds under 3 % of
+the crop), is reported and written out unchanged: nothing is dropped.
 """
 
 from __future__ import annotations
@@ -47,6 +47,10 @@ FEATHER = 0.03  # Gaussian sigma of the seam, as a fraction of the crop side
 # A mask head's mask is grown by this much of the crop side before the seam (real masks' soft
 # edges, straps near the cheeks) and feathered over as much again.
 MASK_GROW = 0.03
+# A mask head's finding smaller than this share of the crop is not a mask: 99 % of generated
+# masks cover more than 4 % (under-chin ones; worn properly, more than 13 %), while a bare
+# face's white teeth or a collar's edge can light up 2 %.
+MIN_MASK_AREA = 0.03
 EYE_MARGIN = 0.02  # the eyes, grown by this much, are never blended
 EDGE_FADE = 0.06  # the weight fades to 0 over this much of the crop's border
 SHEET_PAGE = 24  # photos per contact sheet page: 8 rows of 3 before | after pairs
@@ -126,6 +130,8 @@ def _blend_weight(crop: np.ndarray, restored: np.ndarray, points: np.ndarray, si
     """Where a restored crop goes back into the photo (crop-sized floats in [0, 1])."""
     guard = keep_eyes(points, size) * edge_fade(size)
     if found is not None:  # the model's own mask, grown and feathered
+        if (found > 0.5).mean() < MIN_MASK_AREA:
+            return np.zeros((size, size), np.float32)
         prob = torch.from_numpy(found)[None, None]
         return predicted_mask_weight(prob, MASK_GROW, MASK_GROW)[0, 0].numpy() * guard
     t = torch.from_numpy(np.stack([crop, restored])).permute(0, 3, 1, 2).float() / 255
@@ -268,7 +274,7 @@ def _unmask_one(path: Path, out: Path, name: str, predictor: Predictor,
     except NoFace as e:
         log.warning("%s: no face found (%s); copied unchanged", path, e)
         if sheet is not None:
-            sheet.append(_sheet_tile(rgb, rgb))
+            sheet.append(_sheet_tile(rgb, rgb, label=path.name))
         return _pass_through(path, out, name, "no-face", str(e))
     try:
         restored, faces = restore_faces(rgb, [d.points for d in dets], predictor, composite)
@@ -283,7 +289,7 @@ def _unmask_one(path: Path, out: Path, name: str, predictor: Predictor,
             # No mask on any face: the photo's own bytes, as for a photo without a face.
             log.info("%s: no mask found on %d face(s); copied unchanged", path, len(faces))
             if sheet is not None:
-                sheet.append(_sheet_tile(rgb, rgb))
+                sheet.append(_sheet_tile(rgb, rgb, label=path.name))
             res = _pass_through(path, out, name, "no-mask", "no mask found on any face")
             res.__dict__.update(counts, faces=face_info,
                                 size=[int(rgb.shape[1]), int(rgb.shape[0])])
@@ -300,7 +306,7 @@ def _unmask_one(path: Path, out: Path, name: str, predictor: Predictor,
         log.error("%s: failed (%s: %s); copied unchanged", path, type(e).__name__, e)
         return _pass_through(path, out, name, "error", f"{type(e).__name__}: {e}")
     if sheet is not None:
-        sheet.append(_sheet_tile(rgb, restored))
+        sheet.append(_sheet_tile(rgb, restored, label=path.name))
     return PhotoResult(str(path), str(target), "restored", **counts, pixels_changed=changed,
                        faces=face_info, size=[int(rgb.shape[1]), int(rgb.shape[0])])
 
@@ -331,15 +337,22 @@ def side_by_side_image(before: np.ndarray, after: np.ndarray, height: int = 512)
     return np.hstack([a, np.full((height, 6, 3), 255, np.uint8), b])
 
 
-def _sheet_tile(before: np.ndarray, after: np.ndarray, height: int = 200) -> np.ndarray:
-    """Before | after at one height, fitted into a fixed-size tile (4:3 a side)."""
+def _sheet_tile(before: np.ndarray, after: np.ndarray, height: int = 200,
+                label: str = "") -> np.ndarray:
+    """Before | after at one height, fitted into a fixed-size tile (4:3 a side), under a line
+    naming the photo and the two halves."""
     pair = side_by_side_image(before, after, height)
     width = 2 * int(height * 4 / 3) + 6
     if pair.shape[1] > width:
         h = max(1, round(height * width / pair.shape[1]))
         pair = cv2.resize(pair, (width, h), interpolation=cv2.INTER_AREA)
-    tile = np.full((height + 8, width + 8, 3), 255, np.uint8)
-    tile[4:4 + pair.shape[0], 4:4 + pair.shape[1]] = pair
+    head = 16
+    tile = np.full((head + height + 8, width + 8, 3), 255, np.uint8)
+    half = (pair.shape[1] - 6) // 2
+    for x, text in ((4, f"before {label}".strip()), (4 + half + 6, "after")):
+        cv2.putText(tile, text[:40], (x, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.38, (0, 0, 0), 1,
+                    cv2.LINE_AA)
+    tile[head + 4:head + 4 + pair.shape[0], 4:4 + pair.shape[1]] = pair
     return tile
 
 
