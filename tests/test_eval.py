@@ -133,7 +133,7 @@ def test_onnx_export_matches_pytorch(tmp_path, data_and_checkpoint):
     p = Predictor.load(ck, "cpu")
     x = torch.rand(3, 3, 96, 32, generator=torch.Generator().manual_seed(5))
     got = ort.InferenceSession(str(path)).run(None, {"masked": x.numpy()})[0]
-    np.testing.assert_allclose(got, p(x).numpy(), atol=1e-4)
+    np.testing.assert_allclose(got, p.predict(x).numpy(), atol=1e-4)  # RGB and the mask
 
 
 def test_eval_refuses_a_missing_split(tmp_path, data_and_checkpoint):
