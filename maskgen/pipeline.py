@@ -14,6 +14,7 @@ and the merged landmark cache.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -114,15 +115,20 @@ class ShardTask:
     def state_name(self) -> str:
         return f"{self.split}-{self.index:06d}"
 
-    @property
+    @functools.cached_property
     def digest(self) -> str:
         """What the shard is made from: its sources (key, kind, reference, split), in order."""
         return sources_digest(self.items)
 
 
+def _source_row(item: SourceItem) -> list[str]:
+    """A source as the digests and the plan file record it: key, kind, reference, split."""
+    return [item.key, item.kind, item.ref, item.split]
+
+
 def sources_digest(items: list[SourceItem]) -> str:
     """The sha256 of a list of sources, as the state files and the manifest record it."""
-    text = json.dumps([[i.key, i.kind, i.ref, i.split] for i in items], separators=(",", ":"))
+    text = json.dumps([_source_row(i) for i in items], separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -293,12 +299,19 @@ def _claim_output(state: Path, fingerprint: dict) -> None:
 def _is_complete(out: Path, t: ShardTask) -> bool:
     """The task's shard is there, and its state says it was made from the task's sources."""
     f = out / STATE_DIR / f"{t.state_name}.json"
-    if not (f.exists() and (out / t.split / f"{t.name}.tar").exists()):
+    return (f.exists() and (out / t.split / f"{t.name}.tar").exists()
+            and _state_matches(f, t))
+
+
+def _state_matches(f: Path, t: ShardTask | None) -> bool:
+    """Whether the state file ``f`` says its shard was made from task ``t``'s sources (a
+    damaged state file does not: the shard is made again)."""
+    if t is None:
         return False
     try:
         return json.loads(f.read_text()).get("sources_digest") == t.digest
     except (OSError, ValueError):
-        return False  # a damaged state file: the shard is made again
+        return False
 
 
 def _landmark_parts(out: Path) -> list[Path]:
@@ -320,12 +333,7 @@ def _reconcile(out: Path, tasks: list[ShardTask], items: list[SourceItem]) -> in
     for f in sorted(state.glob("*-[0-9][0-9][0-9][0-9][0-9][0-9].json")):
         if not _STATE_NAME.match(f.stem):
             continue
-        t = plan.get(f.stem)
-        try:
-            ok = t is not None and json.loads(f.read_text()).get("sources_digest") == t.digest
-        except (OSError, ValueError):
-            ok = False
-        if not ok:
+        if not _state_matches(f, plan.get(f.stem)):
             stale.append(f)
     wanted = {f"{t.split}/{t.name}.tar" for t in tasks}
     extra = [p for split in SPLITS if (out / split).is_dir()
@@ -333,7 +341,7 @@ def _reconcile(out: Path, tasks: list[ShardTask], items: list[SourceItem]) -> in
              if _SHARD_NAME.match(p.name)
              and f"{split}/{p.name.removesuffix(PARTIAL_SUFFIX)}" not in wanted]
     plan_file = state / PLAN_FILE
-    text = "".join(json.dumps([i.key, i.split, i.kind, i.ref]) + "\n" for i in items)
+    text = "".join(json.dumps(_source_row(i)) + "\n" for i in items)
     try:
         before = plan_file.read_text() if plan_file.exists() else None
     except OSError:
@@ -370,7 +378,7 @@ def _what_changed(before: str | None, items: list[SourceItem], stale: list[Path]
             except ValueError:
                 continue
             old[key] = rest
-        new = {i.key: [i.split, i.kind, i.ref] for i in items}
+        new = {i.key: _source_row(i)[1:] for i in items}
         added = sorted(k for k in new if k not in old)
         removed = sorted(k for k in old if k not in new)
         changed = sorted(k for k in new if k in old and old[k] != new[k])
