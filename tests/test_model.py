@@ -104,3 +104,27 @@ def test_the_bundled_model_loads_without_pickle(monkeypatch):
     assert "CelebA" in info["about"]["trained_on"] and info["about"]["train_command"]
     y = p.predict(torch.rand(1, 3, 128, 128, generator=torch.Generator().manual_seed(0)))
     assert y.shape == (1, 4, 128, 128) and torch.isfinite(y).all()
+
+
+class Recorder(Identity):
+    """Returns its input and remembers the sizes it was given."""
+
+    def __init__(self) -> None:
+        super().__init__(depth=3)
+        self.seen: list[tuple[int, int]] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.append(tuple(x.shape[-2:]))
+        return x
+
+
+def test_crops_of_another_size_are_restored_at_the_models_own():
+    rec = Recorder()
+    p = Predictor(rec, torch.device("cpu"), "fp32", 64, "recorder")
+    ramp = torch.linspace(0, 1, 128)
+    x = (0.5 + 0.4 * torch.sin(6 * ramp)[None, :] * ramp[:, None]).expand(2, 3, 128, 128)
+    y = p.predict_at_trained_size(x)
+    assert rec.seen == [(64, 64)] and y.shape == x.shape
+    assert (y - x).abs().mean() < 0.01  # a smooth picture survives the round trip
+    p.predict_at_trained_size(torch.rand(1, 3, 64, 64))
+    assert rec.seen[-1] == (64, 64)

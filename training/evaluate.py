@@ -198,8 +198,9 @@ def run_eval(cfg: EvalConfig, progress: Callable[[int], None] | None = None) -> 
         pairs, side = _pairs(cfg)
         for p in preds:
             if p.image_size != side:
-                log.warning("%s was trained on %d px crops; these pairs are %d px", p.label,
-                            p.image_size, side)
+                log.info("%s was trained on %d px crops; these %d px pairs are resampled to "
+                         "%d px for it and its output back", p.label, p.image_size, side,
+                         p.image_size)
         tally = _Tally(cfg, preds)
         for batch in _batches(pairs, cfg.batch_size):
             tally.add(batch, _restore(batch, preds, cfg, device, tally))
@@ -257,7 +258,7 @@ def _restore(batch: list[dict], preds: list[Predictor], cfg: EvalConfig,
             tally.seconds[b] += time.perf_counter() - t
         outputs[b] = _tensor(done, device)
     for p in preds:
-        y = p.predict(masked)
+        y = p.predict_at_trained_size(masked)
         image = y[:, :3]
         outputs[p.label] = torch.round(image * 255) / 255
         if not cfg.composite:
@@ -336,7 +337,7 @@ class _Tally:
                       "mask_head": p.has_mask_head}
             if cfg.timing:
                 tb = cfg.timing_batch or (64 if p.device.type == "cuda" else 16)
-                entry |= time_network(p, side, tb)
+                entry |= time_network(p, p.image_size, tb)  # what one face costs it
                 entry["timing"] = "network forward pass only, inputs already on the device"
             if cfg.composite:
                 report["methods"][f"{p.label} +composite"] |= {

@@ -83,6 +83,18 @@ class Predictor:
         model's device (without the mask estimate; see :meth:`predict`)."""
         return self.predict(x)[:, :3]
 
+    def predict_at_trained_size(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`predict` for crops of another side than the model learnt on: resampled to
+        the model's side and the output back to the crop's, as unmask aligns photos at the
+        model's side (a 128 px model run on 256 px crops directly sees faces twice too big)."""
+        side = x.shape[-1]
+        if side == self.image_size:
+            return self.predict(x)
+        small = F.interpolate(x.float(), size=(self.image_size, self.image_size), mode="area")
+        y = self.predict(small)
+        return F.interpolate(y, size=x.shape[-2:], mode="bilinear", align_corners=False
+                             ).clamp_(0, 1)
+
     @torch.inference_mode()
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         """The network's whole output for a (N, 3, H, W) float batch in [0, 1]: RGB, then the
@@ -103,15 +115,8 @@ class Predictor:
     def restore(self, images: np.ndarray, batch_size: int = 16) -> np.ndarray:
         """Restore uint8 RGB images, (H, W, 3) or (N, H, W, 3), in batches; same shape out."""
         single = images.ndim == 3
-        batch = images[None] if single else images
-        out = np.empty_like(batch)
-        for i in range(0, len(batch), batch_size):
-            x = torch.from_numpy(np.ascontiguousarray(batch[i:i + batch_size]))
-            y = self(x.permute(0, 3, 1, 2).float() / 255.0)
-            out[i:i + batch_size] = to_uint8(y)
+        out, _ = self.restore_and_find(images[None] if single else images, batch_size)
         return out[0] if single else out
-
-
 
     def restore_and_find(self, images: np.ndarray, batch_size: int = 16
                          ) -> tuple[np.ndarray, np.ndarray | None]:
