@@ -204,6 +204,8 @@ def training_bytes(cfg: UNetConfig, side: int, batch: int) -> int:
     pass, about 40 float32 feature maps of each level's size per image (encoder block, gate,
     concatenation, decoder block), 60 with BatchNorm. For refusing runs that cannot fit, not
     for planning close to the limit."""
+    # Counted on a width-1 copy and scaled (convolutions grow with width squared, the rest
+    # slower, so this errs high): building the real one could itself exhaust the memory.
     params = sum(p.numel() for p in RAUNet(replace(cfg, width=1)).parameters()) * cfg.width**2
     maps = 60 if cfg.norm == "batch" else 40
     acts = sum(maps * cfg.width * 2**i * (side // 2**i) ** 2 for i in range(cfg.depth))

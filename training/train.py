@@ -40,6 +40,7 @@ log = logging.getLogger("maskface.train")
 
 
 RESUME = ("no", "yes", "auto")
+FRESH = {"step": 0, "epoch": 0, "in_epoch": 0, "best": -math.inf}  # where a new run starts
 
 
 class TrainError(CheckpointError):
@@ -117,7 +118,7 @@ def train(cfg: TrainConfig) -> dict:
         log.info("%s: %.2f M parameters", cfg.model, count_parameters(model) / 1e6)
     model = model.to(device, memory_format=torch.channels_last if fast else torch.preserve_format)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=device.type == "cuda")
-    state = {"step": 0, "epoch": 0, "in_epoch": 0, "best": -math.inf}
+    state = dict(FRESH)
     if cfg.resume != "no":
         state = _resume(out / "checkpoints" / "last.pt", cfg, world, model, opt)
     elif (out / "checkpoints" / "last.pt").exists():
@@ -202,7 +203,7 @@ def _resume(path: Path, cfg: TrainConfig, world: int, model, opt) -> dict:
         if old.exists():  # a run killed before its first save: keep its log apart
             old.rename(old.with_name("metrics-unfinished.jsonl"))
         log.info("--resume auto: no %s yet, starting at step 0", path)
-        return {"step": 0, "epoch": 0, "in_epoch": 0, "best": -math.inf}
+        return dict(FRESH)
     ck = load_checkpoint(path, "cpu")  # RNG states must stay CPU tensors
     if ck.get("model_config") != model.cfg.as_dict():
         raise TrainError(f"{path} holds a {ck.get('model_config')} model, not "
