@@ -10,7 +10,7 @@ import sys
 import click
 
 from . import __version__
-from .training.registry import AUGMENTS, BASELINES, NORMS, VARIANTS
+from .training.registry import AUGMENTS, BASELINES, LR_SCHEDULES, NORMS, VARIANTS
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -211,6 +211,17 @@ def _os_error(e: OSError) -> str:
               help="Per process (GPU).")
 @click.option("--lr", default=1e-4, show_default=True,
               type=click.FloatRange(min=0, min_open=True))
+@click.option("--lr-schedule", default="constant", show_default=True,
+              type=click.Choice(list(LR_SCHEDULES)),
+              help="constant (the paper's); cosine: down to 2 % of --lr over --max-steps "
+                   "(or --epochs).")
+@click.option("--hole-weight", default=0.0, show_default=True, type=click.FloatRange(min=0),
+              help="Weight of an extra L1 loss over the mask's pixels (mask-head models: "
+                   "their output is used there only); 0: the paper's loss.")
+@click.option("--bare-fraction", default=0.0, show_default=True,
+              type=click.FloatRange(min=0, max=1, max_open=True),
+              help="Share of pairs shown without a mask (input = clean face, empty mask), so "
+                   "a mask-head model learns to leave bare faces alone.")
 @click.option("--loss", default="l1", show_default=True, type=click.Choice(["l1", "mse"]),
               help="Second term of ssim_l1: L1 (the paper's text) or MSE (its code).")
 @click.option("--device", default="auto", show_default=True,
@@ -233,8 +244,9 @@ def _os_error(e: OSError) -> str:
 @click.option("--val-batches", default=50, show_default=True, type=click.IntRange(min=1),
               help="Validation batches (of --batch-size) each time.")
 def train(data, out, model, width, depth, norm, mask_head, augment, epochs, max_steps,
-          max_minutes, batch_size, lr, loss, device, precision, compile_, resume, workers, seed,
-          checkpoint_every, val_every, log_every, val_batches) -> None:
+          max_minutes, batch_size, lr, lr_schedule, hole_weight, bare_fraction, loss, device,
+          precision, compile_, resume, workers, seed, checkpoint_every, val_every, log_every,
+          val_batches) -> None:
     """Train the RA-UNet (or a variant) on generated shards. Multi-GPU: torchrun."""
     from .maskgen.shards import ShardError
     from .training.train import TrainConfig, TrainError
@@ -244,7 +256,8 @@ def train(data, out, model, width, depth, norm, mask_head, augment, epochs, max_
         cfg = TrainConfig(
             data=data, out=out, model=model, width=width, depth=depth, norm=norm,
             mask_head=mask_head, augment=augment, epochs=epochs, max_steps=max_steps,
-            max_minutes=max_minutes, batch_size=batch_size, lr=lr, loss=loss, device=device,
+            max_minutes=max_minutes, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule,
+            hole_weight=hole_weight, bare_fraction=bare_fraction, loss=loss, device=device,
             precision=precision, compile=compile_, resume=resume or "no", workers=workers,
             seed=seed,
             checkpoint_every=checkpoint_every, val_every=val_every, log_every=log_every,

@@ -31,8 +31,9 @@ from maskface.training.checkpoint import (  # noqa: E402
     load_model,
 )
 from maskface.training.data import ShardPairs, decode_pair  # noqa: E402
-from maskface.training.losses import mask_loss, ssim_l1  # noqa: E402
+from maskface.training.losses import hole_l1, mask_loss, ssim_l1  # noqa: E402
 from maskface.training.metrics import mask_iou, psnr, ssim  # noqa: E402
+from maskface.training.train import TrainConfig, bare_pairs, learning_rate  # noqa: E402
 
 TINY = ["--width", "8", "--depth", "3", "--batch-size", "4", "--workers", "0"]
 
@@ -62,6 +63,36 @@ def test_mask_loss_and_iou():
     half = m.clone()
     half[:, :, 8:] = 0
     assert mask_iou(half, m)[0].item() == pytest.approx(0.5)
+
+
+def test_the_hole_loss_sees_only_the_mask_and_bare_pairs_are_clean_and_unmasked():
+    clean = torch.rand(4, 3, 16, 16)
+    m = torch.zeros(4, 1, 16, 16)
+    m[:, :, 8:] = 1
+    m[3] = 0  # a bare face: no mask, adds nothing
+    pred = clean.clone()
+    pred[:, :, :8] = 0  # wrong outside the mask only
+    assert hole_l1(pred, clean, m).item() == 0
+    pred[:, :, 8:] += 0.25
+    assert hole_l1(pred, clean, m).item() == pytest.approx(0.25)
+
+    masked = torch.zeros_like(clean)
+    g = torch.Generator().manual_seed(0)
+    x, mask = bare_pairs(masked, clean, m, 0.5, g)
+    bare = [bool((x[i] == clean[i]).all()) for i in range(4)]
+    assert 0 < sum(bare) < 4, "about half of the batch should be bare"
+    for i in range(4):
+        assert torch.equal(x[i], clean[i] if bare[i] else masked[i])
+        assert torch.equal(mask[i], torch.zeros_like(m[i]) if bare[i] else m[i])
+
+
+def test_the_cosine_schedule_decays_to_a_floor_and_constant_stays():
+    cos = TrainConfig(data="d", out="o", lr=1e-3, lr_schedule="cosine")
+    assert learning_rate(cos, 0, 100) == pytest.approx(1e-3)
+    assert learning_rate(cos, 50, 100) == pytest.approx(0.51e-3)
+    assert learning_rate(cos, 100, 100) == pytest.approx(0.02e-3)
+    assert learning_rate(cos, 500, 100) == pytest.approx(0.02e-3)
+    assert learning_rate(TrainConfig(data="d", out="o", lr=1e-3), 50, 100) == 1e-3
 
 
 @pytest.fixture(scope="module")
@@ -222,8 +253,9 @@ def test_resume_equals_an_uninterrupted_run(tmp_path, shards):
     whole, split = tmp_path / "whole", tmp_path / "split"
     # Batch 2 and two persistent loader workers, the paper's colour jitter: epochs of several
     # steps, stopped in the middle of one.
+    # The hole loss and bare pairs (drawn per step) resume exactly too.
     common = ["--data", str(shards), "--lr", "1e-3", "--log-every", "1", "--batch-size", "2",
-              "--workers", "2"]
+              "--workers", "2", "--hole-weight", "1", "--bare-fraction", "0.3"]
     train(*common, "--out", str(whole), "--max-steps", "16")
     train(*common, "--out", str(split), "--max-steps", "5")
     ck = load_checkpoint(split / "checkpoints" / "last.pt")
@@ -237,6 +269,14 @@ def test_resume_equals_an_uninterrupted_run(tmp_path, shards):
     wb = load_checkpoint(split / "checkpoints" / "last.pt")["model"]
     for k in wa:
         torch.testing.assert_close(wa[k], wb[k], rtol=1e-4, atol=1e-5)
+
+
+def test_a_cosine_run_resumes_only_over_the_length_it_was_planned_for(tmp_path, shards):
+    run = tmp_path / "cos"
+    common = ["--data", str(shards), "--out", str(run), "--lr-schedule", "cosine"]
+    train(*common, "--max-steps", "3")
+    res = CliRunner().invoke(main, ["train", *TINY, *common, "--max-steps", "6", "--resume"])
+    assert res.exit_code != 0 and "max_steps" in res.output
 
 
 def test_validation_and_checkpoints_come_by_steps(tmp_path, shards):

@@ -1,4 +1,4 @@
-"""The paper's ``ssim_l1`` training loss."""
+"""The training losses: the paper's ``ssim_l1``, the mask head's, and L1 over the mask."""
 
 from __future__ import annotations
 
@@ -28,3 +28,15 @@ def mask_loss(prob: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> tor
     union = prob.sum(dim=(1, 2, 3)) + target.sum(dim=(1, 2, 3))
     dice = 1 - (2 * inter + eps) / (union + eps)
     return bce + dice.mean()
+
+
+def hole_l1(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean absolute error over each image's masked pixels, averaged over the images that have
+    any (a bare face adds nothing): the region a mask-head model's output is used in."""
+    w = (mask > 0.5).float()
+    area = w.sum(dim=(1, 2, 3))
+    err = ((pred - target).abs().mean(dim=1, keepdim=True) * w).sum(dim=(1, 2, 3))
+    has = area > 0
+    if not bool(has.any()):
+        return pred.sum() * 0
+    return (err[has] / area[has]).mean()

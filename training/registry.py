@@ -2,7 +2,8 @@
 as choices without importing the trainer.
 
 ``VARIANTS``: the paper's ablation (Table II), one network with two switches. ``NORMS``: what
-follows each conv. ``AUGMENTS``: the training augmentations (``augment.py``).
+follows each conv. ``AUGMENTS``: the training augmentations (``augment.py``). ``LR_SCHEDULES``: the
+learning rate over a run (``train.py``).
 """
 
 from __future__ import annotations
@@ -14,5 +15,6 @@ VARIANTS: dict[str, dict[str, bool]] = {
 }
 NORMS = ("none", "batch")
 AUGMENTS = ("paper", "flip", "none")
+LR_SCHEDULES = ("constant", "cosine")
 # What ``maskface eval`` measures beside the networks (``evaluate.py``).
 BASELINES = ("masked-input", "telea", "navier-stokes")

@@ -32,14 +32,17 @@ from .checkpoint import (
     use_bf16,
 )
 from .data import DataError, ShardPairs, image_size, to_device
-from .losses import mask_loss, ssim_l1
-from .metrics import mask_iou, psnr, ssim
+from .losses import hole_l1, mask_loss, ssim_l1
+from .metrics import mask_iou, masked_psnr, psnr, ssim
 from .model import NORMS, build_model, count_parameters, training_bytes
+from .registry import LR_SCHEDULES
 
 log = logging.getLogger("maskface.train")
 
 
 RESUME = ("no", "yes", "auto")
+# What a checkpoint from before an option existed was trained with.
+FRESH_CONFIG = {"lr_schedule": "constant"}
 FRESH = {"step": 0, "epoch": 0, "in_epoch": 0, "best": -math.inf}  # where a new run starts
 
 
@@ -66,6 +69,12 @@ class TrainConfig:
     # A fourth output channel that learns where the mask is (the paper's plain network: False).
     mask_head: bool = True
     mask_weight: float = 1.0  # weight of the mask loss (BCE + Dice) beside ssim_l1
+    # Weight of an extra L1 term over the true mask's pixels only (0: the paper's loss). A
+    # mask-head model's output is used inside its mask alone, so that is where quality counts.
+    hole_weight: float = 0.0
+    # Fraction of each batch shown bare (input = clean image, mask = empty): a mask-head model
+    # learns that a face without a mask has nothing to restore (0: every pair masked).
+    bare_fraction: float = 0.0
     augment: str = "paper"  # "paper": flip + the paper's colour jitter; "flip"; "none"
     epochs: int = 40
     max_steps: int | None = None
@@ -74,6 +83,9 @@ class TrainConfig:
     max_minutes: float | None = None
     batch_size: int = 8
     lr: float = 1e-4
+    # "constant" (the paper's); "cosine": decays to 2 % of --lr over the run's steps
+    # (--max-steps, or --epochs' worth), a function of the step so a resumed run follows it.
+    lr_schedule: str = "constant"
     l1_weight: float = 1.0
     loss: str = "l1"  # "l1" (the paper's text) or "mse" (the paper's code)
     device: str = "auto"
@@ -96,6 +108,13 @@ class TrainConfig:
             raise TrainError(f"--norm must be one of {', '.join(NORMS)}, got {self.norm!r}")
         if self.resume not in RESUME:
             raise TrainError(f"resume must be one of {', '.join(RESUME)}, got {self.resume!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise TrainError(f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}, got "
+                             f"{self.lr_schedule!r}")
+        if not 0 <= self.bare_fraction < 1:
+            raise TrainError(f"--bare-fraction must be in [0, 1), got {self.bare_fraction}")
+        if (self.hole_weight or self.bare_fraction) and not self.mask_head:
+            raise TrainError("--hole-weight and --bare-fraction are for a --mask-head model")
         if self.augment not in AUGMENTS:
             raise TrainError(f"--augment must be one of {', '.join(AUGMENTS)}, got "
                              f"{self.augment!r}")
@@ -211,8 +230,10 @@ def _resume(path: Path, cfg: TrainConfig, world: int, model, opt) -> dict:
     # The epoch's order is replayed from these; another value would replay another order.
     was = ck.get("train_config", {}) | {"world": ck.get("world", 1)}
     now = asdict(cfg) | {"world": world}
-    changed = [k for k in ("batch_size", "workers", "seed", "world", "data", "augment")
-               if was.get(k) != now[k]]
+    keys = ["batch_size", "workers", "seed", "world", "data", "augment", "lr_schedule"]
+    if cfg.lr_schedule == "cosine":  # the schedule is planned over the run's length
+        keys += ["max_steps", "epochs"]
+    changed = [k for k in keys if was.get(k, FRESH_CONFIG.get(k)) != now[k]]
     if changed:
         raise TrainError(f"--resume with other {', '.join(changed)} than {path} was trained "
                          "with would not continue the same run; use the same values or a "
@@ -223,7 +244,9 @@ def _resume(path: Path, cfg: TrainConfig, world: int, model, opt) -> dict:
     log.info("resumed at step %d (epoch %d, batch %d)", ck["step"], ck["epoch"],
              ck["step_in_epoch"])
     return {"step": ck["step"], "epoch": ck["epoch"], "in_epoch": ck["step_in_epoch"],
-            "best": ck.get("best", -math.inf)}
+            # A best score of another measure (older runs kept SSIM) does not compare.
+            "best": (ck.get("best", -math.inf)
+                     if ck.get("best_metric", "ssim") == best_metric(cfg) else -math.inf)}
 
 
 def _data(cfg: TrainConfig, rank: int, world: int, device: torch.device):
@@ -283,6 +306,7 @@ class _Run:
         self.bar = None
         self.last_report = time.perf_counter()
         self.last: dict = {}
+        self.total_steps = 1  # set by loop() from --max-steps or --epochs
 
     # -- the loop -------------------------------------------------------------------------
     def finished(self) -> bool:
@@ -293,6 +317,7 @@ class _Run:
         steps_per_epoch = self._steps_per_epoch(train_set)
         total = cfg.max_steps or (steps_per_epoch or max(train_set.count, 0) // cfg.batch_size
                                   ) * cfg.epochs
+        self.total_steps = max(total, 1)
         if self.rank == 0 and sys.stderr.isatty():
             from tqdm import tqdm
 
@@ -370,16 +395,23 @@ class _Run:
     def _train_step(self, net, batch: dict) -> None:
         cfg = self.cfg
         b = to_device(batch, self.device, channels_last=self.fast)
-        x, y = b["masked"], b["clean"]
+        x, y, mask = b["masked"], b["clean"], b.get("mask")
+        # Seeded by the step, so a resumed run draws what the uninterrupted one would have.
+        g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + self.step)
         if cfg.augment == "paper":
-            g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + self.step)
             x, y = jitter_pair([x, y], g)
+        if cfg.bare_fraction:
+            x, mask = bare_pairs(x, y, mask, cfg.bare_fraction, g)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.fast):
             pred = net(x)
         pred = pred.float()
         loss = ssim_l1(pred[:, :3], y, cfg.l1_weight, cfg.loss)
         if cfg.mask_head:
-            loss = loss + cfg.mask_weight * mask_loss(pred[:, 3:4], b["mask"])
+            loss = loss + cfg.mask_weight * mask_loss(pred[:, 3:4], mask)
+        if cfg.hole_weight:
+            loss = loss + cfg.hole_weight * hole_l1(pred[:, :3], y, mask)
+        for group in self.opt.param_groups:
+            group["lr"] = learning_rate(cfg, self.step, self.total_steps)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
@@ -442,11 +474,12 @@ class _Run:
         v |= {"step": self.step, "epoch": self.epoch, "split": "val"}
         self._write(v)
         if self.tb is not None:
-            for k in ("psnr", "ssim", "psnr_input", "ssim_input", "mask_iou"):
+            for k in ("psnr", "ssim", "psnr_input", "ssim_input", "psnr_masked", "mask_iou"):
                 if k in v:
                     self.tb.add_scalar(f"val/{k}", v[k], self.step)
-        log.info("step %d val PSNR %.2f SSIM %.4f (input %.2f / %.4f)%s", self.step, v["psnr"],
-                 v["ssim"], v["psnr_input"], v["ssim_input"],
+        log.info("step %d val PSNR %.2f SSIM %.4f (input %.2f / %.4f)%s%s", self.step,
+                 v["psnr"], v["ssim"], v["psnr_input"], v["ssim_input"],
+                 f" masked PSNR {v['psnr_masked']:.2f}" if "psnr_masked" in v else "",
                  f" mask IoU {v['mask_iou']:.3f}" if "mask_iou" in v else "")
         sample = next(iter(self.val_loader))
         with torch.no_grad():
@@ -454,8 +487,9 @@ class _Run:
             pred = self.model.eval()(b["masked"][:4])
         self.model.train()
         save_grid(self.out / "samples" / f"step-{self.step:07d}.png", b, pred)
-        if v["ssim"] > self.best:
-            self.best = v["ssim"]
+        score = v[best_metric(self.cfg)]
+        if score > self.best:
+            self.best = score
             # best.pt is for using the model, not resuming: weights and configs only.
             self._save(self.out / "checkpoints" / "best.pt", with_optimizer=False)
         self.last = v
@@ -473,7 +507,8 @@ class _Run:
             # The crop side the model learnt on; unmask aligns faces to it.
             "image_size": image_size(self.cfg.data),
             "step": self.step, "epoch": self.epoch, "world": self.world,
-            "step_in_epoch": self.in_epoch, "best": self.best}
+            "step_in_epoch": self.in_epoch, "best": self.best,
+            "best_metric": best_metric(self.cfg)}
         if with_optimizer:
             state |= {"optimizer": self.opt.state_dict(), "rng": _rng_state()}
         save_checkpoint(path, state)
@@ -488,6 +523,29 @@ class _Run:
         if self.tb is not None:
             self.tb.close()
         self.val_loader = None
+
+
+def learning_rate(cfg: TrainConfig, step: int, total: int) -> float:
+    """The learning rate at ``step`` of ``total``: constant, or a cosine from ``cfg.lr`` down
+    to 2 % of it at the last step."""
+    if cfg.lr_schedule == "constant":
+        return cfg.lr
+    t = min(step / max(total, 1), 1.0)
+    return cfg.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def bare_pairs(x: torch.Tensor, clean: torch.Tensor, mask: torch.Tensor, fraction: float,
+               g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """The batch with each pair, with probability ``fraction``, made bare: its input the clean
+    face and its mask empty (the target stays the clean face)."""
+    bare = (torch.rand(len(x), generator=g) < fraction).to(x.device).view(-1, 1, 1, 1)
+    return torch.where(bare, clean, x), torch.where(bare, torch.zeros_like(mask), mask)
+
+
+def best_metric(cfg: TrainConfig) -> str:
+    """What best.pt is the best of: a mask-head model is used inside its mask only, so the
+    masked region's PSNR; the paper's plain network, the whole image's SSIM."""
+    return "psnr_masked" if cfg.mask_head else "ssim"
 
 
 def evaluate(model: torch.nn.Module, loader: DataLoader, device: torch.device,
@@ -508,6 +566,9 @@ def evaluate(model: torch.nn.Module, loader: DataLoader, device: torch.device,
             sums["psnr"] += psnr(p[:, :3], y).sum().item()
             sums["ssim"] += ssim(p[:, :3], y).sum().item()
             sums["psnr_input"] += psnr(x, y).sum().item()
+            if "mask" in b:
+                sums["psnr_masked"] = sums.get("psnr_masked", 0.0) + masked_psnr(
+                    p[:, :3], y, b["mask"]).nan_to_num(0.0).sum().item()
             sums["ssim_input"] += ssim(x, y).sum().item()
             if p.shape[1] > 3 and "mask" in b:
                 sums["mask_iou"] = sums.get("mask_iou", 0.0) + mask_iou(
