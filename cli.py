@@ -1,5 +1,5 @@
-"""The ``maskface`` command line: generate, types, preview, verify, train, eval, unmask, demo,
-export."""
+"""The ``maskface`` command line: generate, types, preview, verify, export-folder, pairs, train,
+eval, unmask, demo, export."""
 
 from __future__ import annotations
 
@@ -191,6 +191,59 @@ def verify(out) -> None:
         raise click.ClickException(f"{out}: {len(rep.problems)} problem(s) in {rep.shards} "
                                    "shards (see above)")
     click.echo(f"{out}: {rep.shards} shards, {rep.pairs} pairs, all whole", err=True)
+
+
+@main.command("export-folder")
+@click.argument("out", type=click.Path(exists=True, file_okay=False))
+@click.argument("dest", type=click.Path())
+@click.option("--split", default=None, help="Only this split (default: every split).")
+@click.option("--with-clean", is_flag=True,
+              help="Also write each photo's clean image ({source}_clean.jpg) beside its masked "
+                   "samples.")
+def export_folder_cmd(out, dest, split, with_clean) -> None:
+    """Copy a generate output made with --identity into DEST/{split}/{identity}/{key}.jpg (a
+    folder per person, as torchvision's ImageFolder reads it) with DEST/{split}.csv as its
+    index. The shards' images are copied as they are, not rendered again."""
+    from .maskgen.folder_export import ExportError, export_folder
+    from .maskgen.shards import ShardError
+
+    try:
+        s = export_folder(out, dest, split=split, with_clean=with_clean)
+    except (ExportError, ShardError) as e:
+        raise click.ClickException(str(e)) from e
+    except OSError as e:
+        raise click.ClickException(_os_error(e)) from e
+    for sp, n in s.images.items():
+        click.echo(f"{dest}/{sp}: {n} images of {s.identities[sp]} identities "
+                   f"(index {dest}/{sp}.csv)", err=True)
+
+
+@main.command()
+@click.argument("out", type=click.Path(exists=True, file_okay=False))
+@click.option("--n", "n", required=True, type=click.IntRange(min=1),
+              help="Pairs of each kind (same identity, different identities).")
+@click.option("--split", default="test", show_default=True)
+@click.option("--seed", default=0, show_default=True, help="Same seed, same pairs.")
+@click.option("--file", "path", type=click.Path(), default=None,
+              help="Where to write them (default OUT/pairs-{split}.txt).")
+def pairs(out, n, split, seed, path) -> None:
+    """Write LFW-style verification pairs (a masked sample against another photo's clean
+    image, same or different identity) from a generate output made with --identity; the paths
+    are those `maskface export-folder OUT DEST --with-clean` writes under DEST."""
+    from pathlib import Path
+
+    from .maskgen.folder_export import ExportError
+    from .maskgen.shards import ShardError
+    from .maskgen.verification_pairs import write_pairs
+
+    try:
+        info = write_pairs(out, path or Path(out) / f"pairs-{split}.txt", n=n, split=split,
+                           seed=seed)
+    except (ExportError, ShardError) as e:
+        raise click.ClickException(str(e)) from e
+    except OSError as e:
+        raise click.ClickException(_os_error(e)) from e
+    click.echo(json.dumps(info), err=True)
 
 
 def _os_error(e: OSError) -> str:
