@@ -323,3 +323,26 @@ def test_arcface_fit_over_real_celeba_faces():
     assert len(r) >= 55
     # 3.3 px on average over all 3,000 faces, median 2.7 (docs/generating.md).
     assert r.mean() < 4.0 and np.median(r) < 3.5
+
+
+@needs_shared()
+def test_a_folder_per_person_of_celeba_faces_splits_by_person(tmp_path):
+    """The shared faces in a folder per "person" by a fixed rule (five consecutive CelebA ids;
+    not real identities, but a tree shaped like LFW's), generated, exported, read back."""
+    pytest.importorskip("mediapipe")
+    root = tmp_path / "people"
+    for f in sorted((SHARED_DATA / "celeba-wild").glob("*.jpg"))[:200]:
+        d = root / f"person-{int(f.stem) // 5}"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / f.name).symlink_to(f.resolve())
+    out, dest = tmp_path / "out", tmp_path / "dest"
+    cli("generate", "--no-progress", "--src", str(root), "--out", str(out), "--identity",
+        "folder", "--crop", "arcface112", "--types", "surgical", "--jobs", "2")
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["identities_in_several_splits"] == 0 and m["identities"] == len(list(root.iterdir()))
+    assert all(m["splits"][s]["identities"] >= 2 for s in ("train", "val", "test"))
+    cli("export-folder", str(out), str(dest))
+    classes = {s: set(read_image_folder(dest / s)[0]) for s in ("train", "val", "test")}
+    assert not (classes["train"] & classes["val"] or classes["train"] & classes["test"]
+                or classes["val"] & classes["test"])
+    assert sum(len(c) for c in classes.values()) == m["identities"]
