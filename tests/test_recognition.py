@@ -346,3 +346,12 @@ def test_a_folder_per_person_of_celeba_faces_splits_by_person(tmp_path):
     assert not (classes["train"] & classes["val"] or classes["train"] & classes["test"]
                 or classes["val"] & classes["test"])
     assert sum(len(c) for c in classes.values()) == m["identities"]
+
+
+def test_preview_shows_the_recognition_crop(tmp_path):
+    pytest.importorskip("mediapipe")
+    out = tmp_path / "sheet.png"
+    cli("preview", "--src", "demo", "--keys", "astronaut", "--types", "surgical", "--crop",
+        "arcface112", "--out", str(out))
+    sheet = cv2.imread(str(out))
+    assert sheet.shape == (16 + 112, 2 * 112, 3)  # the header strip, then clean | surgical
