@@ -616,8 +616,6 @@ def generate_shard(task: ShardTask, cfg: GenerateConfig, type_names: list[str],
         for item, rgb, entry in _with_landmarks(items, cache_entries, book):
             t = time.perf_counter()
             face = maskable_face(rgb, entry.points, cfg.size, item.key, rules)
-            if item.identity is not None:
-                book.identities.add(item.identity)
             clean = _encode(face.framed(face.crop), cfg)
             shared_json = _face_json(item, face, entry, cfg)
             book.secs["align"] += time.perf_counter() - t
@@ -639,6 +637,8 @@ def generate_shard(task: ShardTask, cfg: GenerateConfig, type_names: list[str],
                                        "json": f"{own[:-1]},{shared_json[1:]}".encode()})
                     book.pairs += 1
                     book.types[sample.type] += 1
+                    if item.identity is not None:
+                        book.identities.add(item.identity)
                 t = time.perf_counter()
                 book.secs["encode_write"] += t - t_drawn
 
@@ -665,7 +665,7 @@ class _ShardBook:
     secs: Counter = field(default_factory=Counter)  # seconds by stage
     new_cache: dict[str, CacheEntry] = field(default_factory=dict)  # landmarks found here
     found_with: set[str] = field(default_factory=set)  # what found the sources' landmarks
-    identities: set[str] = field(default_factory=set)  # the people of the faces written
+    identities: set[str] = field(default_factory=set)  # the people of the samples written
     types: Counter = field(default_factory=Counter)  # samples written by type
     faces_ok: int = 0
     pairs: int = 0
