@@ -98,6 +98,15 @@ def test_identity_file_for_a_folder_by_path_then_name(tmp_path):
         assign_identities("demo", resolve_source("demo")[1], "folder")
 
 
+def test_a_list_of_paths_takes_identities_from_their_folders(tmp_path):
+    root = person_tree(tmp_path / "tree", 3, 2)
+    lst = tmp_path / "faces.txt"
+    lst.write_text("tree/person 002/0001.jpg\n" + str(root / "person 000" / "0000.jpg") + "\n")
+    mode, items = assign_identities(str(lst), resolve_source(str(lst))[1], "folder")
+    assert mode == "folder"
+    assert sorted(i.identity for i in items) == ["person 000", "person 002"]
+
+
 def test_celeba_identities_beside_the_partition_keep_the_official_split(tmp_path):
     root = tmp_path / "celeba"
     (root / "img_align_celeba").mkdir(parents=True)
