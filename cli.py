@@ -1,5 +1,5 @@
-"""The ``maskface`` command line: generate, types, preview, verify, train, eval, unmask, demo,
-export."""
+"""The ``maskface`` command line: generate, types, preview, verify, export-folder, pairs, train,
+eval, unmask, demo, export."""
 
 from __future__ import annotations
 
@@ -75,11 +75,20 @@ def main(verbose: bool) -> None:
               help="Share of faces whose photo is cut off between the lower lip and the chin "
                    "(as in tight real photos; the crop mirrors beyond the cut).")
 @click.option("--limit", type=int, default=None, help="Use only the first N sources (by key).")
+@click.option("--identity", default="auto", show_default=True,
+              help="Who each image shows, kept in the metadata and splitting by person: "
+                   "'folder' (the image's parent folder), a FILE of 'PATH IDENTITY' lines, "
+                   "'none', or 'auto' (CelebA's identity_CelebA.txt beside its "
+                   "list_eval_partition.txt, else none).")
+@click.option("--crop", default="default", show_default=True,
+              help="The crop: 'default' (--size, the whole lower face) or 'arcface112' "
+                   "(arcface128, arcface224, ...): the five-point face-recognition template.")
 @click.option("--progress/--no-progress", default=None,
               help="Progress bar (default: on a terminal).")
 def generate(src, out, types, per_face, jobs, seed, size, landmarks_cache, scheduler,
              shard_index, num_shards, shard_size, split_ratios, celeba_root, template_dirs,
-             image_format, jpeg_quality, wear, frame_cut, limit, progress) -> None:
+             image_format, jpeg_quality, wear, frame_cut, limit, identity, crop,
+             progress) -> None:
     """Write masked/clean/mask training pairs as WebDataset tar shards."""
     from .maskgen.pipeline import GenerateConfig, GenerateError, run_generate
     from .maskgen.sources import SourceError
@@ -91,7 +100,7 @@ def generate(src, out, types, per_face, jobs, seed, size, landmarks_cache, sched
             shard_size=shard_size, split_ratios=parse_ratios(split_ratios),
             celeba_root=celeba_root, jpeg_quality=jpeg_quality, image_format=image_format,
             templates=tuple(template_dirs), wear=wear, frame_cut=frame_cut, limit=limit,
-            jobs=jobs,
+            identity=identity, crop=crop, jobs=jobs,
             landmarks_cache=landmarks_cache, scheduler=scheduler, shard_index=shard_index,
             num_shards=num_shards, progress=progress)
         s = run_generate(cfg)
@@ -141,8 +150,11 @@ def types_cmd(template_dirs, detail) -> None:
 @click.option("--size", default=192, show_default=True, help="Tile size in the sheet.")
 @click.option("--celeba-root", type=click.Path(), default=None)
 @click.option("--templates", "template_dirs", multiple=True, type=click.Path(exists=True))
+@click.option("--crop", default="default", show_default=True,
+              help="The crop, as in generate: default, or arcface112 (arcface128, ...), "
+                   "whose side sets the tile size.")
 def preview(src, out, shard_dir, samples, types, faces, keys, wear, seed, size, celeba_root,
-            template_dirs) -> None:
+            template_dirs, crop) -> None:
     """A contact sheet PNG: each face clean, then with every selected mask type (or, with
     --shards, the pairs a run wrote)."""
     from .maskgen.preview import make_sheet, sheet_from_shards
@@ -154,7 +166,7 @@ def preview(src, out, shard_dir, samples, types, faces, keys, wear, seed, size, 
         else:
             info = make_sheet(src, out, types=types, faces=faces, seed=seed, size=size,
                               celeba_root=celeba_root, templates=tuple(template_dirs),
-                              keys=keys.split(",") if keys else None, wear=wear)
+                              keys=keys.split(",") if keys else None, wear=wear, crop=crop)
     except (ValueError, SourceError) as e:
         raise click.ClickException(str(e)) from e
     except OSError as e:
@@ -179,6 +191,59 @@ def verify(out) -> None:
         raise click.ClickException(f"{out}: {len(rep.problems)} problem(s) in {rep.shards} "
                                    "shards (see above)")
     click.echo(f"{out}: {rep.shards} shards, {rep.pairs} pairs, all whole", err=True)
+
+
+@main.command("export-folder")
+@click.argument("out", type=click.Path(exists=True, file_okay=False))
+@click.argument("dest", type=click.Path())
+@click.option("--split", default=None, help="Only this split (default: every split).")
+@click.option("--with-clean", is_flag=True,
+              help="Also write each photo's clean image ({source}_clean.jpg) beside its masked "
+                   "samples.")
+def export_folder_cmd(out, dest, split, with_clean) -> None:
+    """Copy a generate output made with --identity into DEST/{split}/{identity}/{key}.jpg (a
+    folder per person, as torchvision's ImageFolder reads it) with DEST/{split}.csv as its
+    index. The shards' images are copied as they are, not rendered again."""
+    from .maskgen.folder_export import ExportError, export_folder
+    from .maskgen.shards import ShardError
+
+    try:
+        s = export_folder(out, dest, split=split, with_clean=with_clean)
+    except (ExportError, ShardError) as e:
+        raise click.ClickException(str(e)) from e
+    except OSError as e:
+        raise click.ClickException(_os_error(e)) from e
+    for sp, n in s.images.items():
+        click.echo(f"{dest}/{sp}: {n} images of {s.identities[sp]} identities "
+                   f"(index {dest}/{sp}.csv)", err=True)
+
+
+@main.command()
+@click.argument("out", type=click.Path(exists=True, file_okay=False))
+@click.option("--n", "n", required=True, type=click.IntRange(min=1),
+              help="Pairs of each kind (same identity, different identities).")
+@click.option("--split", default="test", show_default=True)
+@click.option("--seed", default=0, show_default=True, help="Same seed, same pairs.")
+@click.option("--file", "path", type=click.Path(), default=None,
+              help="Where to write them (default OUT/pairs-{split}.txt).")
+def pairs(out, n, split, seed, path) -> None:
+    """Write LFW-style verification pairs (a masked sample against another photo's clean
+    image, same or different identity) from a generate output made with --identity; the paths
+    are those `maskface export-folder OUT DEST --with-clean` writes under DEST."""
+    from pathlib import Path
+
+    from .maskgen.folder_export import ExportError
+    from .maskgen.shards import ShardError
+    from .maskgen.verification_pairs import write_pairs
+
+    try:
+        info = write_pairs(out, path or Path(out) / f"pairs-{split}.txt", n=n, split=split,
+                           seed=seed)
+    except (ExportError, ShardError) as e:
+        raise click.ClickException(str(e)) from e
+    except OSError as e:
+        raise click.ClickException(_os_error(e)) from e
+    click.echo(json.dumps(info), err=True)
 
 
 def _os_error(e: OSError) -> str:

@@ -3,12 +3,15 @@
 
     python bench/generate.py [--src ../shared/data/celeba-wild] [--limit N] [--jobs 1,2]
                              [--kinds cold-surgical,...] [--repeat N]
+                             [--crops default,arcface112]
 
 Each configuration runs as its own `maskface generate` process (start-up included) into a
 fresh output directory, after a 4-face warm-up run that compiles the rendering kernels on a
 fresh install (numba caches them on disk; its time is reported as warm_up_s). Cold runs
 detect landmarks; warm runs re-render from the landmark cache that the first cold run wrote.
-Before and after each run, a fixed one-thread workload is timed (``gauge_ms``): on a shared VM,
+With several ``--crops``, each configuration runs once per crop, the crops interleaved like
+the ``--jobs`` values (runs of a non-default crop are named ``...-arcface112``). Before and
+after each run, a fixed one-thread workload is timed (``gauge_ms``): on a shared VM,
 whose speed drifts by tens of per cent within minutes, runs compare only with their gauges.
 Prints one JSON object.
 """
@@ -57,9 +60,10 @@ def gauge_ms() -> float:
 
 
 def run(src: str, out: Path, jobs: int, types: str, per_face: str, cache: Path | None,
-        limit: int | None) -> dict:
+        limit: int | None, crop: str = "default") -> dict:
     cmd = [sys.executable, "-m", "maskface.cli", "generate", "--no-progress", "--src", src,
-           "--out", str(out), "--jobs", str(jobs), "--types", types, "--per-face", per_face]
+           "--out", str(out), "--jobs", str(jobs), "--types", types, "--per-face", per_face,
+           "--crop", crop]
     if cache is not None:
         cmd += ["--landmarks-cache", str(cache)]
     if limit:
@@ -73,7 +77,8 @@ def run(src: str, out: Path, jobs: int, types: str, per_face: str, cache: Path |
     m = json.loads((out / "manifest.json").read_text())
     busy = sum(s["stage_seconds"].values())
     return {
-        "jobs": jobs, "types": types, "per_face": per_face, "wall_s": round(wall, 2),
+        "jobs": jobs, "crop": crop, "types": types, "per_face": per_face,
+        "wall_s": round(wall, 2),
         "faces": s["faces_in"], "faces_masked": s["faces_ok"], "pairs": s["pairs"],
         "faces_per_s": round(s["faces_in"] / wall, 1),
         "pairs_per_s": round(s["pairs"] / wall, 1),
@@ -115,6 +120,8 @@ def main() -> None:
     ap.add_argument("--landmarks-cache", default=None,
                     help="Cache for the warm runs (else the first cold run's, or one made by "
                          "a single unreported cold run).")
+    ap.add_argument("--crops", default="default",
+                    help="Comma list of --crop values to run each configuration with.")
     ap.add_argument("--keep", default=None,
                     help="Keep outputs in this directory (else they are deleted as measured).")
     args = ap.parse_args()
@@ -125,6 +132,7 @@ def main() -> None:
         sys.exit(f"--kinds: a comma list of {', '.join(KINDS)}; --repeat: at least 1")
     root = Path(args.keep or tempfile.mkdtemp(prefix="maskface-bench-"))
     jobs = [int(j) for j in args.jobs.split(",")]
+    crops = [c for c in args.crops.split(",") if c]
     # The rendering kernels compile on first use and are cached on disk (numba): a one-off
     # cost of an installation, not of a run. Pay it here, once, and report it apart.
     t0 = time.perf_counter()
@@ -139,23 +147,24 @@ def main() -> None:
     for kind in [k for k in KINDS if k in kinds]:
         warm = kind.startswith("warm")
         types, per_face = ("surgical", "1") if kind.endswith("surgical") else ("all", "all")
-        runs: dict[int, list[dict]] = {j: [] for j in jobs}
+        runs: dict[tuple[int, str], list[dict]] = {(j, c): [] for j in jobs for c in crops}
         for rep in range(args.repeat):
-            for j in jobs:
-                name = f"{kind}-j{j}"
+            for j, crop in runs:
+                name = f"{kind}-j{j}" + ("" if crop == "default" else f"-{crop}")
                 out = root / f"{name}-{rep}"
-                r = run(args.src, out, j, types, per_face, cache if warm else None, args.limit)
+                r = run(args.src, out, j, types, per_face, cache if warm else None, args.limit,
+                        crop)
                 r["run"] = name
                 r["landmarks"] = "cache" if warm else "detect"
-                runs[j].append(r)
+                runs[j, crop].append(r)
                 print(json.dumps(r), file=sys.stderr)
                 if not warm and cache is None:
                     cache = keep_cache(out, root, args.keep)
                 elif not args.keep:
                     shutil.rmtree(out, ignore_errors=True)
-        for j in jobs:
-            walls = sorted(r["wall_s"] for r in runs[j])
-            median = sorted(runs[j], key=lambda r: r["wall_s"])[(len(walls) - 1) // 2]
+        for jc in runs:
+            walls = sorted(r["wall_s"] for r in runs[jc])
+            median = sorted(runs[jc], key=lambda r: r["wall_s"])[(len(walls) - 1) // 2]
             results.append({**median, "wall_s_all": walls} if args.repeat > 1 else median)
     by = {r["run"]: r for r in results}
     first = results[0]

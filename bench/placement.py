@@ -1,13 +1,17 @@
 """Placement checks over real faces x every mask type, from landmarks alone.
 
     python bench/placement.py [--src ../shared/data/celeba-wild] [--cache FILE] [--limit N]
+                              [--crop default|arcface112|...]
 
 For each face and type: are the mouth and nostrils covered, are both eyes free, and how much of
 the mask lies outside the face outline (types that may hang lower, bandana and neck gaiter, are
 reported but not held to it). Faces turned further than a type allows, and masks that cannot be
 drawn, are counted separately. The samples are generate's own (`maskgen.samples.face_samples`,
 proper wear, seed 0). Landmarks come from --cache (a `maskface generate` landmark cache) or are
-detected. Also times rendering per type. Prints one JSON object.
+detected. Also times rendering per type. With an ``arcfaceN`` crop (masks rendered on the
+recognition crop's geometry), also how far the five fitted points land from the template
+(``template_residual_px``: per point and over all, in the crop's pixels). Prints one JSON
+object.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ DEFAULT_SRC = Path(__file__).resolve().parents[2] / "shared" / "data" / "celeba-
 
 
 def main() -> None:
+    from maskface.maskgen.crops import parse_crop, template_residual
     from maskface.maskgen.decode import decode_image
     from maskface.maskgen.landmark_cache import LandmarkCache, digest_bytes
     from maskface.maskgen.samples import SampleRules, face_samples, maskable_face
@@ -35,7 +40,9 @@ def main() -> None:
     ap.add_argument("--src", default=str(DEFAULT_SRC))
     ap.add_argument("--cache", default=None)
     ap.add_argument("--limit", type=int, default=None)
+    ap.add_argument("--crop", default="default")
     args = ap.parse_args()
+    template = parse_crop(args.crop) is not None
     if not Path(args.src).exists():
         sys.exit(f"no source at {args.src} (pass --src)")
     _, items = resolve_source(args.src)
@@ -43,7 +50,8 @@ def main() -> None:
     cache = LandmarkCache.load(args.cache) if args.cache else LandmarkCache()
     reg = registry()
     # generate's samples with every type and proper wear (SampleRules' default).
-    rules = SampleRules(tuple(reg))
+    rules = SampleRules(tuple(reg), crop=args.crop)
+    residuals = []
     stats: dict[str, dict] = defaultdict(lambda: defaultdict(list))
     faces = 0
     for item in items:
@@ -63,6 +71,8 @@ def main() -> None:
             pts0 = entry.points
         faces += 1
         face = maskable_face(rgb, pts0, 256, item.key, rules)
+        if template:
+            residuals.append(template_residual(pts0, args.crop, 256))
         t0 = time.perf_counter()
         for sample in face_samples(face, rules):
             s = stats[sample.type]
@@ -102,8 +112,17 @@ def main() -> None:
     all_mn = np.concatenate([stats[n]["mouth_nostrils"] for n in stats])
     all_eyes = np.concatenate([stats[n]["eyes_free"] for n in stats])
     on_face = np.concatenate([stats[n]["off_face"] for n in stats if reg[n].on_face] or [[0.0]])
+    extra = {}
+    if template:
+        r = np.array(residuals)
+        extra["template_residual_px"] = {
+            "points": ["left eye", "right eye", "nose tip", "left mouth", "right mouth"],
+            "mean_per_point": np.round(r.mean(0), 3).tolist(),
+            "mean": round(float(r.mean()), 3), "median": round(float(np.median(r)), 3),
+            "p95": round(float(np.percentile(r, 95)), 3), "max": round(float(r.max()), 3)}
     print(json.dumps({
-        "bench": "placement", "src": args.src, "faces": faces, "types": len(reg),
+        "bench": "placement", "src": args.src, "crop": args.crop, **extra,
+        "faces": faces, "types": len(reg),
         "samples": int(len(all_mn)),
         "mouth_and_nostrils_covered": round(float(all_mn.mean()), 4),
         "eyes_free": round(float(all_eyes.mean()), 4),

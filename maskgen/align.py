@@ -59,14 +59,15 @@ def transform_points(points: np.ndarray, m: np.ndarray) -> np.ndarray:
     return out
 
 
-def align_face(rgb: np.ndarray, points: np.ndarray, size: int = 256
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Crop the face to ``size`` x ``size``.
+def align_face(rgb: np.ndarray, points: np.ndarray, size: int = 256,
+               matrix: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Crop the face to ``size`` x ``size``, by ``matrix`` (image to crop) or, without one, by
+    the canonical layout (:func:`alignment_matrix`).
 
     Returns the crop (borders filled by reflection), the 2x3 image-to-crop matrix and the
     landmarks in crop coordinates.
     """
-    m = alignment_matrix(points, size)
+    m = alignment_matrix(points, size) if matrix is None else matrix
     scale = float(np.sqrt(abs(np.linalg.det(m[:, :2]))))
     src = rgb
     pre = 1.0

@@ -27,16 +27,17 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .. import __version__
+from .crops import DEFAULT_CROP, crop_side, parse_crop
 from .landmark_cache import CacheEntry, LandmarkCache, digest_bytes
 from .shards import PARTIAL_SUFFIX
-from .sources import SourceItem, read_source, resolve_source
+from .sources import SourceItem, assign_identities, read_source, resolve_source
 from .split import SPLITS
 from .templates import WEAR_SHIFT, select_types
 
@@ -82,6 +83,10 @@ class GenerateConfig:
     # Share of faces whose photo is cut off between the lower lip and the chin, as in tight
     # real photos: the crop below the cut mirrors the rows above (see align.reflect_below).
     frame_cut: float = 0.0
+    # Where identities come from: "auto", "none", "folder" or an identity file (see
+    # identities); run_generate replaces it by the mode in force ("none", "folder", "file:P").
+    identity: str = "auto"
+    crop: str = "default"  # the crop faces are aligned to: "default" (--size) or "arcfaceN"
     # Execution only: these never change the output.
     jobs: int = -1
     landmarks_cache: str | None = None
@@ -98,7 +103,15 @@ class GenerateConfig:
                 "image_format": self.image_format, "templates": list(self.templates),
                 "wear": self.wear,
                 "limit": self.limit, "version": __version__, "shard_plan": "equal",
-                **({"frame_cut": self.frame_cut} if self.frame_cut else {})}
+                **({"frame_cut": self.frame_cut} if self.frame_cut else {}),
+                **({"identity": self.identity} if self.identity not in ("auto", "none")
+                   else {}),
+                **({"crop": self.crop} if self.crop != DEFAULT_CROP else {})}
+
+    @property
+    def crop_size(self) -> int:
+        """The side of the crops written: ``size``, or the arcface crop's own."""
+        return crop_side(self.crop, self.size)
 
 
 @dataclass
@@ -122,8 +135,10 @@ class ShardTask:
 
 
 def _source_row(item: SourceItem) -> list[str]:
-    """A source as the digests and the plan file record it: key, kind, reference, split."""
-    return [item.key, item.kind, item.ref, item.split]
+    """A source as the digests and the plan file record it: key, kind, reference, split, and
+    its identity where it has one (a changed identity changes the shard's bytes)."""
+    row = [item.key, item.kind, item.ref, item.split]
+    return row if item.identity is None else [*row, item.identity]
 
 
 def sources_digest(items: list[SourceItem]) -> str:
@@ -177,6 +192,9 @@ def run_generate(cfg: GenerateConfig) -> Summary:
     _check_options(cfg, type_names)
     source_desc, items = resolve_source(cfg.src, celeba_root=cfg.celeba_root,
                                         ratios=cfg.split_ratios)
+    identity, items = assign_identities(cfg.src, items, cfg.identity,
+                                        celeba_root=cfg.celeba_root, ratios=cfg.split_ratios)
+    cfg = replace(cfg, identity=identity)
     if cfg.limit is not None:
         items = items[: cfg.limit]
     tasks = plan_tasks(items, cfg.shard_size)
@@ -245,6 +263,9 @@ def _check_options(cfg: GenerateConfig, type_names: list[str]) -> None:
         raise GenerateError(f"--num-shards must be at least 1, got {cfg.num_shards}")
     if cfg.size < 64 or cfg.size > 2048:
         raise GenerateError(f"--size must be between 64 and 2048, got {cfg.size}")
+    if parse_crop(cfg.crop) is not None and cfg.size != GenerateConfig.size:
+        raise GenerateError(f"--size {cfg.size}: --crop {cfg.crop} has its own side; --size "
+                            "sets the default crop's")
     if cfg.image_format not in ("jpg", "png"):
         raise GenerateError(f"--image-format must be jpg or png, got {cfg.image_format!r}")
     if (cfg.shard_index is None) != (cfg.num_shards is None):
@@ -581,11 +602,18 @@ def generate_shard(task: ShardTask, cfg: GenerateConfig, type_names: list[str],
     out = Path(cfg.out)
     ext = cfg.image_format
     rules = SampleRules(tuple(type_names), cfg.seed, cfg.per_face, parse_wear(cfg.wear),
-                        cfg.frame_cut, cfg.templates)
+                        cfg.frame_cut, cfg.templates, cfg.crop)
     book = _ShardBook()
+    items = task.items
+    if cfg.identity != "none":  # a recognition dataset has no use for a face without its person
+        for item in items:
+            if item.identity is None:
+                book.fail(item, "no-identity", f"--identity {cfg.identity} names no person "
+                                               "for this image")
+        items = [i for i in items if i.identity is not None]
     writer = ShardWriter(out / task.split / f"{task.name}.tar")
     with writer:
-        for item, rgb, entry in _with_landmarks(task.items, cache_entries, book):
+        for item, rgb, entry in _with_landmarks(items, cache_entries, book):
             t = time.perf_counter()
             face = maskable_face(rgb, entry.points, cfg.size, item.key, rules)
             clean = _encode(face.framed(face.crop), cfg)
@@ -609,6 +637,8 @@ def generate_shard(task: ShardTask, cfg: GenerateConfig, type_names: list[str],
                                        "json": f"{own[:-1]},{shared_json[1:]}".encode()})
                     book.pairs += 1
                     book.types[sample.type] += 1
+                    if item.identity is not None:
+                        book.identities.add(item.identity)
                 t = time.perf_counter()
                 book.secs["encode_write"] += t - t_drawn
 
@@ -621,6 +651,7 @@ def generate_shard(task: ShardTask, cfg: GenerateConfig, type_names: list[str],
               "faces_ok": book.faces_ok, "pairs": book.pairs,
               "types": dict(sorted(book.types.items())), "failures": book.failures,
               "landmarks_found_with": sorted(book.found_with),
+              **({"identities": sorted(book.identities)} if cfg.identity != "none" else {}),
               "seconds": {k: round(v, 4) for k, v in book.secs.items()}}
     _atomic_write(state / f"{task.state_name}.json", json.dumps(result))
     return result
@@ -634,6 +665,7 @@ class _ShardBook:
     secs: Counter = field(default_factory=Counter)  # seconds by stage
     new_cache: dict[str, CacheEntry] = field(default_factory=dict)  # landmarks found here
     found_with: set[str] = field(default_factory=set)  # what found the sources' landmarks
+    identities: set[str] = field(default_factory=set)  # the people of the samples written
     types: Counter = field(default_factory=Counter)  # samples written by type
     faces_ok: int = 0
     pairs: int = 0
@@ -643,6 +675,8 @@ class _ShardBook:
         """Record a source (or, with ``mask_type``, one sample of it) that is not written."""
         rec = {"source": item.key, "ref": item.ref, "split": item.split, "reason": reason,
                "detail": detail}
+        if item.identity is not None:
+            rec["identity"] = item.identity
         if mask_type:
             rec["type"] = mask_type
         self.failures.append(rec)
@@ -734,7 +768,9 @@ def _face_json(item: SourceItem, face: MaskableFace, entry: CacheEntry,
     integers: exact enough, and ~4x faster to write than floats."""
     text = json.dumps({
         "source": item.key, "source_ref": item.ref, "split": item.split,
-        "seed": cfg.seed, "size": cfg.size,
+        **({"identity": item.identity} if item.identity is not None else {}),
+        "seed": cfg.seed, "size": cfg.crop_size,
+        **({"crop": cfg.crop} if cfg.crop != DEFAULT_CROP else {}),
         "alignment": np.round(face.matrix, 6).tolist(), "pose": face.pose,
         **({"frame_cut": face.cut} if face.cut is not None else {}),
         "faces_found": entry.faces_found, "landmarks_unit": 0.1},
@@ -772,6 +808,12 @@ def _finalize(out: Path, cfg: GenerateConfig, source_desc: str, tasks: list[Shar
     failed_sources = len({f["source"] for f in failures if "type" not in f})
     for s in states:
         per_type.update(s["types"])
+    if cfg.identity != "none":
+        people = {t.split: set() for t in tasks}
+        for t, s in zip(tasks, states, strict=True):
+            people[t.split].update(s.get("identities", []))
+        for split, names in people.items():
+            splits[split]["identities"] = len(names)
     manifest = {
         "format": "maskface-shards/1", "version": __version__,
         "config": cfg.output_fingerprint(source_desc), "types": type_names,
@@ -785,6 +827,7 @@ def _finalize(out: Path, cfg: GenerateConfig, source_desc: str, tasks: list[Shar
         # caches written before this was recorded.
         "landmarks_found_with": sorted({w for s in states
                                         for w in s.get("landmarks_found_with", [])}),
+        **(identity_counts(people) if cfg.identity != "none" else {}),
         "members": [f"{{key}}.masked.{cfg.image_format}", f"{{key}}.clean.{cfg.image_format}",
                     "{key}.mask.png", "{key}.json"],
     }
@@ -802,3 +845,12 @@ def _atomic_write(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def identity_counts(people: dict[str, set[str]]) -> dict:
+    """The manifest's identity summary from the people written in each split: how many in all,
+    and how many are in more than one split (0 for an identity-disjoint split)."""
+    seen: Counter = Counter(name for names in people.values() for name in names)
+    crossing = sorted(name for name, n in seen.items() if n > 1)
+    return {"identities": len(seen), "identities_in_several_splits": len(crossing),
+            **({"identities_in_several_splits_examples": crossing[:10]} if crossing else {})}

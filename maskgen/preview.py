@@ -7,6 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .crops import crop_side
 from .decode import decode_image
 from .landmarks import detect_landmarks
 from .rejection import Rejection
@@ -20,16 +21,17 @@ FONT = cv2.FONT_HERSHEY_SIMPLEX
 def make_sheet(src: str, out: str, *, types: str = "all", faces: int = 6, seed: int = 0,
                size: int = 192, celeba_root: str | None = None,
                templates: tuple[str, ...] = (), keys: list[str] | None = None,
-               wear: str = "proper") -> dict:
+               wear: str = "proper", crop: str = "default") -> dict:
     """Write a PNG grid (a header naming the columns, then a row per face: clean, then each
     type) and describe it. The samples are ``generate``'s (:func:`.samples.face_samples`, the
     same colours for the same seed); those it would not write (turned too far for the type,
     not drawable, placement check) are dimmed, labelled with the reason and listed under
-    ``rejected``."""
+    ``rejected``. ``crop`` as in ``generate`` (an ``arcfaceN`` crop sets the tile size)."""
     if wear not in WEAR_SHIFT:
         raise ValueError(f"unknown wear style {wear!r}; known: {', '.join(WEAR_SHIFT)}")
     names = select_types(types, templates)
-    rules = SampleRules(tuple(names), seed, "all", {wear: 1.0}, templates=templates)
+    rules = SampleRules(tuple(names), seed, "all", {wear: 1.0}, templates=templates, crop=crop)
+    size = crop_side(crop, size)
     _, items = resolve_source(src, celeba_root=celeba_root)
     if keys:
         wanted = set(keys)

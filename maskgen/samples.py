@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .align import align_face, frame_cut_row, reflect_below
+from .crops import DEFAULT_CROP, crop_matrix, crop_side
 from .pose import head_pose
 from .render import FaceContext, Rendered, RenderError, prepare_face, render_mask
 from .templates import Template, registry
@@ -38,6 +39,8 @@ class SampleRules:
     # Share of faces whose photo is cut off between the lower lip and the chin.
     frame_cut: float = 0.0
     templates: tuple[str, ...] = ()  # extra template directories
+    # The crop faces are aligned to (see crops): "default" at the given side, or "arcfaceN".
+    crop: str = "default"
 
 
 @dataclass(frozen=True)
@@ -74,10 +77,15 @@ class Sample:
 
 def maskable_face(rgb: np.ndarray, points: np.ndarray, size: int, key: str,
                   rules: SampleRules) -> MaskableFace:
-    """Align the face whose landmarks in ``rgb`` are ``points`` to a ``size`` crop and measure
-    what its samples share. Masks are drawn on the whole face and cut with it afterwards
+    """Align the face whose landmarks in ``rgb`` are ``points`` to the crop of
+    ``rules.crop`` (``size`` is the default crop's side) and measure what its samples share.
+    Masks are drawn on the whole face and cut with it afterwards
     (:meth:`MaskableFace.framed`): a real mask at the frame's edge is cut just the same."""
-    crop, m, pts = align_face(rgb, points, size)
+    if rules.crop == DEFAULT_CROP:
+        crop, m, pts = align_face(rgb, points, size)
+    else:
+        crop, m, pts = align_face(rgb, points, crop_side(rules.crop, size),
+                                  crop_matrix(points, rules.crop, size))
     return MaskableFace(key, crop, pts, m, head_pose(points),
                         float(np.sqrt(abs(np.linalg.det(m[:, :2])))),
                         choose_frame_cut(key, rules.seed, rules.frame_cut, pts),

@@ -19,6 +19,15 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+from .identities import (
+    CELEBA_IDENTITY_FILE,
+    MODES,
+    IdentityError,
+    folder_identity,
+    identity_split,
+    lookup_identity,
+    read_identity_file,
+)
 from .split import celeba_split_by_id, hash_split, parse_partition_file
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
@@ -51,6 +60,7 @@ class SourceItem:
     kind: str  # "file", "zip" or "demo"
     ref: str  # file path; "zip path::member"; demo name
     split: str
+    identity: str | None = None  # the person in it, where the source says (see identities)
 
 
 def resolve_source(src: str, *, celeba_root: str | None = None,
@@ -300,10 +310,9 @@ def celeba_items(root: Path, ratios: tuple[float, float, float] = (0.8, 0.1, 0.1
     if not root.exists():
         raise SourceError(CELEBA_HELP.format(where=root))
     partition: dict[str, str] = {}
-    for cand in (root / "list_eval_partition.txt", root / "Eval" / "list_eval_partition.txt"):
-        if cand.is_file():
-            partition = parse_partition_file(cand.read_text())
-            break
+    partition_file = celeba_partition_file(root)
+    if partition_file is not None:
+        partition = parse_partition_file(partition_file.read_text())
 
     found: list[tuple[str, str, str]] = []  # (file name, kind, ref)
     for sub in ("img_align_celeba", "img_celeba", "img_align_celeba_png"):
@@ -336,3 +345,82 @@ def celeba_items(root: Path, ratios: tuple[float, float, float] = (0.8, 0.1, 0.1
         key = safe_key(stem)
         items.append(SourceItem(key, kind, ref, split or hash_split(key, ratios)))
     return sorted(items, key=lambda i: i.key)
+
+
+def celeba_partition_file(root: Path) -> Path | None:
+    """CelebA's ``list_eval_partition.txt`` under ``root`` (or its ``Eval/``), if there."""
+    for cand in (root / "list_eval_partition.txt", root / "Eval" / "list_eval_partition.txt"):
+        if cand.is_file():
+            return cand
+    return None
+
+
+def assign_identities(src: str, items: list[SourceItem], identity: str, *,
+                      celeba_root: str | None = None,
+                      ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)
+                      ) -> tuple[str, list[SourceItem]]:
+    """Give ``items`` (of ``--src src``, from :func:`resolve_source`) their identities by
+    ``--identity`` (``auto``, ``none``, ``folder`` or a file: see :mod:`.identities`) and split
+    each by its identity, except where CelebA's official partition decides.
+
+    Returns the identity mode in force (``none``, ``folder`` or ``file:PATH``, for the
+    manifest) and the items. Raises :class:`SourceError` for an identity mode the source
+    cannot give."""
+    is_celeba = src == "celeba"
+    base: Path | None = None  # what relative paths are relative to
+    if is_celeba:
+        root = Path(celeba_root or os.environ.get(CELEBA_ENV) or CELEBA_DEFAULT).expanduser()
+    elif src != "demo":
+        p = Path(src).expanduser()
+        base = p if p.is_dir() else p.parent
+    if identity == "auto":
+        if not is_celeba:
+            return "none", items
+        partition = celeba_partition_file(root)
+        found = partition.parent / CELEBA_IDENTITY_FILE if partition is not None else None
+        if found is None or not found.is_file():
+            return "none", items
+        identity = str(found)
+    if identity == "none":
+        return "none", items
+    if src == "demo":
+        raise SourceError(f"--identity {identity}: the demo source has no identities "
+                          "(use --identity none)")
+    if identity == "folder":
+        if is_celeba:
+            raise SourceError("--identity folder: CelebA is one flat folder; its identities "
+                              f"are in {CELEBA_IDENTITY_FILE} (pass it as --identity FILE)")
+        mode = "folder"
+        names = [folder_identity(_relative(i, base)) for i in items]
+    else:
+        path = Path(identity).expanduser()
+        if identity in MODES or not path.is_file():
+            raise SourceError(f"--identity {identity!r}: 'auto', 'none', 'folder' or an "
+                              "existing file of 'PATH IDENTITY' lines")
+        try:
+            table = read_identity_file(path)
+        except IdentityError as e:
+            raise SourceError(str(e)) from e
+        mode = f"file:{path}"
+        names = [lookup_identity(table, _celeba_name(i) if is_celeba else _relative(i, base))
+                 for i in items]
+    out = []
+    for item, name in zip(items, names, strict=True):
+        # CelebA's split is its official one (the partition file, or its id ranges).
+        split = identity_split(name, ratios) if name is not None and not is_celeba else item.split
+        out.append(SourceItem(item.key, item.kind, item.ref, split, name))
+    return mode, out
+
+
+def _relative(item: SourceItem, base: Path | None) -> str:
+    """An item's path relative to the folder (or list file's folder) of its source."""
+    if base is None or item.kind != "file":
+        return item.ref
+    rel = os.path.relpath(item.ref, base)
+    return item.ref if rel.startswith("..") else rel
+
+
+def _celeba_name(item: SourceItem) -> str:
+    """A CelebA item's file name, as CelebA's lists name it (``000001.jpg``)."""
+    ref = item.ref.split("::", 1)[-1]
+    return os.path.basename(ref)
