@@ -204,5 +204,10 @@ def get_hand_finder() -> HandFinder:
 def find_hands(rgb: np.ndarray, points: np.ndarray) -> tuple[tuple[np.ndarray, float], ...]:
     """The hands near the face whose landmarks in ``rgb`` are ``points``, as the landmark cache
     keeps them: (21 points as float32, score) each."""
+    from .facemesh import litert_available
+
+    if not litert_available():
+        raise RuntimeError("finding hands needs the LiteRT runtime: pip install "
+                           "'maskface[landmarks]' (or generate with --no-hands)")
     return tuple((h.points.astype(np.float32), round(h.score, 4))
                  for h in get_hand_finder().near_face(rgb, points))

@@ -81,7 +81,10 @@ def hand_cover(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         quad = np.array([wrist + side, wrist - side, end - side, end + side])
         cv2.fillPoly(out, [np.round(quad * k).astype(np.int32)], 255, cv2.LINE_AA, SHIFT)
     cover = out.astype(np.float32) * np.float32(1 / 255)
-    return cv2.GaussianBlur(cover, (0, 0), EDGE_SIGMA)
+    soft = cv2.GaussianBlur(cover, (0, 0), EDGE_SIGMA)
+    # The blur's faint tails and near-1 plateau snapped to 0 and 1: the hand's inside keeps the
+    # clean pixels exactly, and pixels well off it stay untouched.
+    return np.clip((soft - 0.01) * (1 / 0.98), 0.0, 1.0)
 
 
 def lower_face(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
