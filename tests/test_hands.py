@@ -160,3 +160,62 @@ def test_no_hand_is_found_on_a_face_without_one(astronaut):
     from maskface.maskgen.landmarks import detect_landmarks
 
     assert find_hands(astronaut, detect_landmarks(astronaut).points) == ()
+
+
+def _samples(out) -> dict[str, dict]:
+    from maskface.maskgen.shards import decode_sample, iter_samples
+
+    return {s["__key__"]: s for shard in sorted(out.glob("*/shard-*.tar"))
+            for s in map(decode_sample, iter_samples(shard))}
+
+
+@needs_shared()
+def test_generate_keeps_hands_in_front_caches_them_and_leaves_other_faces_alone(tmp_path):
+    """generate finds the hands, records them in the samples and the landmark cache, and
+    renders again from the cache alone (no landmark runtime); a face without a hand is the same
+    bytes with --no-hands."""
+    import shutil
+    import subprocess
+    import sys
+
+    from click.testing import CliRunner
+
+    from maskface.cli import main
+
+    src = tmp_path / "src"
+    src.mkdir()
+    no_hand = "182638"
+    for key in (HAND_OVER_MOUTH, FINGER_ON_LIPS, no_hand):
+        shutil.copy(SHARED_DATA / "celeba-wild" / f"{key}.jpg", src / f"{key}.jpg")
+    args = ["--src", str(src), "--types", "surgical,gas-respirator", "--per-face", "all",
+            "--jobs", "1", "--no-progress", "--split-ratios", "1,0,0"]
+    for name, extra in (("hands", []), ("none", ["--no-hands"])):
+        res = CliRunner().invoke(main, ["generate", "--out", str(tmp_path / name), *args, *extra])
+        assert res.exit_code == 0, res.output
+    with_hands, without = _samples(tmp_path / "hands"), _samples(tmp_path / "none")
+    for key in (HAND_OVER_MOUTH, FINGER_ON_LIPS):
+        meta = with_hands[f"{key}_surgical"]["json"]
+        assert meta["occluded_by"][0]["kind"] == "hand"
+        assert "occluded_by" not in without[f"{key}_surgical"]["json"]
+        assert (with_hands[f"{key}_surgical"]["mask"] > 0).sum() < (
+            without[f"{key}_surgical"]["mask"] > 0).sum()
+    for t in ("surgical", "gas-respirator"):
+        a, b = with_hands[f"{no_hand}_{t}"], without[f"{no_hand}_{t}"]
+        for part in ("masked", "clean", "mask"):
+            assert a[part].tobytes() == b[part].tobytes()
+        assert a["json"] == b["json"]
+    cache = LandmarkCache.load(tmp_path / "hands" / "landmarks.npz")
+    assert len(cache.entries[HAND_OVER_MOUTH].hands) == 1
+    assert cache.entries[no_hand].hands == ()
+    assert all(e.hands is None for e in LandmarkCache.load(
+        tmp_path / "none" / "landmarks.npz").entries.values())
+    code = ("import sys; sys.modules['mediapipe'] = sys.modules['ai_edge_litert'] = None; "
+            "from maskface.cli import main; main()")
+    subprocess.run([sys.executable, "-c", code, "generate", "--out", str(tmp_path / "warm"),
+                    *args, "--landmarks-cache", str(tmp_path / "hands" / "landmarks.npz")],
+                   check=True, capture_output=True)
+    warm = _samples(tmp_path / "warm")
+    assert warm.keys() == with_hands.keys()
+    for k in warm:
+        assert warm[k]["masked"].tobytes() == with_hands[k]["masked"].tobytes()
+        assert warm[k]["json"] == with_hands[k]["json"]
