@@ -62,7 +62,7 @@ def test_a_cylinder_turned_sideways_leans_away_from_the_face_middle():
     part = Part(Anchor((4,), (1.0,)), 0.2, 0.5, out=40.0)
     drawn, (x0, _, x1, _) = render_parts((part,), _face(0.0), IOD, 256,
                                          [np.array([90.0, 90, 90])], np.array([0, 0, -1.0]), 1.0)
-    cols = np.flatnonzero(drawn[..., 3].max(0) > 0.5) + x0
+    cols = np.flatnonzero(drawn[..., 3].max(0) >= 0.5) + x0
     # Its caps are discs turned by 40 degrees: half as wide as r cos(40) across the image.
     # Anchored on the middle line (x = 128), it turns to the image's right (side +1): the
     # front cap's centre is L sin(40) to the right of the base's.
