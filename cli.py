@@ -74,6 +74,8 @@ def main(verbose: bool) -> None:
 @click.option("--frame-cut", default=0.0, show_default=True,
               help="Share of faces whose photo is cut off between the lower lip and the chin "
                    "(as in tight real photos; the crop mirrors beyond the cut).")
+@click.option("--hands/--no-hands", default=True, show_default=True,
+              help="Find hands over the lower face and keep them in front of the masks.")
 @click.option("--limit", type=int, default=None, help="Use only the first N sources (by key).")
 @click.option("--identity", default="auto", show_default=True,
               help="Who each image shows, kept in the metadata and splitting by person: "
@@ -87,7 +89,7 @@ def main(verbose: bool) -> None:
               help="Progress bar (default: on a terminal).")
 def generate(src, out, types, per_face, jobs, seed, size, landmarks_cache, scheduler,
              shard_index, num_shards, shard_size, split_ratios, celeba_root, template_dirs,
-             image_format, jpeg_quality, wear, frame_cut, limit, identity, crop,
+             image_format, jpeg_quality, wear, frame_cut, hands, limit, identity, crop,
              progress) -> None:
     """Write masked/clean/mask training pairs as WebDataset tar shards."""
     from .maskgen.pipeline import GenerateConfig, GenerateError, run_generate
@@ -99,8 +101,8 @@ def generate(src, out, types, per_face, jobs, seed, size, landmarks_cache, sched
             src=src, out=out, types=types, per_face=per_face, seed=seed, size=size,
             shard_size=shard_size, split_ratios=parse_ratios(split_ratios),
             celeba_root=celeba_root, jpeg_quality=jpeg_quality, image_format=image_format,
-            templates=tuple(template_dirs), wear=wear, frame_cut=frame_cut, limit=limit,
-            identity=identity, crop=crop, jobs=jobs,
+            templates=tuple(template_dirs), wear=wear, frame_cut=frame_cut, hands=hands,
+            limit=limit, identity=identity, crop=crop, jobs=jobs,
             landmarks_cache=landmarks_cache, scheduler=scheduler, shard_index=shard_index,
             num_shards=num_shards, progress=progress)
         s = run_generate(cfg)

@@ -146,14 +146,18 @@ _RAW_MAP, _ANCHOR_MAP = _decoding_maps()
 
 
 def decode_detections(regressors: np.ndarray, logits: np.ndarray,
-                      min_score: float = MIN_DETECTION_SCORE) -> tuple[np.ndarray, np.ndarray]:
+                      min_score: float = MIN_DETECTION_SCORE, *,
+                      anchors: np.ndarray = _ANCHORS,
+                      maps: tuple[np.ndarray, np.ndarray] = (_RAW_MAP, _ANCHOR_MAP)
+                      ) -> tuple[np.ndarray, np.ndarray]:
     """Boxes above ``min_score`` from the detector's raw outputs ((896, 16) and (896,)):
     ``(rows, scores)``, each row ``x0, y0, x1, y1`` then 6 keypoints ``x, y``, normalised to the
-    detector's input."""
+    detector's input. Another SSD detector of the same kind (the palm detector) passes its own
+    ``anchors`` and decoding ``maps``."""
     # score >= min_score exactly where logit >= its logit: the sigmoid only for those kept.
     keep = np.flatnonzero(logits >= math.log(min_score / (1.0 - min_score)))
     scores = 1.0 / (1.0 + np.exp(-np.clip(logits[keep].astype(np.float64), -100.0, 100.0)))
-    rows = regressors[keep].astype(np.float64) @ _RAW_MAP + _ANCHORS[keep] @ _ANCHOR_MAP
+    rows = regressors[keep].astype(np.float64) @ maps[0] + anchors[keep] @ maps[1]
     return rows, scores
 
 

@@ -1,9 +1,10 @@
 """A cache of detected landmarks per source image, so re-rendering never detects again.
 
 Detection is the slow, deterministic step; rendering is fast and random. The cache maps a source
-key to the digest of the image bytes it was computed from, and either 478 landmarks or the reason
-no face was found. An entry whose digest no longer matches the file is ignored (the file
-changed). The file is a plain ``.npz`` (numpy), written atomically, readable without MediaPipe.
+key to the digest of the image bytes it was computed from, and either 478 landmarks (with the
+hands found near the face) or the reason no face was found. An entry whose digest no longer
+matches the file is ignored (the file changed). The file is a plain ``.npz`` (numpy), written
+atomically, readable without MediaPipe.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from .facepoints import NUM_LANDMARKS
+
+HAND_POINTS = 21  # MediaPipe Hands' landmarks per hand
 
 FORMAT_VERSION = 1
 
@@ -38,6 +41,9 @@ class CacheEntry:
     detail: str = ""
     faces_found: int = 0
     found_with: str = ""
+    # The hands found near the face: (21 points in decoded-image pixels, score) each; None
+    # when they were not looked for (caches written before hands were, or --no-hands).
+    hands: tuple[tuple[np.ndarray, float], ...] | None = None
 
 
 class LandmarkCache:
@@ -75,6 +81,7 @@ class LandmarkCache:
                 details, faces, points = z["details"], z["faces"], z["points"]
                 # Added later, without a new format version: older files simply lack it.
                 found_with = z["found_with"] if "found_with" in z.files else [""] * len(keys)
+                hands = _hands_of(z, len(keys))
         except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as e:
             raise ValueError(f"landmark cache {path} is unreadable ({e}); delete it to "
                              "detect again") from e
@@ -83,7 +90,7 @@ class LandmarkCache:
             ok = not reasons[i]
             entries[k] = CacheEntry(str(digests[i]), points[i].copy() if ok else None,
                                     str(reasons[i]), str(details[i]), int(faces[i]),
-                                    str(found_with[i]))
+                                    str(found_with[i]), hands[i])
         return cls(entries)
 
     def save(self, path: str | os.PathLike) -> None:
@@ -105,5 +112,36 @@ class LandmarkCache:
                  faces=np.array([self.entries[k].faces_found for k in keys], np.int64),
                  found_with=np.array([self.entries[k].found_with for k in keys],
                                      dtype=str).reshape(n),
-                 points=points)
+                 points=points, **_hand_arrays([self.entries[k].hands for k in keys]))
         os.replace(tmp, path)
+
+
+def _hand_arrays(hands: list[tuple[tuple[np.ndarray, float], ...] | None]) -> dict:
+    """The hands of the entries in order as three arrays: ``hand_counts`` (-1: not looked for),
+    then every hand's points and score."""
+    counts = np.array([-1 if h is None else len(h) for h in hands], np.int64)
+    found = [x for h in hands if h for x in h]
+    pts = np.zeros((len(found), HAND_POINTS, 3), np.float32)
+    for i, (p, _) in enumerate(found):
+        pts[i] = p
+    return {"hand_counts": counts, "hand_points": pts,
+            "hand_scores": np.array([s for _, s in found], np.float32)}
+
+
+def _hands_of(z, n: int) -> list[tuple[tuple[np.ndarray, float], ...] | None]:
+    """The entries' hands from a loaded file (added later, without a new format version: an
+    older file has none looked for)."""
+    if "hand_counts" not in z.files:
+        return [None] * n
+    counts, pts, scores = z["hand_counts"], z["hand_points"], z["hand_scores"]
+    if len(counts) != n or counts.sum(where=counts > 0) != len(pts) or len(pts) != len(scores):
+        raise ValueError("hand arrays do not match the entries")
+    out: list[tuple[tuple[np.ndarray, float], ...] | None] = []
+    at = 0
+    for c in counts.tolist():
+        if c < 0:
+            out.append(None)
+            continue
+        out.append(tuple((pts[j].copy(), float(scores[j])) for j in range(at, at + c)))
+        at += c
+    return out

@@ -87,6 +87,8 @@ class GenerateConfig:
     # identities); run_generate replaces it by the mode in force ("none", "folder", "file:P").
     identity: str = "auto"
     crop: str = "default"  # the crop faces are aligned to: "default" (--size) or "arcfaceN"
+    # Look for hands near each face and keep them in front of the masks (see maskgen/hands.py).
+    hands: bool = True
     # Execution only: these never change the output.
     jobs: int = -1
     landmarks_cache: str | None = None
@@ -106,7 +108,8 @@ class GenerateConfig:
                 **({"frame_cut": self.frame_cut} if self.frame_cut else {}),
                 **({"identity": self.identity} if self.identity not in ("auto", "none")
                    else {}),
-                **({"crop": self.crop} if self.crop != DEFAULT_CROP else {})}
+                **({"crop": self.crop} if self.crop != DEFAULT_CROP else {}),
+                "occluders": "hands" if self.hands else "none"}
 
     @property
     def crop_size(self) -> int:
@@ -613,9 +616,10 @@ def generate_shard(task: ShardTask, cfg: GenerateConfig, type_names: list[str],
         items = [i for i in items if i.identity is not None]
     writer = ShardWriter(out / task.split / f"{task.name}.tar")
     with writer:
-        for item, rgb, entry in _with_landmarks(items, cache_entries, book):
+        for item, rgb, entry in _with_landmarks(items, cache_entries, book, cfg.hands):
             t = time.perf_counter()
-            face = maskable_face(rgb, entry.points, cfg.size, item.key, rules)
+            face = maskable_face(rgb, entry.points, cfg.size, item.key, rules,
+                                 (entry.hands or ()) if cfg.hands else ())
             clean = _encode(face.framed(face.crop), cfg)
             shared_json = _face_json(item, face, entry, cfg)
             book.secs["align"] += time.perf_counter() - t
@@ -683,7 +687,8 @@ class _ShardBook:
 
 
 def _with_landmarks(items: list[SourceItem], cache_entries: dict[str, CacheEntry],
-                    book: _ShardBook) -> Iterator[tuple[SourceItem, np.ndarray, CacheEntry]]:
+                    book: _ShardBook, hands: bool
+                    ) -> Iterator[tuple[SourceItem, np.ndarray, CacheEntry]]:
     """(item, picture, landmarks entry) for each usable source, in order. Sources are decoded
     a chunk at a time, and the landmarks of the chunk's new ones found together
     (detect_landmarks_many) before any of them is rendered: the landmark model runs on several
@@ -695,9 +700,9 @@ def _with_landmarks(items: list[SourceItem], cache_entries: dict[str, CacheEntry
         chunk.append((item, rgb, digest))
         pixels += rgb.shape[0] * rgb.shape[1]
         if len(chunk) >= DETECT_CHUNK or pixels >= DETECT_CHUNK_PIXELS:
-            yield from _landmarks_of(chunk, cache_entries, book)
+            yield from _landmarks_of(chunk, cache_entries, book, hands)
             chunk, pixels = [], 0
-    yield from _landmarks_of(chunk, cache_entries, book)
+    yield from _landmarks_of(chunk, cache_entries, book, hands)
 
 
 def _decoded(items: list[SourceItem], book: _ShardBook
@@ -726,10 +731,11 @@ def _decoded(items: list[SourceItem], book: _ShardBook
 
 
 def _landmarks_of(chunk: list[tuple[SourceItem, np.ndarray, str]],
-                  cache_entries: dict[str, CacheEntry], book: _ShardBook
+                  cache_entries: dict[str, CacheEntry], book: _ShardBook, hands: bool
                   ) -> Iterator[tuple[SourceItem, np.ndarray, CacheEntry]]:
     """The chunk's sources with their landmarks: from the cache where its entry is for the
-    same bytes, else found now (and added to ``book.new_cache``)."""
+    same bytes, else found now (and added to ``book.new_cache``); with ``hands``, the hands
+    near each face too, where the entry has not looked for them."""
     from .landmarks import NoFace, detect_landmarks_many, runtime_description
 
     t = time.perf_counter()
@@ -746,12 +752,28 @@ def _landmarks_of(chunk: list[tuple[SourceItem, np.ndarray, str]],
             entries[k] = CacheEntry(digest, det.points, "", "", det.faces_found, det.found_with)
         book.new_cache[chunk[k][0].key] = entries[k]
     book.secs["detect"] += time.perf_counter() - t
+    if hands:
+        t = time.perf_counter()
+        _look_for_hands(chunk, entries, book)
+        book.secs["hands"] += time.perf_counter() - t
     for (item, rgb, _), entry in zip(chunk, entries, strict=True):
         book.found_with.add(entry.found_with)
         if entry.points is None:
             book.fail(item, entry.reason, entry.detail)
             continue
         yield item, rgb, entry
+
+
+def _look_for_hands(chunk: list[tuple[SourceItem, np.ndarray, str]],
+                    entries: list[CacheEntry | None], book: _ShardBook) -> None:
+    """Find the hands near each face of the chunk whose entry has not looked for them (in
+    place, and into ``book.new_cache``)."""
+    from .hands import find_hands
+
+    for k, ((item, rgb, _), e) in enumerate(zip(chunk, entries, strict=True)):
+        if e is not None and e.points is not None and e.hands is None:
+            entries[k] = replace(e, hands=find_hands(rgb, e.points))
+            book.new_cache[item.key] = entries[k]
 
 
 def _encode(img: np.ndarray, cfg: GenerateConfig) -> bytes:

@@ -9,6 +9,7 @@ import numpy as np
 
 from .crops import crop_side
 from .decode import decode_image
+from .hands import find_hands
 from .landmarks import detect_landmarks
 from .rejection import Rejection
 from .samples import SampleRules, face_samples, maskable_face
@@ -21,12 +22,14 @@ FONT = cv2.FONT_HERSHEY_SIMPLEX
 def make_sheet(src: str, out: str, *, types: str = "all", faces: int = 6, seed: int = 0,
                size: int = 192, celeba_root: str | None = None,
                templates: tuple[str, ...] = (), keys: list[str] | None = None,
-               wear: str = "proper", crop: str = "default") -> dict:
+               wear: str = "proper", crop: str = "default", hands: bool = True) -> dict:
     """Write a PNG grid (a header naming the columns, then a row per face: clean, then each
     type) and describe it. The samples are ``generate``'s (:func:`.samples.face_samples`, the
     same colours for the same seed); those it would not write (turned too far for the type,
     not drawable, placement check) are dimmed, labelled with the reason and listed under
-    ``rejected``. ``crop`` as in ``generate`` (an ``arcfaceN`` crop sets the tile size)."""
+    ``rejected``. ``crop`` as in ``generate`` (an ``arcfaceN`` crop sets the tile size).
+    ``hands``: find the hands near each face and keep them in front of the masks, as
+    ``generate`` does by default."""
     if wear not in WEAR_SHIFT:
         raise ValueError(f"unknown wear style {wear!r}; known: {', '.join(WEAR_SHIFT)}")
     names = select_types(types, templates)
@@ -47,7 +50,9 @@ def make_sheet(src: str, out: str, *, types: str = "all", faces: int = 6, seed: 
         except (OSError, Rejection) as e:
             skipped.append(f"{item.key}: {e}")
             continue
-        face = maskable_face(rgb, det.points, size, item.key, rules)
+        # generate's own occluders: the hands near the face stay in front of its masks.
+        face = maskable_face(rgb, det.points, size, item.key, rules,
+                             find_hands(rgb, det.points) if hands else ())
         tiles = [face.crop]
         for sample in face_samples(face, rules):
             drawn = sample.rendered.masked if sample.rendered is not None else face.crop

@@ -22,6 +22,7 @@ from .facepoints import (
     RIGHT_EAR_TOP,
     RIGHT_FACE_SIDE,
 )
+from .parts import contact_shadow, render_parts
 from .placement import Placement, check_placement, face_region
 from .raster import PATTERNS, blend_layer, darken, paint_layer
 from .rejection import Rejection
@@ -165,6 +166,9 @@ def render_mask(face: np.ndarray, points: np.ndarray, template: Template,
     _composite(masked, mask, box, layer, blur,
                rng.standard_normal(3, dtype=np.float32) if ctx.noise > 0.3 else None,
                ctx.noise, ctx.grayscale)
+    if template.parts:
+        _draw_parts(masked, mask, points, template, look, ctx, frame[2], blur, rng,
+                    (nodes, mesh.tris))
     # Clear windows (alpha ~0.2) still cover.
     placement = check_placement(alpha > 0.05, points, ctx.region, (x0, y0))
     meta = {"colour": "#{:02x}{:02x}{:02x}".format(*(int(c) for c in look.base)),
@@ -221,6 +225,25 @@ def _draw_loops(masked: np.ndarray, mask: np.ndarray, face: np.ndarray,
     x0, y0, x1, y1 = bounding_box(np.concatenate(curves) / 16.0, masked.shape[0], thick + 2)
     d = cv2.absdiff(masked[y0:y1, x0:x1], face[y0:y1, x0:x1])
     mask[y0:y1, x0:x1][(d[..., 0] | d[..., 1] | d[..., 2]) > 0] = 255
+
+
+def _draw_parts(masked: np.ndarray, mask: np.ndarray, points: np.ndarray, template: Template,
+                look: _Look, ctx: FaceContext, iod: float, blur: float,
+                rng: np.random.Generator, surface: tuple[np.ndarray, np.ndarray]) -> None:
+    """The template's rigid parts (:mod:`.parts`) in front of the drawn mask, in place: their
+    contact shadow on it, then the parts, softened and grained as the mask; their pixels join
+    the binary ``mask``. Only templates with parts draw from ``rng`` here."""
+    colours = [look.feature if p.colour == "feature" else look.base * 0.85
+               for p in template.parts]
+    drawn = render_parts(template.parts, points, iod, masked.shape[0], colours, ctx.light_dir,
+                         ctx.exposure, surface)
+    if drawn is None:
+        return
+    layer, box = drawn
+    contact_shadow(masked, mask, layer, box, ctx.light_dir, iod)
+    _composite(masked, mask, box, layer, blur,
+               rng.standard_normal(3, dtype=np.float32) if ctx.noise > 0.3 else None,
+               ctx.noise, ctx.grayscale)
 
 
 def texture_level(coef: np.ndarray, order: np.ndarray) -> int:

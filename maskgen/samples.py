@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .align import align_face, frame_cut_row, reflect_below
+from .align import align_face, frame_cut_row, reflect_below, transform_points
 from .crops import DEFAULT_CROP, crop_matrix, crop_side
+from .occlusion import MIN_OCCLUDER_SCORE, hand_cover, in_front, lower_face
 from .pose import head_pose
 from .render import FaceContext, Rendered, RenderError, prepare_face, render_mask
 from .templates import Template, registry
@@ -55,11 +56,23 @@ class MaskableFace:
     source_scale: float  # how much alignment enlarged the source
     cut: int | None  # the crop row where the photo ends (see SampleRules.frame_cut), or None
     context: FaceContext  # light, exposure and grain, measured once for every mask
+    # What lies in front of the lower face (hands), each drawn in front of every mask.
+    occluders: tuple[Occluder, ...] = ()
 
     def framed(self, img: np.ndarray) -> np.ndarray:
         """``img`` (the crop, a masked crop or a mask) as written: cut off at :attr:`cut`, the
         rows below mirroring those above, when this face has a frame cut."""
         return img if self.cut is None else reflect_below(img, self.cut)
+
+
+@dataclass(frozen=True)
+class Occluder:
+    """Something in front of the face: its ``kind`` ("hand"), the detector's ``score``, and
+    ``cover``, how much of each crop pixel it covers ((S, S) float32 in [0, 1])."""
+
+    kind: str
+    score: float
+    cover: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -76,11 +89,14 @@ class Sample:
 
 
 def maskable_face(rgb: np.ndarray, points: np.ndarray, size: int, key: str,
-                  rules: SampleRules) -> MaskableFace:
+                  rules: SampleRules, hands: tuple[tuple[np.ndarray, float], ...] = ()
+                  ) -> MaskableFace:
     """Align the face whose landmarks in ``rgb`` are ``points`` to the crop of
     ``rules.crop`` (``size`` is the default crop's side) and measure what its samples share.
     Masks are drawn on the whole face and cut with it afterwards
-    (:meth:`MaskableFace.framed`): a real mask at the frame's edge is cut just the same."""
+    (:meth:`MaskableFace.framed`): a real mask at the frame's edge is cut just the same.
+    ``hands``: the hands found near the face (21 points in ``rgb``'s pixels, and the hand
+    model's score); those sure enough and over the lower face become its occluders."""
     if rules.crop == DEFAULT_CROP:
         crop, m, pts = align_face(rgb, points, size)
     else:
@@ -89,7 +105,24 @@ def maskable_face(rgb: np.ndarray, points: np.ndarray, size: int, key: str,
     return MaskableFace(key, crop, pts, m, head_pose(points),
                         float(np.sqrt(abs(np.linalg.det(m[:, :2])))),
                         choose_frame_cut(key, rules.seed, rules.frame_cut, pts),
-                        prepare_face(crop, pts))
+                        prepare_face(crop, pts), hand_occluders(hands, m, pts, crop.shape[0]))
+
+
+def hand_occluders(hands: tuple[tuple[np.ndarray, float], ...], m: np.ndarray,
+                   points: np.ndarray, size: int) -> tuple[Occluder, ...]:
+    """The hands (points in source pixels, score) that lie over the lower face of a ``size``
+    crop whose alignment is ``m`` and landmarks ``points``, as occluders."""
+    out = []
+    lower = None
+    for hand_points, score in hands:
+        if score < MIN_OCCLUDER_SCORE:
+            continue
+        cover = hand_cover(transform_points(hand_points, m), (size, size))
+        if lower is None:
+            lower = lower_face(points, (size, size))
+        if (cover[lower] >= 0.5).any():
+            out.append(Occluder("hand", round(float(score), 3), cover))
+    return tuple(out)
 
 
 def face_samples(face: MaskableFace, rules: SampleRules) -> Iterator[Sample]:
@@ -113,12 +146,30 @@ def _sample(face: MaskableFace, template: Template, rules: SampleRules) -> Sampl
                         context=face.context, wear=wear)
     except RenderError as e:
         return Sample(name, wear, None, e.reason, e.detail)
+    if face.occluders:
+        r = _behind(r, face)
     # The geometry is deterministic per face and type: drawing again would place the mask the
     # same way, so a misplaced sample is refused, not redrawn.
     problem = r.placement.problem(wear, template.on_face)
     if problem:
         return Sample(name, wear, r, problem, json.dumps(r.placement.as_dict()))
     return Sample(name, wear, r)
+
+
+def _behind(r: Rendered, face: MaskableFace) -> Rendered:
+    """``r`` with the face's occluders in front of the mask, and in its metadata what they hid
+    (the placement stays the drawn mask's: a hand in front of a mask does not move it)."""
+    masked, mask, found = r.masked, r.mask, []
+    for occ in face.occluders:
+        masked, mask, hidden = in_front(masked, mask, face.crop, occ.cover)
+        if hidden:
+            found.append({"kind": occ.kind, "score": occ.score, "hides": "mask",
+                          "pixels": hidden})
+    if not found:
+        return r
+    meta = {**r.meta, "coverage": round(float(np.count_nonzero(mask)) / mask.size, 5),
+            "occluded_by": found}
+    return Rendered(masked, mask, meta, r.placement)
 
 
 def sample_seed(*parts: object) -> int:

@@ -69,6 +69,36 @@ def parse_anchor(text: str) -> Anchor:
 
 
 @dataclass(frozen=True)
+class Part:
+    """One rigid part of a template (its JSON ``parts`` entry). Lengths are in eye distances,
+    angles in degrees."""
+
+    at: Anchor  # the centre of its base, on the face (before ``standoff``)
+    radius: float
+    length: float
+    out: float = 0.0  # the axis turned sideways, away from the face's middle
+    down: float = 0.0  # the axis tilted down the face
+    standoff: float = 0.0  # the base's distance in front of the anchor (the mask's thickness)
+    face: str = "grille"  # its front cap: "grille" (rings), "slots" or "plain"
+    colour: str = "feature"  # "feature": the template's feature colour, "body": the mask's
+
+
+def part_from_dict(d: dict) -> Part:
+    """A :class:`Part` from its JSON object (``"shape": "cylinder"``, the only shape)."""
+    if d.get("shape", "cylinder") != "cylinder":
+        raise ValueError(f"part shape {d.get('shape')!r}: only 'cylinder' is known")
+    p = Part(parse_anchor(d["at"]), float(d["radius"]), float(d["length"]),
+             float(d.get("out", 0.0)), float(d.get("down", 0.0)),
+             float(d.get("standoff", 0.0)), str(d.get("face", "grille")),
+             str(d.get("colour", "feature")))
+    if p.radius <= 0 or p.length <= 0:
+        raise ValueError("part radius and length must be > 0")
+    if p.face not in ("grille", "slots", "plain") or p.colour not in ("feature", "body"):
+        raise ValueError("part face must be grille, slots or plain; colour feature or body")
+    return p
+
+
+@dataclass(frozen=True)
 class Texture:
     """How the texture is drawn: outline in (u, v), a style and its parameters."""
 
@@ -104,6 +134,8 @@ class Template:
     # How often each palette colour is drawn, relative (empty: all alike), so a type's colours
     # come in the proportions real masks show (black and white surgical masks outnumber pink).
     palette_weights: tuple[float, ...] = ()
+    # Rigid parts drawn as shaded solids in front of the warped mask (see parts.py).
+    parts: tuple[Part, ...] = ()
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -149,7 +181,8 @@ def template_from_dict(d: dict, source: str = "") -> Template:
                         tuple(d.get("patterns", ["plain"])), loops, source, features,
                         bool(d.get("on_face", True)), float(d.get("max_yaw", 60.0)), uv_nodes,
                         tuple(sorted((str(k), float(x))
-                                     for k, x in d.get("wear_shift", {}).items())), weights)
+                                     for k, x in d.get("wear_shift", {}).items())), weights,
+                        tuple(part_from_dict(x) for x in d.get("parts", [])))
     except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f"mask template {where}: {e}") from e
 

@@ -1,0 +1,91 @@
+"""Hands near faces: how many faces have one, how many an occluder over the lower face, and
+what looking for them costs a face (wall and CPU time), against finding the face's landmarks.
+
+    python bench/hands.py [--src ../shared/data/celeba-wild] [--cache FILE] [--limit N]
+
+Landmarks come from --cache (a `maskface generate` landmark cache; their time is then not
+measured) or are detected here. CPU time is reported beside wall time: on a shared machine
+whose load varies, the CPU time of the same work varies much less. Prints one JSON object
+(``occluder_faces`` lists the faces whose hand would stay in front of their masks).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+DEFAULT_SRC = Path(__file__).resolve().parents[2] / "shared" / "data" / "celeba-wild"
+
+
+def main() -> None:
+    import cv2
+
+    from maskface.maskgen.align import alignment_matrix, transform_points
+    from maskface.maskgen.decode import decode_image
+    from maskface.maskgen.hands import find_hands
+    from maskface.maskgen.landmark_cache import LandmarkCache, digest_bytes
+    from maskface.maskgen.landmarks import NoFace, detect_landmarks
+    from maskface.maskgen.occlusion import MIN_OCCLUDER_SCORE
+    from maskface.maskgen.samples import hand_occluders
+    from maskface.maskgen.sources import read_source, resolve_source
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--src", default=str(DEFAULT_SRC))
+    ap.add_argument("--cache", default=None)
+    ap.add_argument("--limit", type=int, default=None)
+    ap.add_argument("--size", type=int, default=256)
+    args = ap.parse_args()
+    if not Path(args.src).exists():
+        sys.exit(f"no source at {args.src} (pass --src)")
+    cv2.setNumThreads(1)  # as generate's workers
+    _, items = resolve_source(args.src)
+    items = items[: args.limit] if args.limit else items
+    cache = LandmarkCache.load(args.cache) if args.cache else LandmarkCache()
+    times: dict[str, list[float]] = {"landmarks_ms": [], "landmarks_cpu_ms": [],
+                                     "hands_ms": [], "hands_cpu_ms": []}
+    faces = found = sure = 0
+    occluders: list[str] = []
+    first = True
+    for item in items:
+        data = read_source(item)
+        rgb = decode_image(data)
+        entry = cache.get(item.key, digest_bytes(data))
+        if entry is None:
+            t, c = time.perf_counter(), time.process_time()
+            try:
+                points = detect_landmarks(rgb).points
+            except NoFace:
+                continue
+            times["landmarks_ms"].append(1000 * (time.perf_counter() - t))
+            times["landmarks_cpu_ms"].append(1000 * (time.process_time() - c))
+        elif entry.points is None:
+            continue
+        else:
+            points = entry.points
+        t, c = time.perf_counter(), time.process_time()
+        hands = find_hands(rgb, points)
+        if not first:  # the first call loads the two networks
+            times["hands_ms"].append(1000 * (time.perf_counter() - t))
+            times["hands_cpu_ms"].append(1000 * (time.process_time() - c))
+        first = False
+        faces += 1
+        found += bool(hands)
+        sure += any(s >= MIN_OCCLUDER_SCORE for _, s in hands)
+        m = alignment_matrix(points, args.size)
+        if hand_occluders(hands, m, transform_points(points, m), args.size):
+            occluders.append(item.key)
+    print(json.dumps({
+        "bench": "hands", "src": args.src, "limit": args.limit, "faces": faces,
+        "faces_with_a_hand": found, "faces_with_a_sure_hand": sure,
+        "faces_with_an_occluder": len(occluders),
+        **{f"median_{k}": round(statistics.median(v), 2) for k, v in times.items() if v},
+        **{f"mean_{k}": round(statistics.fmean(v), 2) for k, v in times.items() if v},
+        "occluder_faces": occluders}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,213 @@
+"""Hands near a face: MediaPipe Hands' own networks, run by LiteRT like :mod:`.facemesh`.
+
+The mediapipe wheel ships the two networks of MediaPipe Hands: a palm detector (192 px input,
+SSD with 2016 anchors, 7 keypoints a palm) and a hand landmark model (224 px, 21 points, a
+hand-presence score). They run here with MediaPipe's own pre- and post-processing in static-image
+mode: the detector on a letterboxed picture, SSD decoding and weighted non-max suppression, a
+rotated square ROI per palm (2.6 times the palm box, moved half a box towards the fingers, rolled
+so that the wrist-to-middle-finger line points up), the landmark model on each ROI.
+
+The generator looks for hands only in the region around a face's lower half (:func:`hand_region`),
+not in the whole photo: a hand elsewhere cannot be in front of the mask, and the detector then
+sees face-sized hands at a useful resolution. The models are loaded when first used; LiteRT is
+imported then, MediaPipe never.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from .facemesh import Roi, _interpreter, decode_detections, mediapipe_model, weighted_nms
+
+PALM_SIDE = 192
+HAND_SIDE = 224
+NUM_HAND_POINTS = 21
+# MediaPipe Hands' settings (palm_detection_cpu and hand_landmark_cpu graphs).
+MIN_PALM_SCORE = 0.5
+MIN_HAND_PRESENCE = 0.5
+PALM_NMS_IOU = 0.3
+ROI_SCALE = 2.6
+ROI_SHIFT_Y = -0.5
+MAX_HANDS = 2
+# Palm keypoints: 0 the wrist centre, 2 the middle finger's knuckle.
+PALM_WRIST, PALM_MIDDLE = 0, 2
+# The searched region, in units of the face's alignment crop (see hand_region): the crop's
+# square widened by a quarter on each side and reaching 0.45 of a side below its bottom, where
+# the hands that hold a chin are.
+REGION = (-0.25, -0.05, 1.25, 1.45)
+
+
+def palm_anchors() -> np.ndarray:
+    """(2016, 2) anchor centres of the palm detector, normalised to its input: a 24x24 grid with
+    2 anchors per cell (stride 8), then a 12x12 grid with 6 (strides 16, 16, 16)."""
+    out = []
+    for grid, per_cell in ((24, 2), (12, 6)):
+        c = (np.arange(grid) + 0.5) / grid
+        xs, ys = np.meshgrid(c, c)
+        cells = np.stack([xs.ravel(), ys.ravel()], 1)
+        out.append(np.repeat(cells, per_cell, axis=0))
+    return np.concatenate(out)
+
+
+def _palm_decoding_maps() -> tuple[np.ndarray, np.ndarray]:
+    """As ``facemesh._decoding_maps`` for 7 keypoints and a 192 px input: a decoded row is
+    ``raw @ A + anchor @ B``, columns ``x0, y0, x1, y1`` then the keypoints' ``x, y``."""
+    n = 4 + 2 * 7
+    a = np.zeros((n, n))
+    b = np.zeros((2, n))
+    for corner, sign in ((0, -0.5), (1, 0.5)):
+        for axis in (0, 1):
+            col = 2 * corner + axis
+            a[axis, col], a[2 + axis, col] = 1.0, sign
+            b[axis, col] = 1.0
+    for k in range(4, n):
+        a[k, k] = 1.0
+        b[k % 2, k] = 1.0
+    return a / PALM_SIDE, b
+
+
+_PALM_ANCHORS = palm_anchors()
+_PALM_RAW, _PALM_ANCHOR = _palm_decoding_maps()
+
+
+@dataclass(frozen=True)
+class Hand:
+    """A hand found in a picture: 21 points (x, y in picture pixels, z relative depth in the
+    same unit; MediaPipe's order: wrist, then thumb, index, middle, ring and little finger from
+    base to tip) and the landmark model's presence score."""
+
+    points: np.ndarray
+    score: float
+
+
+def hand_region(points: np.ndarray, size: int = 256) -> np.ndarray:
+    """2x3 map from region pixels (``PALM_SIDE`` square) to picture pixels: the square
+    :data:`REGION` around the face whose landmarks (picture pixels) are ``points``."""
+    from .align import alignment_matrix
+
+    m = alignment_matrix(points, size)
+    inv = np.linalg.inv(np.vstack([m, [0.0, 0.0, 1.0]]))[:2]
+    x0, y0, x1, y1 = (v * size for v in REGION)
+    k = (x1 - x0) / PALM_SIDE
+    # region (u, v) -> crop (x0 + k u, y0 + k v) -> picture
+    to_crop = np.array([[k, 0.0, x0], [0.0, k, y0], [0.0, 0.0, 1.0]])
+    return inv @ to_crop
+
+
+def palm_rois(regressors: np.ndarray, logits: np.ndarray, region: np.ndarray) -> list[Roi]:
+    """The hand ROIs (picture pixels) of the palm detector's raw outputs on the region whose
+    map to the picture is ``region`` (see :func:`hand_region`), best first."""
+    keep = np.flatnonzero(logits >= math.log(MIN_PALM_SCORE / (1.0 - MIN_PALM_SCORE)))
+    if not len(keep):
+        return []
+    rows, scores = decode_detections(regressors, logits, MIN_PALM_SCORE,
+                                     anchors=_PALM_ANCHORS, maps=(_PALM_RAW, _PALM_ANCHOR))
+    out = []
+    scale = math.sqrt(abs(np.linalg.det(region[:, :2]))) * PALM_SIDE
+    for row, score in weighted_nms(rows, scores, PALM_NMS_IOU)[:MAX_HANDS]:
+        xy = row.reshape(-1, 2) * PALM_SIDE
+        pic = xy @ region[:, :2].T + region[:, 2]
+        wrist, middle = pic[2 + PALM_WRIST], pic[2 + PALM_MIDDLE]
+        # MediaPipe's DetectionsToRects: the wrist-to-knuckle line turned to point up.
+        angle = math.pi / 2 - math.atan2(-(middle[1] - wrist[1]), middle[0] - wrist[0])
+        angle = (angle + math.pi) % (2 * math.pi) - math.pi
+        w = (row[2] - row[0]) * scale
+        h = (row[3] - row[1]) * scale
+        centre = (pic[0] + pic[1]) / 2
+        # RectTransformation: shift half a box along the hand's own up direction, then square.
+        cx = centre[0] - h * ROI_SHIFT_Y * math.sin(angle)
+        cy = centre[1] + h * ROI_SHIFT_Y * math.cos(angle)
+        out.append(Roi(float(cx), float(cy), ROI_SCALE * max(w, h), angle, score))
+    return out
+
+
+def roi_hand_matrix(roi: Roi) -> np.ndarray:
+    """2x3 map from the landmark model's input pixels to picture pixels for ``roi``."""
+    c, s = math.cos(roi.angle), math.sin(roi.angle)
+    k = roi.size / HAND_SIDE
+    return np.array([[c * k, -s * k, roi.cx - roi.size / 2 * (c - s)],
+                     [s * k, c * k, roi.cy - roi.size / 2 * (s + c)]])
+
+
+class HandFinder:
+    """The palm detector and the hand landmark model on LiteRT (one thread each)."""
+
+    def __init__(self) -> None:
+        self._palm = _interpreter(mediapipe_model(
+            "palm_detection/palm_detection_lite.tflite").read_bytes())
+        self._palm_in = self._palm.get_input_details()[0]["index"]
+        outs = sorted(self._palm.get_output_details(), key=lambda d: d["name"])
+        self._palm_reg, self._palm_score = outs[0]["index"], outs[1]["index"]
+        self._hand = _interpreter(mediapipe_model(
+            "hand_landmark/hand_landmark_full.tflite").read_bytes())
+        self._hand_in = self._hand.get_input_details()[0]["index"]
+        outs = {d["name"]: d["index"] for d in self._hand.get_output_details()}
+        # Identity: 21 x (x, y, z) in input pixels; Identity_1: presence.
+        self._hand_pts, self._hand_flag = outs["Identity"], outs["Identity_1"]
+
+    def palms(self, rgb: np.ndarray, region: np.ndarray) -> list[Roi]:
+        """Hand ROIs of the palms the detector finds in ``region`` of ``rgb`` (black outside
+        the picture, values in [0, 1] as MediaPipe's palm graph feeds them)."""
+        import cv2
+
+        img = cv2.warpAffine(rgb, region, (PALM_SIDE, PALM_SIDE),
+                             flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                             borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+        x = np.multiply(img, np.float32(1 / 255), dtype=np.float32)[None]
+        self._palm.set_tensor(self._palm_in, x)
+        self._palm.invoke()
+        return palm_rois(self._palm.get_tensor(self._palm_reg)[0].astype(np.float64),
+                         self._palm.get_tensor(self._palm_score)[0, :, 0], region)
+
+    def hand(self, rgb: np.ndarray, roi: Roi) -> Hand | None:
+        """The hand in ``roi``, or None when the landmark model says there is none."""
+        import cv2
+
+        m = roi_hand_matrix(roi)
+        img = cv2.warpAffine(rgb, m, (HAND_SIDE, HAND_SIDE),
+                             flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                             borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+        x = np.multiply(img, np.float32(1 / 255), dtype=np.float32)[None]
+        self._hand.set_tensor(self._hand_in, x)
+        self._hand.invoke()
+        score = float(self._hand.get_tensor(self._hand_flag).ravel()[0])
+        if score < MIN_HAND_PRESENCE:
+            return None
+        raw = self._hand.get_tensor(self._hand_pts).reshape(NUM_HAND_POINTS, 3).astype(np.float64)
+        pts = np.empty_like(raw)
+        pts[:, :2] = raw[:, :2] @ m[:, :2].T + m[:, 2]
+        pts[:, 2] = raw[:, 2] * roi.size / HAND_SIDE
+        return Hand(pts, score)
+
+    def near_face(self, rgb: np.ndarray, points: np.ndarray) -> list[Hand]:
+        """The hands (at most two) in the region around the face whose landmarks in ``rgb``
+        are ``points``."""
+        return [h for h in (self.hand(rgb, r) for r in self.palms(rgb, hand_region(points)))
+                if h is not None]
+
+
+_THREAD = threading.local()
+
+
+def get_hand_finder() -> HandFinder:
+    """This thread's :class:`HandFinder` (an interpreter must not run in two threads at once)."""
+    finder = getattr(_THREAD, "finder", None)
+    if finder is None:
+        finder = _THREAD.finder = HandFinder()
+    return finder
+
+
+def find_hands(rgb: np.ndarray, points: np.ndarray) -> tuple[tuple[np.ndarray, float], ...]:
+    """The hands near the face whose landmarks in ``rgb`` are ``points``, as the landmark cache
+    keeps them: (21 points as float32, score) each."""
+    from .facemesh import litert_available
+
+    if not litert_available():
+        raise RuntimeError("finding hands needs the LiteRT runtime: pip install "
+                           "'maskface[landmarks]' (or generate with --no-hands)")
+    return tuple((h.points.astype(np.float32), round(h.score, 4))
+                 for h in get_hand_finder().near_face(rgb, points))
