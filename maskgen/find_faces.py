@@ -46,6 +46,13 @@ from .landmarks import (
 )
 
 FACE_STAGES = ("detector", "facemesh", "rotated", "frame")
+# The smallest face worth restoring, as the distance between the eye centres in photo pixels.
+# unmask aligns a face to a crop whose eye distance is a quarter of its side (32 px for the
+# bundled 128 px model): at 12 px a face is already enlarged 2.7 times there, and its restored
+# lower face covers some 25 x 20 photo pixels; smaller faces gain nothing a viewer could see,
+# and FaceMesh's landmarks on them (enlarged 5 times and more into its 192 px input) are mostly
+# guesswork.
+MIN_EYE_DISTANCE = 12.0
 # Stages whose meshes need a second opinion. The first two mesh where one of MediaPipe's own
 # detectors saw a face, and presence after refinement then suffices, as in FaceMesh itself.
 CONFIRMED_STAGES = ("rotated", "frame")
