@@ -10,8 +10,8 @@ each miss with its reason, the photos where more than one face was found (with e
 distance and score), and the same counts for the even- and odd-numbered photos apart (the
 thresholds were tuned on the even ones; the odd ones are the held-out check).
 
-`--draw DIR` writes contact sheets to count by eye: `multi-NN.jpg` (the photos with more than
-one face), `one-NN.jpg` and `none-NN.jpg`. Each face has a numbered box (green), its eye and
+`--draw DIR` writes contact sheets to count by eye: `multi-NN.png` (the photos with more than
+one face), `one-NN.png` and `none-NN.png`. Each face has a numbered box (green), its eye and
 mouth anchors (red: image-left eye, blue: image-right eye, yellow: mouth) and its kept score;
 the white bar in each cell's corner is the smallest eye distance `detect_faces` looks for
 (MIN_EYE_DISTANCE), at that photo's scale, to judge which missed faces were restorable.
@@ -68,7 +68,8 @@ def draw_cell(rgb: np.ndarray, dets: list, key: str, min_iod: float) -> np.ndarr
 
 
 def write_sheets(cells: list[np.ndarray], folder: Path, name: str) -> list[str]:
-    """Cells in sheets of COLUMNS x ROWS as ``name-NN.jpg``; the paths written."""
+    """Cells in sheets of COLUMNS x ROWS as ``name-NN.png`` (PNG keeps small faces sharp);
+    the paths written."""
     import cv2
 
     paths = []
@@ -78,9 +79,8 @@ def write_sheets(cells: list[np.ndarray], folder: Path, name: str) -> list[str]:
         part += [np.zeros_like(part[0])] * (per - len(part))
         sheet = np.concatenate([np.concatenate(part[r * COLUMNS:(r + 1) * COLUMNS], axis=1)
                                 for r in range(ROWS)], axis=0)
-        path = folder / f"{name}-{n:02d}.jpg"
-        cv2.imwrite(str(path), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR),
-                    [cv2.IMWRITE_JPEG_QUALITY, 90])
+        path = folder / f"{name}-{n:02d}.png"
+        cv2.imwrite(str(path), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
         paths.append(str(path))
     return paths
 
@@ -113,7 +113,7 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None, help="first N images only")
     ap.add_argument("--max-faces", type=int, default=None)
     ap.add_argument("--draw", default=None,
-                    help="write contact sheets (multi-, one-, none-NN.jpg) into this folder")
+                    help="write contact sheets (multi-, one-, none-NN.png) into this folder")
     ap.add_argument("--baselines", action="store_true",
                     help="also count (and time) photos where one plain FaceMesh pass, and the "
                          "generator's detect_landmarks (with its retries, unchecked), find a face")
