@@ -30,7 +30,7 @@ from ..maskgen.align import align_face, paste_back
 from ..maskgen.decode import BadImage, decode_image
 from ..maskgen.facepoints import FACE_OVAL, LEFT_EYE, NOSE_BRIDGE, RIGHT_EYE, anchor_points
 from ..maskgen.find_faces import detect_faces
-from ..maskgen.landmarks import NoFace
+from ..maskgen.landmarks import Detection, NoFace
 from ..maskgen.sources import image_files
 from .composite import change_mask, predicted_mask_weight
 from .predict import Predictor
@@ -314,7 +314,7 @@ def _unmask_one(path: Path, out: Path, name: str, predictor: Predictor,
                        faces=face_info, size=[int(rgb.shape[1]), int(rgb.shape[0])])
 
 
-def _kept_on(det) -> str:
+def _kept_on(det: Detection) -> str:
     """A face's evidence as one short line: ``presence 1.00, skin 0.93, ...``."""
     return ", ".join(f"{k} {v:.2f}" for k, v in det.evidence) or f"presence {det.score:.2f}"
 
