@@ -34,6 +34,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .face_evidence import part_of_larger_face, photo_has_colour, upper_face_skin
 from .facemesh import MIN_PRESENCE, ROI_SCALE, Roi, quiet_stderr
 from .facepoints import LEFT_EYE_OUTER, RIGHT_EYE_OUTER, anchor_points, eye_distance
 from .landmarks import (
@@ -46,6 +47,13 @@ from .landmarks import (
 )
 
 FACE_STAGES = ("detector", "facemesh", "rotated", "frame")
+# The smallest face worth restoring, as the distance between the eye centres in photo pixels.
+# unmask aligns a face to a crop whose eye distance is a quarter of its side (32 px for the
+# bundled 128 px model): at 12 px a face is already enlarged 2.7 times there, and its restored
+# lower face covers some 25 x 20 photo pixels; smaller faces gain nothing a viewer could see,
+# and FaceMesh's landmarks on them (enlarged 5 times and more into its 192 px input) are mostly
+# guesswork.
+MIN_EYE_DISTANCE = 12.0
 # Stages whose meshes need a second opinion. The first two mesh where one of MediaPipe's own
 # detectors saw a face, and presence after refinement then suffices, as in FaceMesh itself.
 CONFIRMED_STAGES = ("rotated", "frame")
@@ -91,6 +99,16 @@ DETECT_SIDE = 640
 # Photos with a longer side of at least this are also searched in overlapping tiles, where the
 # full-range detector (192 px input) would miss faces of a few % of the frame.
 TILE_FROM = 960
+# Smaller photos are searched in tiles of at least this side (a third of the longer side in
+# photos over 3 x 144 px): the detectors see a tile at 128 and 192 px, so a face of
+# MIN_EYE_DISTANCE (12 px, a face ~30 px wide) fills a fifth of a tile or more, where they find
+# it; on the whole of a 256 px scene it is 6 px apart at the short-range detector's input.
+SMALL_TILE = 144
+# A detector box this sure whose mesh is no face is tried again at a few nearby ROIs: boxes of
+# faces under caps and hoods, or looking down, are often too large or too low for the mesh.
+RETRY_PRIOR = 0.5
+# (scale, shift along the face's own down axis in ROI sides) of those ROIs.
+RETRY_ROIS = ((0.8, 0.0), (0.8, -0.2), (1.0, -0.2))
 
 
 def roi_from_landmarks(pts: np.ndarray, prior: float = 1.0) -> Roi:
@@ -269,11 +287,11 @@ def _roi_crop(rgb: np.ndarray, roi: Roi
 
 
 
-def _fit_mesh(rgb: np.ndarray, roi: Roi, confirm: bool = True
+def _fit_mesh(rgb: np.ndarray, roi: Roi, confirm: bool = True, min_iod: float = 0.0
               ) -> tuple[np.ndarray | None, float, str]:
-    """The mesh for one ROI, refined from its own landmarks and checked (with a second opinion
-    when ``confirm``): ``(points, presence, reason)``, points None and a reason when there is
-    no face."""
+    """The mesh for one ROI, refined from its own landmarks and checked (eye distance at least
+    ``min_iod``; a second opinion when ``confirm``): ``(points, presence, reason)``, points
+    None and a reason when there is no face."""
     mesher = get_roi_mesher(True)
     pts, score = mesher(rgb, roi)
     if pts is None:
@@ -294,11 +312,13 @@ def _fit_mesh(rgb: np.ndarray, roi: Roi, confirm: bool = True
     if drift > MAX_DRIFT:
         return None, score, "unstable"
     h, w = rgb.shape[:2]
-    why = implausible(pts, w, h) or (_unconfirmed(rgb, pts) if confirm else "")
+    why = (implausible(pts, w, h) or ("face-too-small" if eye_distance(pts) < min_iod else "")
+           or (_unconfirmed(rgb, pts) if confirm else ""))
     return (None, score, why) if why else (pts, score, "")
 
 
-def _fit_face(rgb: np.ndarray, roi: Roi, confirm: bool) -> tuple[np.ndarray | None, float, str]:
+def _fit_face(rgb: np.ndarray, roi: Roi, confirm: bool, min_iod: float = 0.0
+              ) -> tuple[np.ndarray | None, float, str]:
     """:func:`_fit_mesh`; and for an unconfirmed stage's mesh that the mirrored photo does not
     reproduce, fits at the ROI turned by a quarter and a half turn too: a turned fit that is
     larger and that the mirrored photo does reproduce replaces it.
@@ -308,16 +328,34 @@ def _fit_face(rgb: np.ndarray, roi: Roi, confirm: bool) -> tuple[np.ndarray | No
     an eye taken for the mouth, with presence 1.0, and fits it differently in the mirror image;
     at the right roll it fits the whole face, which is larger, the same both ways round.
     """
-    pts, score, why = _fit_mesh(rgb, roi, confirm)
+    pts, score, why = _fit_mesh(rgb, roi, confirm, min_iod)
+    if pts is None and why == "not-a-face" and roi.prior >= RETRY_PRIOR:
+        pts, score, why = _retry_nearby(rgb, roi, confirm, min_iod, (pts, score, why))
     if pts is None or confirm or _mirror_shift(rgb, pts) <= SURE_MIRROR_DRIFT:
         return pts, score, why
     size = roi_from_landmarks(pts).size
     for turn in (math.pi / 2, -math.pi / 2, math.pi):
-        alt, alt_score, _ = _fit_mesh(rgb, Roi(roi.cx, roi.cy, roi.size, roi.angle + turn), False)
+        alt, alt_score, _ = _fit_mesh(rgb, Roi(roi.cx, roi.cy, roi.size, roi.angle + turn), False,
+                                      min_iod)
         if (alt is not None and roi_from_landmarks(alt).size > LARGER * size
                 and _mirror_shift(rgb, alt) <= SURE_MIRROR_DRIFT):
             pts, score, size = alt, alt_score, roi_from_landmarks(alt).size
     return pts, score, why
+
+
+def _retry_nearby(rgb: np.ndarray, roi: Roi, confirm: bool, min_iod: float,
+                  failed: tuple[np.ndarray | None, float, str]
+                  ) -> tuple[np.ndarray | None, float, str]:
+    """The first fit that is a face among ROIs near a sure detector box whose own ROI gave
+    none (RETRY_ROIS: a little smaller, a little higher); ``failed`` when none is."""
+    down = np.array([-math.sin(roi.angle), math.cos(roi.angle)])  # the face's down, on screen
+    for scale, shift in RETRY_ROIS:
+        cx, cy = np.array([roi.cx, roi.cy]) + shift * roi.size * down
+        fit = _fit_mesh(rgb, Roi(float(cx), float(cy), roi.size * scale, roi.angle, roi.prior),
+                        confirm, min_iod)
+        if fit[0] is not None:
+            return fit
+    return failed
 
 
 def _anchor_shift(a: np.ndarray, b: np.ndarray) -> float:
@@ -503,16 +541,22 @@ def _detector_rois(view: _Shrunk, model: int, pad_frac: float = 0.0,
 
 
 def _tile_rois(rgb: np.ndarray) -> list[Roi]:
-    """Both detectors' boxes in overlapping tiles of a large photo, so that faces too small for
-    a view of the whole photo are found: tiles of a third of the longer side (at least
-    DETECT_SIDE), shrunk to DETECT_SIDE, find faces down to ~5 % of a tile's side."""
+    """Both detectors' boxes in overlapping tiles of a photo, so that faces too small for a
+    view of the whole photo are found: in a large photo (TILE_FROM) tiles of a third of the
+    longer side (at least DETECT_SIDE), shrunk to DETECT_SIDE, find faces down to ~5 % of a
+    tile's side; a smaller photo is cut into tiles of a third of its longer side, at least
+    SMALL_TILE, which the detectors enlarge to their inputs."""
     longest = max(rgb.shape[:2])
-    small, ax, bx, ay, by = _shrink(rgb, longest * DETECT_SIDE / max(DETECT_SIDE, longest / 3))
+    side = (max(DETECT_SIDE, longest / 3) if longest >= TILE_FROM
+            else max(SMALL_TILE, longest / 3))
+    k = min(1.0, DETECT_SIDE / side)  # photo -> detector view
+    small, ax, bx, ay, by = _shrink(rgb, longest * k)
+    tile_side = round(side * k)
     h, w = small.shape[:2]
     rois = []
-    for y0 in _tile_starts(h, DETECT_SIDE):
-        for x0 in _tile_starts(w, DETECT_SIDE):
-            tile = _Shrunk(small[y0:y0 + DETECT_SIDE, x0:x0 + DETECT_SIDE],
+    for y0 in _tile_starts(h, tile_side):
+        for x0 in _tile_starts(w, tile_side):
+            tile = _Shrunk(small[y0:y0 + tile_side, x0:x0 + tile_side],
                            ax + bx * x0, bx, ay + by * y0, by)
             rois += _detector_rois(tile, 0) + _detector_rois(tile, 1)
     return rois
@@ -542,11 +586,12 @@ def _stage_passes(stage: str, rgb: np.ndarray) -> list[Callable[[], list[Roi]]]:
         # Short-range on the padded photo first: it finds most tight crops on its own.
         passes = [partial(_boxes, view, model, pad)
                   for model, pad in ((0, DETECT_PAD), (0, 0.0), (1, 0.0), (1, DETECT_PAD))]
-        if max(rgb.shape[:2]) >= TILE_FROM:
+        if max(rgb.shape[:2]) > SMALL_TILE:
             passes.append(partial(_tile_rois, rgb))
         return passes
     if stage == "facemesh":
-        return [lambda: [roi_from_landmarks(p) for pad in (0.0, DETECT_PAD)
+        # Prior 0: FaceMesh's own detector found these, but says how sure it was nowhere.
+        return [lambda: [roi_from_landmarks(p, 0.0) for pad in (0.0, DETECT_PAD)
                          for p in mesh_faces(rgb, pad)]]
     if stage == "rotated":
         return [partial(_boxes, view, model, DETECT_PAD, deg)
@@ -598,40 +643,48 @@ def _covered(roi: Roi, face: Roi) -> bool:
     return near and 0.5 < roi.size / face.size < 2.0
 
 
-def detect_faces(rgb: np.ndarray, max_faces: int | None = None) -> list[Detection]:
-    """Every face in an RGB uint8 photo of any size, largest first (at most ``max_faces``).
+def detect_faces(rgb: np.ndarray, max_faces: int | None = None,
+                 min_eye_distance: float = MIN_EYE_DISTANCE) -> list[Detection]:
+    """Every restorable face in an RGB uint8 photo of any size, largest first (at most
+    ``max_faces``): faces whose eyes are at least ``min_eye_distance`` px apart.
 
     Stages (FACE_STAGES) propose regions in turn: detector boxes (short- and full-range, on the
-    photo and padded, large photos also in tiles), whole-photo FaceMesh, detector boxes on
-    turned copies, and the frame itself. Every region of a stage gets a refined mesh; a mesh
-    counts when the model scores it a face (MIN_PRESENCE) and its layout is plausible, and in
+    photo and padded, and in tiles), whole-photo FaceMesh, detector boxes on turned copies,
+    and the frame itself. Every region of a stage gets a refined mesh (a sure detector box
+    whose mesh fails is tried at a few nearby regions); a mesh counts when the model scores it
+    a face (MIN_PRESENCE), its layout is plausible and its eyes are far enough apart, and in
     the stages no detector vouched for (CONFIRMED_STAGES) when a second opinion confirms it; a
     mesh of doubtful orientation is refit at other rolls (:func:`_fit_face`). One mesh is kept
-    per face. The cascade stops after the first stage that yields a face, and within a stage
-    after the pass whose faces fill the photo: a tight crop of one face costs one detector run
-    and one mesh fit; in a group photo every pass runs.
+    per face. Then each face must show evidence of being one (:func:`_weigh_evidence`: skin
+    where the upper face is, a second model's or detector's opinion) and must not be a piece
+    of a larger face (an ear or cheek of a turned head). The cascade stops after the first
+    stage that yields a face, and within a stage after the pass whose faces fill the photo: a
+    tight crop of one face costs one detector run and one mesh fit; in a group photo every
+    pass runs. Each Detection carries the scores it was kept on (``evidence``).
 
     Raises:
-        NoFace: ``no-face`` when no stage finds a confirmed face; the detail counts the regions
-            tried and why their meshes were rejected.
+        NoFace: ``no-face`` when no stage finds a face; the detail counts the regions tried
+            and why their meshes were rejected.
     """
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise ValueError(f"expected an RGB uint8 image, got {rgb.dtype} {rgb.shape}")
     if max_faces is not None and max_faces < 1:
         raise ValueError(f"max_faces must be at least 1, got {max_faces}")
-    found: list[tuple[np.ndarray, float, int, Roi]] = []  # points, presence, stage, ROI
-    rejected: dict[str, int] = {}
+    found: list[tuple[np.ndarray, float, int, Roi, float]] = []  # pts, presence, stage, ROI,
+    rejected: dict[str, int] = {}                                   # the detector's prior
     h, w = rgb.shape[:2]
+    colour = photo_has_colour(rgb)
     for index, stage in enumerate(FACE_STAGES):
         for propose in _stage_passes(stage, rgb):
             for roi in sorted(propose(), key=lambda r: -r.prior):
                 if any(_covered(roi, f[3]) for f in found):
                     continue
-                pts, score, why = _fit_face(rgb, roi, stage in CONFIRMED_STAGES)
+                pts, score, why = _fit_face(rgb, roi, stage in CONFIRMED_STAGES,
+                                            min_eye_distance)
                 if pts is None:
                     rejected[why] = rejected.get(why, 0) + 1
                     continue
-                face = (pts, score, index, roi_from_landmarks(pts))
+                face = (pts, score, index, roi_from_landmarks(pts), roi.prior)
                 twin = next((i for i, f in enumerate(found) if _same_face(f[0], pts)), None)
                 if twin is None:
                     found.append(face)
@@ -639,11 +692,88 @@ def detect_faces(rgb: np.ndarray, max_faces: int | None = None) -> list[Detectio
                     found[twin] = face
             if _photo_covered([f[3] for f in found], w, h):
                 break
-        if found:
+        kept = []
+        for f in _drop_parts(found, rejected):
+            why, evidence = _weigh_evidence(rgb, f[0], f[1], f[4], colour)
+            if why:
+                rejected[why] = rejected.get(why, 0) + 1
+            else:
+                kept.append((f, evidence))
+        if kept:
             break
-    if not found:
+        found = []
+    if not kept:
         tally = ", ".join(f"{n} {why}" for why, n in sorted(rejected.items())) or "none"
         raise NoFace("no-face", f"no face in {w}x{h} px; meshes rejected: {tally}")
-    found.sort(key=lambda f: -float(np.prod(np.ptp(f[0][:, :2], axis=0))))
-    return [Detection(pts.astype(np.float32), len(found), index, FACE_STAGES[index], score)
-            for pts, score, index, _ in found[:max_faces]]
+    kept.sort(key=lambda k: -float(np.prod(np.ptp(k[0][0][:, :2], axis=0))))
+    return [Detection(pts.astype(np.float32), len(kept), index, FACE_STAGES[index], score,
+                      evidence=evidence)
+            for (pts, score, index, _, _), evidence in kept[:max_faces]]
+
+
+# A fit under this share of a larger face's eye distance, with its eyes inside that face's
+# landmark box widened by this share of the box (ears and hair), is a piece of that face.
+PART_RATIO = 0.7
+PART_MARGIN = 0.25
+
+
+def _drop_parts(found: list, rejected: dict[str, int]) -> list:
+    """``found`` less the fits that are pieces of a larger face found (see
+    :func:`.face_evidence.part_of_larger_face`), counted in ``rejected``."""
+    keep = []
+    for f in found:
+        if any(part_of_larger_face(f[0], g[0], PART_RATIO, PART_MARGIN) for g in found
+               if g is not f):
+            rejected["part-of-a-face"] = rejected.get("part-of-a-face", 0) + 1
+        else:
+            keep.append(f)
+    return keep
+
+
+def _weigh_evidence(rgb: np.ndarray, pts: np.ndarray, presence: float, prior: float,
+                    colour: bool) -> tuple[str, tuple[tuple[str, float], ...]]:
+    """``(reason, evidence)``: "" when a fit is a face, else why not, and the scores it was
+    judged on, cheapest first, stopping at the first that suffices. A fit is a face when
+
+    - the detector that proposed it was sure (SURE_DETECTOR): it saw a face there itself; or
+    - a second model calls it a face: the plain 468-point model's presence (SECOND_OPINION),
+      or a face detector on the upright crop the mesh implies, with its eyes where the mesh
+      put them (:func:`_upright_detector_score`; UPRIGHT_SURE, or SECOND_OPINION when the
+      upper face is mostly skin, SKIN_SHARE); or
+    - in a colour photo, the mesh is sure (SURE_PRESENCE), a detector saw something
+      (RETRY_PRIOR) and the upper face is mostly skin (SKIN_SHARE; masked faces looking down
+      or under caps, which the second models miss).
+
+    Set on the even-numbered photos of both dev folders: ears, hands, coats, logos, signs and
+    textures that the mesh called faces had detector scores of 0.51-0.73, no second opinion
+    (but a pictogram), and when their presence was high, little skin.
+    """
+    evidence = [("presence", presence), ("detector", prior)]
+    if prior >= SURE_DETECTOR:
+        return "", _rounded(evidence)
+    _, plain = get_roi_mesher(False)(rgb, roi_from_landmarks(pts))
+    evidence.append(("plain", plain))
+    if plain >= SECOND_OPINION:
+        return "", _rounded(evidence)
+    upright = _upright_detector_score(rgb, pts)
+    evidence.append(("upright", upright))
+    if upright >= UPRIGHT_SURE:
+        return "", _rounded(evidence)
+    if not colour:  # a photo without colour says nothing about skin
+        return "no-evidence", _rounded(evidence)
+    skin = upper_face_skin(rgb, pts)
+    evidence.append(("skin", skin))
+    weak_opinion = upright >= SECOND_OPINION and skin >= SKIN_SHARE
+    sure_mesh = presence >= SURE_PRESENCE and prior >= RETRY_PRIOR and skin >= SKIN_SHARE
+    return ("" if weak_opinion or sure_mesh else "no-evidence"), _rounded(evidence)
+
+
+def _rounded(evidence: list[tuple[str, float]]) -> tuple[tuple[str, float], ...]:
+    return tuple((k, round(float(v), 3)) for k, v in evidence)
+
+
+# See _weigh_evidence.
+SURE_DETECTOR = 0.8
+SECOND_OPINION = 0.5
+SURE_PRESENCE = 0.9
+SKIN_SHARE = 0.6

@@ -48,7 +48,8 @@ class Detection:
     for :func:`.find_faces.detect_faces`; ``stage`` names the latter; ``score`` is FaceMesh's
     face-presence probability where it was measured (``detect_faces``), else NaN;
     ``found_with`` names the model and runtime (:func:`runtime_description`; set by
-    :func:`detect_landmarks`).
+    :func:`detect_landmarks`); ``evidence`` (``detect_faces``) names the scores the face was
+    kept on, as ``(name, value)`` pairs (see :func:`.find_faces.detect_faces`).
     """
 
     points: np.ndarray
@@ -57,6 +58,7 @@ class Detection:
     stage: str = ""
     score: float = float("nan")
     found_with: str = ""
+    evidence: tuple[tuple[str, float], ...] = ()
 
 
 @lru_cache(maxsize=2)

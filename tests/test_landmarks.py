@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from conftest import SHARED_DATA
 
-from maskface.maskgen.facepoints import FACE_OVAL, anchor_points
+from maskface.maskgen.facepoints import FACE_OVAL, anchor_points, eye_distance
 from maskface.maskgen.find_faces import detect_faces, roi_from_landmarks
 from maskface.maskgen.landmarks import NoFace, detect_landmarks
 from maskface.maskgen.pose import head_pose
@@ -157,15 +157,67 @@ def test_every_face_of_a_wide_group_photo_is_found(astronaut):
     np.testing.assert_allclose(eyes[2], ASTRONAUT_ANCHORS[0] / 2 + (1100, 600), atol=6)
 
 
-@pytest.mark.parametrize("picture", ["coffee", "brick", "flat"])
+FACE_FREE = ["coffee", "brick", "flat", "chelsea", "rocket", "coins", "text", "hubble_deep_field",
+             "colorwheel", "retina", "moon", "page", "grass", "gravel", "logo"]
+
+
+@pytest.mark.parametrize("picture", FACE_FREE)
 def test_a_photo_without_a_face_raises_no_face(picture):
+    """scikit-image's pictures without a face (a cat, a logo, text, textures, a rocket): no
+    false face, whatever the mesh model makes of them."""
     from skimage import data
 
     img = np.full((240, 320, 3), 128, np.uint8) if picture == "flat" else getattr(data, picture)()
-    img = np.ascontiguousarray(np.repeat(img[..., None], 3, 2) if img.ndim == 2 else img)
+    img = img[..., :3] if img.ndim == 3 else np.repeat(img[..., None], 3, 2)
+    img = np.ascontiguousarray(img.astype(np.uint8))
     with pytest.raises(NoFace) as e:
         detect_faces(img)
     assert e.value.reason == "no-face" and "meshes rejected" in e.value.detail
+
+
+def test_a_face_under_the_smallest_restorable_size_is_not_returned(astronaut):
+    import cv2
+
+    from maskface.maskgen.find_faces import MIN_EYE_DISTANCE
+
+    # The astronaut's eyes are 44 px apart; at a fifth of her size, 9 px: under 12 px.
+    small = cv2.resize(astronaut, (102, 102), interpolation=cv2.INTER_AREA)
+    photo = np.full((256, 256, 3), 120, np.uint8)
+    photo[80:182, 80:182] = small
+    with pytest.raises(NoFace) as e:
+        detect_faces(photo)
+    assert "face-too-small" in e.value.detail
+    (det,) = detect_faces(photo, min_eye_distance=4.0)
+    assert eye_distance(det.points) < MIN_EYE_DISTANCE
+
+
+def test_each_face_says_what_it_was_kept_on(astronaut):
+    (det,) = detect_faces(astronaut)
+    evidence = dict(det.evidence)
+    assert evidence["presence"] == pytest.approx(det.score, abs=1e-3) and evidence["presence"] > 0.9
+    assert 0.0 < evidence["detector"] <= 1.0
+
+
+def test_a_small_fit_beside_a_larger_face_is_a_piece_of_it(astronaut):
+    """An ear or cheek of a turned head fitted as a face: a smaller fit whose eyes lie within
+    the larger face's box (widened for ears and hair) belongs to it; one beside the box, or of
+    a similar size, is a face of its own."""
+    from maskface.maskgen.face_evidence import part_of_larger_face
+
+    big = detect_landmarks(astronaut).points.astype(np.float64)
+    lo, hi = big[:, :2].min(0), big[:, :2].max(0)
+    centre = anchor_points(big)[:2].mean(0)
+
+    def shrunk_at(where: np.ndarray, k: float) -> np.ndarray:
+        small = big.copy()
+        small[:, :2] = (big[:, :2] - centre) * k + where
+        return small
+
+    ear = np.array([hi[0] + 0.1 * (hi[0] - lo[0]), centre[1] + 10])  # just right of the box
+    assert part_of_larger_face(shrunk_at(ear, 0.3), big, 0.7, 0.25)
+    far = np.array([hi[0] + 1.5 * (hi[0] - lo[0]), centre[1]])
+    assert not part_of_larger_face(shrunk_at(far, 0.3), big, 0.7, 0.25)
+    assert not part_of_larger_face(shrunk_at(ear, 0.9), big, 0.7, 0.25)  # a face next to hers
 
 
 def test_masked_face_with_the_chin_cut_by_the_frame_is_found(astronaut):

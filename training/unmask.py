@@ -30,7 +30,7 @@ from ..maskgen.align import align_face, paste_back
 from ..maskgen.decode import BadImage, decode_image
 from ..maskgen.facepoints import FACE_OVAL, LEFT_EYE, NOSE_BRIDGE, RIGHT_EYE, anchor_points
 from ..maskgen.find_faces import detect_faces
-from ..maskgen.landmarks import NoFace
+from ..maskgen.landmarks import Detection, NoFace
 from ..maskgen.sources import image_files
 from .composite import change_mask, predicted_mask_weight
 from .predict import Predictor
@@ -280,8 +280,11 @@ def _unmask_one(path: Path, out: Path, name: str, predictor: Predictor,
         restored, faces = restore_faces(rgb, [d.points for d in dets], predictor, composite)
         changed = sum(f["pixels_changed"] for f in faces)
         face_info = [{"eyes_mouth": _anchors(d.points), "pixels_changed": f["pixels_changed"],
-                      "status": "restored" if f["pixels_changed"] else "no mask found"}
+                      "status": "restored" if f["pixels_changed"] else "no mask found",
+                      "score": round(d.score, 3), "kept_on": dict(d.evidence)}
                      for d, f in zip(dets, faces, strict=True)]
+        log.info("%s: %d face(s), kept on %s", path, len(dets),
+                 "; ".join(_kept_on(d) for d in dets))
         counts = {"faces_found": dets[0].faces_found,
                   "faces_restored": sum(f["pixels_changed"] > 0 for f in faces),
                   "faces_no_mask": sum(f["pixels_changed"] == 0 for f in faces)}
@@ -309,6 +312,11 @@ def _unmask_one(path: Path, out: Path, name: str, predictor: Predictor,
         sheet.append(_sheet_tile(rgb, restored, label=path.name))
     return PhotoResult(str(path), str(target), "restored", **counts, pixels_changed=changed,
                        faces=face_info, size=[int(rgb.shape[1]), int(rgb.shape[0])])
+
+
+def _kept_on(det: Detection) -> str:
+    """A face's evidence as one short line: ``presence 1.00, skin 0.93, ...``."""
+    return ", ".join(f"{k} {v:.2f}" for k, v in det.evidence) or f"presence {det.score:.2f}"
 
 
 def _anchors(points: np.ndarray) -> list[list[float]]:
