@@ -98,16 +98,22 @@ def _interpreter(content: bytes):
 # --- the face detector ------------------------------------------------------------------------
 
 
-def ssd_anchors() -> np.ndarray:
-    """(896, 2) anchor centres of the short-range detector, normalised to its input: a 16x16
-    grid with 2 anchors per cell (stride 8), then an 8x8 grid with 6 (strides 16, 16, 16)."""
+def grid_anchors(layers: tuple[tuple[int, int], ...]) -> np.ndarray:
+    """Anchor centres of a MediaPipe SSD detector, normalised to its input: for each
+    ``(grid, per_cell)`` layer, a grid x grid of cell centres, each repeated per_cell times."""
     out = []
-    for grid, per_cell in ((16, 2), (8, 6)):
+    for grid, per_cell in layers:
         c = (np.arange(grid) + 0.5) / grid
         xs, ys = np.meshgrid(c, c)
         cells = np.stack([xs.ravel(), ys.ravel()], 1)
         out.append(np.repeat(cells, per_cell, axis=0))
     return np.concatenate(out)
+
+
+def ssd_anchors() -> np.ndarray:
+    """(896, 2) anchor centres of the short-range detector: a 16x16 grid with 2 anchors per
+    cell (stride 8), then an 8x8 grid with 6 (strides 16, 16, 16)."""
+    return grid_anchors(((16, 2), (8, 6)))
 
 
 _ANCHORS = ssd_anchors()

@@ -21,7 +21,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .facemesh import Roi, _interpreter, decode_detections, mediapipe_model, weighted_nms
+from .facemesh import (
+    Roi,
+    _interpreter,
+    decode_detections,
+    grid_anchors,
+    mediapipe_model,
+    weighted_nms,
+)
 
 PALM_SIDE = 192
 HAND_SIDE = 224
@@ -44,13 +51,7 @@ REGION = (-0.25, -0.05, 1.25, 1.45)
 def palm_anchors() -> np.ndarray:
     """(2016, 2) anchor centres of the palm detector, normalised to its input: a 24x24 grid with
     2 anchors per cell (stride 8), then a 12x12 grid with 6 (strides 16, 16, 16)."""
-    out = []
-    for grid, per_cell in ((24, 2), (12, 6)):
-        c = (np.arange(grid) + 0.5) / grid
-        xs, ys = np.meshgrid(c, c)
-        cells = np.stack([xs.ravel(), ys.ravel()], 1)
-        out.append(np.repeat(cells, per_cell, axis=0))
-    return np.concatenate(out)
+    return grid_anchors(((24, 2), (12, 6)))
 
 
 def _palm_decoding_maps() -> tuple[np.ndarray, np.ndarray]:
@@ -152,27 +153,15 @@ class HandFinder:
     def palms(self, rgb: np.ndarray, region: np.ndarray) -> list[Roi]:
         """Hand ROIs of the palms the detector finds in ``region`` of ``rgb`` (black outside
         the picture, values in [0, 1] as MediaPipe's palm graph feeds them)."""
-        import cv2
-
-        img = cv2.warpAffine(rgb, region, (PALM_SIDE, PALM_SIDE),
-                             flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                             borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
-        x = np.multiply(img, np.float32(1 / 255), dtype=np.float32)[None]
-        self._palm.set_tensor(self._palm_in, x)
+        self._palm.set_tensor(self._palm_in, _network_input(rgb, region, PALM_SIDE))
         self._palm.invoke()
         return palm_rois(self._palm.get_tensor(self._palm_reg)[0].astype(np.float64),
                          self._palm.get_tensor(self._palm_score)[0, :, 0], region)
 
     def hand(self, rgb: np.ndarray, roi: Roi) -> Hand | None:
         """The hand in ``roi``, or None when the landmark model says there is none."""
-        import cv2
-
         m = roi_hand_matrix(roi)
-        img = cv2.warpAffine(rgb, m, (HAND_SIDE, HAND_SIDE),
-                             flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                             borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
-        x = np.multiply(img, np.float32(1 / 255), dtype=np.float32)[None]
-        self._hand.set_tensor(self._hand_in, x)
+        self._hand.set_tensor(self._hand_in, _network_input(rgb, m, HAND_SIDE))
         self._hand.invoke()
         score = float(self._hand.get_tensor(self._hand_flag).ravel()[0])
         if score < MIN_HAND_PRESENCE:
@@ -211,3 +200,13 @@ def find_hands(rgb: np.ndarray, points: np.ndarray) -> tuple[tuple[np.ndarray, f
                            "'maskface[landmarks]' (or generate with --no-hands)")
     return tuple((h.points.astype(np.float32), round(h.score, 4))
                  for h in get_hand_finder().near_face(rgb, points))
+
+
+def _network_input(rgb: np.ndarray, m: np.ndarray, side: int) -> np.ndarray:
+    """The (1, side, side, 3) float input of a hand network: ``rgb`` sampled through the
+    inverse of ``m`` (black outside the picture), scaled to [0, 1]."""
+    import cv2
+
+    img = cv2.warpAffine(rgb, m, (side, side), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                         borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+    return np.multiply(img, np.float32(1 / 255), dtype=np.float32)[None]
