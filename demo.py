@@ -243,7 +243,7 @@ def _index(cfg: DemoConfig, steps: dict, photos: list[str]) -> str:
         f"tiny (RA-UNet, width {cfg.width}, depth {cfg.depth}, with a mask head) and trained "
         f"for {_count(cfg.steps, 'step')} on {_count(g['pairs'], 'pair')} from "
         f"{_count(g['faces'], 'face')}: it shows the pieces working together. The bundled "
-        "model beside it (width 16, depth 5, 128 px, trained for two hours on a 2-core CPU on "
+        "model beside it (width 16, depth 5, 128 px, trained for 107 minutes on a 2-core CPU on "
         "23,829 CelebA pairs) "
         "shows what longer training does; unmask uses it.", "",
         f"1. **generate** ({g['seconds']} s): {g['masked']} of {_count(g['faces'], 'face')} "
