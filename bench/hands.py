@@ -14,58 +14,30 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
-from pathlib import Path
 
-DEFAULT_SRC = Path(__file__).resolve().parents[2] / "shared" / "data" / "celeba-wild"
+from faces import add_source_options, faces_with_landmarks
 
 
 def main() -> None:
     import cv2
 
     from maskface.maskgen.align import alignment_matrix, transform_points
-    from maskface.maskgen.decode import decode_image
     from maskface.maskgen.hands import find_hands
-    from maskface.maskgen.landmark_cache import LandmarkCache, digest_bytes
-    from maskface.maskgen.landmarks import NoFace, detect_landmarks
     from maskface.maskgen.occlusion import MIN_OCCLUDER_SCORE
     from maskface.maskgen.samples import hand_occluders
-    from maskface.maskgen.sources import read_source, resolve_source
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--src", default=str(DEFAULT_SRC))
-    ap.add_argument("--cache", default=None)
-    ap.add_argument("--limit", type=int, default=None)
+    add_source_options(ap)
     ap.add_argument("--size", type=int, default=256)
     args = ap.parse_args()
-    if not Path(args.src).exists():
-        sys.exit(f"no source at {args.src} (pass --src)")
     cv2.setNumThreads(1)  # as generate's workers
-    _, items = resolve_source(args.src)
-    items = items[: args.limit] if args.limit else items
-    cache = LandmarkCache.load(args.cache) if args.cache else LandmarkCache()
     times: dict[str, list[float]] = {"landmarks_ms": [], "landmarks_cpu_ms": [],
                                      "hands_ms": [], "hands_cpu_ms": []}
     faces = found = sure = 0
     occluders: list[str] = []
     first = True
-    for item in items:
-        data = read_source(item)
-        rgb = decode_image(data)
-        entry = cache.get(item.key, digest_bytes(data))
-        if entry is None:
-            t, c = time.perf_counter(), time.process_time()
-            try:
-                points = detect_landmarks(rgb).points
-            except NoFace:
-                continue
-            times["landmarks_ms"].append(1000 * (time.perf_counter() - t))
-            times["landmarks_cpu_ms"].append(1000 * (time.process_time() - c))
-        elif entry.points is None:
-            continue
-        else:
-            points = entry.points
+    for key, rgb, points in faces_with_landmarks(args, times):
         t, c = time.perf_counter(), time.process_time()
         hands = find_hands(rgb, points)
         if not first:  # the first call loads the two networks
@@ -77,7 +49,7 @@ def main() -> None:
         sure += any(s >= MIN_OCCLUDER_SCORE for _, s in hands)
         m = alignment_matrix(points, args.size)
         if hand_occluders(hands, m, transform_points(points, m), args.size):
-            occluders.append(item.key)
+            occluders.append(key)
     print(json.dumps({
         "bench": "hands", "src": args.src, "limit": args.limit, "faces": faces,
         "faces_with_a_hand": found, "faces_with_a_sure_hand": sure,

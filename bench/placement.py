@@ -21,56 +21,30 @@ import json
 import sys
 import time
 from collections import defaultdict
-from pathlib import Path
 
 import numpy as np
-
-DEFAULT_SRC = Path(__file__).resolve().parents[2] / "shared" / "data" / "celeba-wild"
+from faces import add_source_options, faces_with_landmarks
 
 
 def main() -> None:
     from maskface.maskgen.crops import parse_crop, template_residual
-    from maskface.maskgen.decode import decode_image
-    from maskface.maskgen.landmark_cache import LandmarkCache, digest_bytes
     from maskface.maskgen.samples import SampleRules, face_samples, maskable_face
-    from maskface.maskgen.sources import read_source, resolve_source
     from maskface.maskgen.templates import registry
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--src", default=str(DEFAULT_SRC))
-    ap.add_argument("--cache", default=None)
-    ap.add_argument("--limit", type=int, default=None)
+    add_source_options(ap)
     ap.add_argument("--crop", default="default")
     args = ap.parse_args()
     template = parse_crop(args.crop) is not None
-    if not Path(args.src).exists():
-        sys.exit(f"no source at {args.src} (pass --src)")
-    _, items = resolve_source(args.src)
-    items = items[: args.limit] if args.limit else items
-    cache = LandmarkCache.load(args.cache) if args.cache else LandmarkCache()
     reg = registry()
     # generate's samples with every type and proper wear (SampleRules' default).
     rules = SampleRules(tuple(reg), crop=args.crop)
     residuals = []
     stats: dict[str, dict] = defaultdict(lambda: defaultdict(list))
     faces = 0
-    for item in items:
-        data = read_source(item)
-        rgb = decode_image(data)
-        entry = cache.get(item.key, digest_bytes(data))
-        if entry is None:
-            from maskface.maskgen.landmarks import NoFace, detect_landmarks
-
-            try:
-                pts0 = detect_landmarks(rgb).points
-            except NoFace:
-                continue
-        elif entry.points is None:
-            continue
-        else:
-            pts0 = entry.points
+    for key, rgb, pts0 in faces_with_landmarks(args):
         faces += 1
-        face = maskable_face(rgb, pts0, 256, item.key, rules)
+        face = maskable_face(rgb, pts0, 256, key, rules)
         if template:
             residuals.append(template_residual(pts0, args.crop, 256))
         t0 = time.perf_counter()
