@@ -155,8 +155,10 @@ def types_cmd(template_dirs, detail) -> None:
 @click.option("--crop", default="default", show_default=True,
               help="The crop, as in generate: default, or arcface112 (arcface128, ...), "
                    "whose side sets the tile size.")
+@click.option("--hands/--no-hands", default=True, show_default=True,
+              help="Keep the hands over the lower face in front of the masks, as generate does.")
 def preview(src, out, shard_dir, samples, types, faces, keys, wear, seed, size, celeba_root,
-            template_dirs, crop) -> None:
+            template_dirs, crop, hands) -> None:
     """A contact sheet PNG: each face clean, then with every selected mask type (or, with
     --shards, the pairs a run wrote)."""
     from .maskgen.preview import make_sheet, sheet_from_shards
@@ -168,7 +170,8 @@ def preview(src, out, shard_dir, samples, types, faces, keys, wear, seed, size, 
         else:
             info = make_sheet(src, out, types=types, faces=faces, seed=seed, size=size,
                               celeba_root=celeba_root, templates=tuple(template_dirs),
-                              keys=keys.split(",") if keys else None, wear=wear, crop=crop)
+                              keys=keys.split(",") if keys else None, wear=wear, crop=crop,
+                              hands=hands)
     except (ValueError, SourceError) as e:
         raise click.ClickException(str(e)) from e
     except OSError as e:

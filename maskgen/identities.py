@@ -42,11 +42,11 @@ def parse_identity_file(text: str, name: str = "identity file") -> dict[str, str
         line = line.strip()
         if not line or line.startswith("#"):
             continue
-        path, sep, identity = line.rpartition(" ")
-        if not sep:
-            path, sep, identity = line.rpartition("\t")
-        path = path.strip()
-        if not sep or not path or not identity:
+        # The identity is the last field whatever the separator (a tab-separated path may hold
+        # spaces); the path is everything before it.
+        fields = line.rsplit(None, 1)
+        path, identity = (fields[0].strip(), fields[1]) if len(fields) == 2 else ("", "")
+        if not path or not identity:
             raise IdentityError(f"{name} line {line_no}: expected 'PATH IDENTITY', got "
                                 f"{line!r}")
         out[path.replace(os.sep, "/")] = identity

@@ -21,7 +21,6 @@ from pathlib import Path
 
 from .identities import (
     CELEBA_IDENTITY_FILE,
-    MODES,
     IdentityError,
     folder_identity,
     identity_split,
@@ -394,7 +393,7 @@ def assign_identities(src: str, items: list[SourceItem], identity: str, *,
         names = [folder_identity(_relative(i, base)) for i in items]
     else:
         path = Path(identity).expanduser()
-        if identity in MODES or not path.is_file():
+        if not path.is_file():
             raise SourceError(f"--identity {identity!r}: 'auto', 'none', 'folder' or an "
                               "existing file of 'PATH IDENTITY' lines")
         try:
