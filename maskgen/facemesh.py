@@ -132,23 +132,27 @@ class FaceBox:
     score: float
 
 
-def _decoding_maps() -> tuple[np.ndarray, np.ndarray]:
-    """Every decoded value is linear in the raw outputs and the anchor centre: a row is
-    ``raw @ A + anchor @ B``. Raw columns: centre offset x, y, width, height, 6 keypoints x, y."""
-    a = np.zeros((16, 16))
-    b = np.zeros((2, 16))
+def decoding_maps(keypoints: int = 6, side: int = DETECTOR_SIDE
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Every decoded value of a MediaPipe SSD detector (``keypoints`` keypoints, a ``side`` px
+    input) is linear in the raw outputs and the anchor centre: a row is
+    ``raw @ A + anchor @ B``. Raw columns: centre offset x, y, width, height, the keypoints'
+    x, y; decoded: x0, y0, x1, y1, the keypoints' x, y."""
+    n = 4 + 2 * keypoints
+    a = np.zeros((n, n))
+    b = np.zeros((2, n))
     for corner, sign in ((0, -0.5), (1, 0.5)):  # x0, y0 then x1, y1: centre -+ half the size
         for axis in (0, 1):
             col = 2 * corner + axis
             a[axis, col], a[2 + axis, col] = 1.0, sign
             b[axis, col] = 1.0
-    for k in range(4, 16):  # keypoints: offset + anchor
+    for k in range(4, n):  # keypoints: offset + anchor
         a[k, k] = 1.0
         b[k % 2, k] = 1.0
-    return a / DETECTOR_SIDE, b
+    return a / side, b
 
 
-_RAW_MAP, _ANCHOR_MAP = _decoding_maps()
+_RAW_MAP, _ANCHOR_MAP = decoding_maps()
 
 
 def decode_detections(regressors: np.ndarray, logits: np.ndarray,
@@ -285,15 +289,17 @@ def roi_matrix(roi: Roi, side: int = MESH_SIDE) -> np.ndarray:
                      [s * k, c * k, roi.cy - roi.size / 2 * (s + c)]])
 
 
-def roi_input(rgb: np.ndarray, m: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """The model's (192, 192, 3) float32 input in [0, 1]: the ROI whose :func:`roi_matrix` is
-    ``m``, resampled bilinearly, edge pixels repeated outside the picture; written into
-    ``out`` when given."""
+def roi_input(rgb: np.ndarray, m: np.ndarray, out: np.ndarray | None = None,
+              side: int = MESH_SIDE, black_outside: bool = False) -> np.ndarray:
+    """A model's (side, side, 3) float32 input in [0, 1]: the ROI whose :func:`roi_matrix` is
+    ``m``, resampled bilinearly, edge pixels repeated outside the picture (black with
+    ``black_outside``, as MediaPipe's hand graphs pad); written into ``out`` when given."""
     import cv2
 
-    crop = cv2.warpAffine(rgb, m, (MESH_SIDE, MESH_SIDE),
-                          flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                          borderMode=cv2.BORDER_REPLICATE)
+    border = ({"borderMode": cv2.BORDER_CONSTANT, "borderValue": (0, 0, 0)} if black_outside
+              else {"borderMode": cv2.BORDER_REPLICATE})
+    crop = cv2.warpAffine(rgb, m, (side, side), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                          **border)
     return np.multiply(crop, np.float32(1 / 255), out=out, dtype=np.float32)
 
 

@@ -25,8 +25,11 @@ from .facemesh import (
     Roi,
     _interpreter,
     decode_detections,
+    decoding_maps,
     grid_anchors,
     mediapipe_model,
+    roi_input,
+    roi_matrix,
     weighted_nms,
 )
 
@@ -54,25 +57,8 @@ def palm_anchors() -> np.ndarray:
     return grid_anchors(((24, 2), (12, 6)))
 
 
-def _palm_decoding_maps() -> tuple[np.ndarray, np.ndarray]:
-    """As ``facemesh._decoding_maps`` for 7 keypoints and a 192 px input: a decoded row is
-    ``raw @ A + anchor @ B``, columns ``x0, y0, x1, y1`` then the keypoints' ``x, y``."""
-    n = 4 + 2 * 7
-    a = np.zeros((n, n))
-    b = np.zeros((2, n))
-    for corner, sign in ((0, -0.5), (1, 0.5)):
-        for axis in (0, 1):
-            col = 2 * corner + axis
-            a[axis, col], a[2 + axis, col] = 1.0, sign
-            b[axis, col] = 1.0
-    for k in range(4, n):
-        a[k, k] = 1.0
-        b[k % 2, k] = 1.0
-    return a / PALM_SIDE, b
-
-
 _PALM_ANCHORS = palm_anchors()
-_PALM_RAW, _PALM_ANCHOR = _palm_decoding_maps()
+_PALM_RAW, _PALM_ANCHOR = decoding_maps(7, PALM_SIDE)
 
 
 @dataclass(frozen=True)
@@ -126,14 +112,6 @@ def palm_rois(regressors: np.ndarray, logits: np.ndarray, region: np.ndarray) ->
     return out
 
 
-def roi_hand_matrix(roi: Roi) -> np.ndarray:
-    """2x3 map from the landmark model's input pixels to picture pixels for ``roi``."""
-    c, s = math.cos(roi.angle), math.sin(roi.angle)
-    k = roi.size / HAND_SIDE
-    return np.array([[c * k, -s * k, roi.cx - roi.size / 2 * (c - s)],
-                     [s * k, c * k, roi.cy - roi.size / 2 * (s + c)]])
-
-
 class HandFinder:
     """The palm detector and the hand landmark model on LiteRT (one thread each)."""
 
@@ -153,15 +131,17 @@ class HandFinder:
     def palms(self, rgb: np.ndarray, region: np.ndarray) -> list[Roi]:
         """Hand ROIs of the palms the detector finds in ``region`` of ``rgb`` (black outside
         the picture, values in [0, 1] as MediaPipe's palm graph feeds them)."""
-        self._palm.set_tensor(self._palm_in, _network_input(rgb, region, PALM_SIDE))
+        x = roi_input(rgb, region, side=PALM_SIDE, black_outside=True)
+        self._palm.set_tensor(self._palm_in, x[None])
         self._palm.invoke()
         return palm_rois(self._palm.get_tensor(self._palm_reg)[0].astype(np.float64),
                          self._palm.get_tensor(self._palm_score)[0, :, 0], region)
 
     def hand(self, rgb: np.ndarray, roi: Roi) -> Hand | None:
         """The hand in ``roi``, or None when the landmark model says there is none."""
-        m = roi_hand_matrix(roi)
-        self._hand.set_tensor(self._hand_in, _network_input(rgb, m, HAND_SIDE))
+        m = roi_matrix(roi, HAND_SIDE)
+        self._hand.set_tensor(self._hand_in, roi_input(rgb, m, side=HAND_SIDE,
+                                                       black_outside=True)[None])
         self._hand.invoke()
         score = float(self._hand.get_tensor(self._hand_flag).ravel()[0])
         if score < MIN_HAND_PRESENCE:
@@ -200,13 +180,3 @@ def find_hands(rgb: np.ndarray, points: np.ndarray) -> tuple[tuple[np.ndarray, f
                            "'maskface[landmarks]' (or generate with --no-hands)")
     return tuple((h.points.astype(np.float32), round(h.score, 4))
                  for h in get_hand_finder().near_face(rgb, points))
-
-
-def _network_input(rgb: np.ndarray, m: np.ndarray, side: int) -> np.ndarray:
-    """The (1, side, side, 3) float input of a hand network: ``rgb`` sampled through the
-    inverse of ``m`` (black outside the picture), scaled to [0, 1]."""
-    import cv2
-
-    img = cv2.warpAffine(rgb, m, (side, side), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                         borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
-    return np.multiply(img, np.float32(1 / 255), dtype=np.float32)[None]
