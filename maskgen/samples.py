@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .align import align_face, frame_cut_row, reflect_below, transform_points
-from .crops import DEFAULT_CROP, crop_matrix, crop_side
+from .crops import crop_matrix, crop_side
 from .occlusion import MIN_OCCLUDER_SCORE, hand_cover, in_front, lower_face
 from .pose import head_pose
 from .render import FaceContext, Rendered, RenderError, prepare_face, render_mask
@@ -97,11 +97,8 @@ def maskable_face(rgb: np.ndarray, points: np.ndarray, size: int, key: str,
     (:meth:`MaskableFace.framed`): a real mask at the frame's edge is cut just the same.
     ``hands``: the hands found near the face (21 points in ``rgb``'s pixels, and the hand
     model's score); those sure enough and over the lower face become its occluders."""
-    if rules.crop == DEFAULT_CROP:
-        crop, m, pts = align_face(rgb, points, size)
-    else:
-        crop, m, pts = align_face(rgb, points, crop_side(rules.crop, size),
-                                  crop_matrix(points, rules.crop, size))
+    crop, m, pts = align_face(rgb, points, crop_side(rules.crop, size),
+                              crop_matrix(points, rules.crop, size))
     return MaskableFace(key, crop, pts, m, head_pose(points),
                         float(np.sqrt(abs(np.linalg.det(m[:, :2])))),
                         choose_frame_cut(key, rules.seed, rules.frame_cut, pts),
