@@ -3,6 +3,7 @@ in front of the mask and join its binary mask."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -92,3 +93,7 @@ def test_gas_respirator_cartridges_are_rigid_parts_in_the_mask(astronaut):
     # Dull colours: no part pixel is strongly saturated.
     part_px = r.masked[y0:y1, x0:x1][covered].astype(int)
     assert np.median(part_px.max(1) - part_px.min(1)) < 40
+    # The parts are really drawn: without them the same mask differs where they stand.
+    bare = render_mask(crop, pts, dataclasses.replace(t, parts=()), np.random.default_rng(0))
+    changed = (bare.masked[y0:y1, x0:x1] != r.masked[y0:y1, x0:x1]).any(-1)
+    assert changed[covered].mean() > 0.5
