@@ -292,6 +292,16 @@ def _os_error(e: OSError) -> str:
               type=click.FloatRange(min=0, max=1, max_open=True),
               help="Share of pairs shown without a mask (input = clean face, empty mask), so "
                    "a mask-head model learns to leave bare faces alone.")
+@click.option("--mask-recolour", default=0.0, show_default=True,
+              type=click.FloatRange(min=0, max=1, max_open=True),
+              help="Share of pairs whose mask (input only) gets a random colour and "
+                   "brightness, for masks in colours the templates lack (mask-head models).")
+@click.option("--grey-fraction", default=0.0, show_default=True,
+              type=click.FloatRange(min=0, max=1, max_open=True),
+              help="Share of pairs turned grey, input and target alike.")
+@click.option("--init", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Start from a trained model's weights (a checkpoint or .safetensors, e.g. "
+                   "the bundled one) to fine-tune it; the network options must match it.")
 @click.option("--loss", default="l1", show_default=True, type=click.Choice(["l1", "mse"]),
               help="Second term of ssim_l1: L1 (the paper's text) or MSE (its code).")
 @click.option("--device", default="auto", show_default=True,
@@ -314,9 +324,9 @@ def _os_error(e: OSError) -> str:
 @click.option("--val-batches", default=50, show_default=True, type=click.IntRange(min=1),
               help="Validation batches (of --batch-size) each time.")
 def train(data, out, model, width, depth, norm, mask_head, augment, epochs, max_steps,
-          max_minutes, batch_size, lr, lr_schedule, hole_weight, bare_fraction, loss, device,
-          precision, compile_, resume, workers, seed, checkpoint_every, val_every, log_every,
-          val_batches) -> None:
+          max_minutes, batch_size, lr, lr_schedule, hole_weight, bare_fraction, mask_recolour,
+          grey_fraction, init, loss, device, precision, compile_, resume, workers, seed,
+          checkpoint_every, val_every, log_every, val_batches) -> None:
     """Train the RA-UNet (or a variant) on generated shards. Multi-GPU: torchrun."""
     from .maskgen.shards import ShardError
     from .training.train import TrainConfig, TrainError
@@ -327,7 +337,8 @@ def train(data, out, model, width, depth, norm, mask_head, augment, epochs, max_
             data=data, out=out, model=model, width=width, depth=depth, norm=norm,
             mask_head=mask_head, augment=augment, epochs=epochs, max_steps=max_steps,
             max_minutes=max_minutes, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule,
-            hole_weight=hole_weight, bare_fraction=bare_fraction, loss=loss, device=device,
+            hole_weight=hole_weight, bare_fraction=bare_fraction, mask_recolour=mask_recolour,
+            grey_fraction=grey_fraction, init=init, loss=loss, device=device,
             precision=precision, compile=compile_, resume=resume or "no", workers=workers,
             seed=seed,
             checkpoint_every=checkpoint_every, val_every=val_every, log_every=log_every,

@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader  # noqa: E402
 
 from maskface.cli import main  # noqa: E402
 from maskface.maskgen.shards import iter_samples  # noqa: E402
+from maskface.training.augment import grey_pairs, recolour_masks  # noqa: E402
 from maskface.training.checkpoint import (  # noqa: E402
     CheckpointError,
     load_checkpoint,
@@ -84,6 +85,49 @@ def test_the_hole_loss_sees_only_the_mask_and_bare_pairs_are_clean_and_unmasked(
     for i in range(4):
         assert torch.equal(x[i], clean[i] if bare[i] else masked[i])
         assert torch.equal(mask[i], torch.zeros_like(m[i]) if bare[i] else m[i])
+
+
+def test_a_recoloured_mask_changes_only_the_masks_pixels_and_grey_pairs_are_grey():
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(8, 3, 16, 16, generator=g)
+    m = torch.zeros(8, 1, 16, 16)
+    m[:, :, 6:] = 1
+    out = recolour_masks(x, m, 0.5, torch.Generator().manual_seed(0))
+    inside = [not torch.allclose(out[i, :, 6:], x[i, :, 6:]) for i in range(8)]
+    assert 0 < sum(inside) < 8, "about half of the masks should be recoloured"
+    assert torch.equal(out[:, :, :6], x[:, :, :6]), "pixels outside the mask must stay"
+    for i in range(8):
+        if not inside[i]:
+            assert torch.equal(out[i], x[i])
+    assert out.min() >= 0 and out.max() <= 1
+    # Same seed, same draw: a resumed run recolours as the uninterrupted one did.
+    assert torch.equal(out, recolour_masks(x, m, 0.5, torch.Generator().manual_seed(0)))
+
+    y = torch.rand(8, 3, 16, 16, generator=g)
+    gx, gy = grey_pairs([x, y], 0.5, torch.Generator().manual_seed(0))
+    grey = [bool((gx[i, 0] == gx[i, 1]).all() and (gx[i, 1] == gx[i, 2]).all())
+            for i in range(8)]
+    assert 0 < sum(grey) < 8
+    for i in range(8):  # input and target turn grey together, or neither does
+        assert torch.equal(gy[i, 0], gy[i, 2]) == grey[i]
+        if not grey[i]:
+            assert torch.equal(gx[i], x[i]) and torch.equal(gy[i], y[i])
+        else:
+            assert torch.allclose(gx[i, 0], 0.299 * x[i, 0] + 0.587 * x[i, 1] + 0.114 * x[i, 2])
+
+
+def test_a_predicted_mask_is_grown_and_a_speck_is_no_mask():
+    from maskface.training.composite import MASK_GROW, predicted_mask_weight
+
+    prob = torch.zeros(2, 1, 100, 100)
+    prob[0, :, 50:90, 20:80] = 0.9  # 24 % of the crop: a mask
+    prob[1, :, 60:64, 40:44] = 0.9  # 0.16 %: a speck (teeth, a collar), not a mask
+    w = predicted_mask_weight(prob)
+    assert w[1].max() == 0, "a speck must not be blended"
+    g = round(MASK_GROW * 100)
+    assert (w[0, :, 50 - g:90 + g, 20 - g:80 + g] == 1).all()  # grown by MASK_GROW, whole
+    assert w[0, :, :50 - 3 * g].max() == 0  # nothing far from it moves
+    assert 0 < w[0, 0, 50 - g - 2, 50] < 1  # a feathered seam
 
 
 def test_the_cosine_schedule_decays_to_a_floor_and_constant_stays():
@@ -226,6 +270,36 @@ def test_a_shipped_model_file_holds_no_pickle_and_predicts_as_its_checkpoint(
     assert info["about"]["trained_on"] == "synthetic test pairs"
     st = pytest.importorskip("safetensors.torch")  # our writer speaks the real format
     assert set(st.load_file(str(f))) == set(p.model.state_dict())
+
+
+def test_a_run_can_start_from_a_trained_model_and_refuses_another_network(
+        tmp_path, shards, mask_head_run):
+    trained = mask_head_run / "checkpoints" / "last.pt"
+    run = tmp_path / "tuned"
+    # A learning rate too small to move the weights: the run's weights are the trained ones.
+    train("--data", str(shards), "--out", str(run), "--max-steps", "1", "--lr", "1e-12",
+          "--mask-head", "--augment", "flip", "--width", "8", "--depth", "4",
+          "--mask-recolour", "0.5", "--grey-fraction", "0.2", "--init", str(trained))
+    want = load_checkpoint(trained)["model"]
+    got = load_checkpoint(run / "checkpoints" / "last.pt")["model"]
+    for k, v in want.items():
+        if v.is_floating_point() and "running" not in k:  # BatchNorm statistics move anyway
+            torch.testing.assert_close(got[k], v, atol=1e-6, rtol=0)
+    fresh = tmp_path / "fresh"
+    train("--data", str(shards), "--out", str(fresh), "--max-steps", "1", "--lr", "1e-12",
+          "--mask-head", "--augment", "flip", "--width", "8", "--depth", "4")
+    other = load_checkpoint(fresh / "checkpoints" / "last.pt")["model"]
+    assert any(not torch.allclose(other[k], v) for k, v in want.items()
+               if v.is_floating_point())
+
+    res = CliRunner().invoke(main, ["train", "--data", str(shards), "--out",
+                                    str(tmp_path / "wrong"), *TINY, "--max-steps", "1",
+                                    "--init", str(trained)])
+    assert res.exit_code != 0 and "--init" in res.output and "width" in res.output
+    res = CliRunner().invoke(main, ["train", "--data", str(shards), "--out",
+                                    str(tmp_path / "plain"), *TINY, "--no-mask-head",
+                                    "--mask-recolour", "0.3", "--max-steps", "1"])
+    assert res.exit_code != 0 and "--mask-head model" in res.output
 
 
 def test_bf16_really_runs_in_bf16_and_learns(tmp_path, shards):

@@ -5,6 +5,9 @@ its colour jitter, in its order: hue +-0.05 of a turn, saturation x[0.2, 1.3], b
 contrast x[0.2, 1.5]. Saturation blends with the grey image and hue rotates the chroma plane
 of YIQ, the usual tensor forms of the HSV operations the paper's TensorFlow code used.
 ``flip``: the flip only. ``none``: neither.
+
+Beside these, two options of their own (``--mask-recolour``, ``--grey-fraction``) widen what a
+mask and a photo look like: a recoloured mask region (input only) and grey pairs.
 """
 
 from __future__ import annotations
@@ -61,3 +64,32 @@ def jitter_pair(pair: list[torch.Tensor], g: torch.Generator) -> list[torch.Tens
         out.append(y.clamp_(0, 1).contiguous(memory_format=torch.channels_last)
                    if x.is_contiguous(memory_format=torch.channels_last) else y.clamp_(0, 1))
     return out
+
+
+def recolour_masks(x: torch.Tensor, mask: torch.Tensor, fraction: float,
+                   g: torch.Generator) -> torch.Tensor:
+    """The input batch with, for each pair with probability ``fraction``, the mask's pixels
+    recoloured: a random hue, saturation x[0, 1.5] and brightness x[0.1, 1.2], so the model
+    learns the mask's shape and texture rather than the template palette's colours (real masks
+    come black, navy, pink, yellow, patterned). Pixels outside the mask, and the target, stay.
+    ``mask`` is the true mask (N1HW in [0, 1])."""
+    n, dev = x.shape[0], x.device
+    pick = (torch.rand(n, generator=g) < fraction).to(dev).view(-1, 1, 1, 1)
+    hue = _uniform(n, 0.0, 1.0, g, dev)
+    sat = _uniform(n, 0.0, 1.5, g, dev)
+    bri = _uniform(n, 0.1, 1.2, g, dev)
+    y = _hue(x, hue)
+    grey = _grey(y)
+    y = ((grey + (y - grey) * sat) * bri).clamp(0, 1)
+    m = mask.to(x.dtype) * pick
+    return x * (1 - m) + y * m
+
+
+def grey_pairs(pair: list[torch.Tensor], fraction: float,
+               g: torch.Generator) -> list[torch.Tensor]:
+    """Each pair, with probability ``fraction``, turned grey (input and target alike, three
+    equal channels): grey and sepia photos are common among real ones, and a model that has
+    seen colour only can fail to find a mask on them."""
+    n, dev = pair[0].shape[0], pair[0].device
+    pick = (torch.rand(n, generator=g) < fraction).to(dev).view(-1, 1, 1, 1)
+    return [torch.where(pick, _grey(x).expand_as(x), x) for x in pair]

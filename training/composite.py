@@ -15,6 +15,14 @@ import torch.nn.functional as F
 # Mean absolute RGB change (0..1) above which a pixel counts as restored. A trained model
 # changes unmasked skin by ~0.01-0.04 and a mask by ~0.1-0.5.
 CHANGE_THRESHOLD = 0.08
+# A mask head's mask is grown by this much of the crop side before the seam (real masks' soft
+# edges, straps near the cheeks) and feathered over as much again. `eval` and `unmask` blend
+# alike, so eval's composited figures are what `unmask` does to a face.
+MASK_GROW = 0.03
+# A mask head's finding smaller than this share of the crop is not a mask: 99 % of generated
+# masks cover more than 4 % (under-chin ones; worn properly, more than 13 %), while a bare
+# face's white teeth or a collar's edge can light up 2 %.
+MIN_MASK_AREA = 0.03
 
 
 def _dilate(x: torch.Tensor, k: int) -> torch.Tensor:
@@ -42,16 +50,18 @@ def change_mask(inp: torch.Tensor, out: torch.Tensor, threshold: float = CHANGE_
     return _blur(_dilate(hard, 2 * k + 1), 2 * k + 1)
 
 
-def predicted_mask_weight(prob: torch.Tensor, grow: float = 0.01, feather: float = 0.01
+def predicted_mask_weight(prob: torch.Tensor, grow: float = MASK_GROW,
+                          feather: float = MASK_GROW, min_area: float = MIN_MASK_AREA
                           ) -> torch.Tensor:
     """A blend weight (N, 1, H, W) from a mask head's output: 1 over the predicted mask
     (probability > 0.5) grown by ``grow`` of the side, fading linearly to 0 over twice
     ``feather`` beyond that; exactly 0 where no mask is near, so those pixels keep their
-    values."""
+    values, and 0 everywhere on an image whose mask covers less than ``min_area`` of it."""
     side = min(prob.shape[-2:])
     g = max(1, round(grow * side))
     f = max(1, round(feather * side))
     hard = (prob.float() > 0.5).float()
+    hard = hard * (hard.mean(dim=(1, 2, 3), keepdim=True) >= min_area)
     if not hard.any():
         return hard
     # Grown by g + f, then box-blurred over 2f + 1: weight 1 up to g past the edge, 0 beyond.

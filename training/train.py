@@ -23,10 +23,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from .augment import AUGMENTS, jitter_pair
+from .augment import AUGMENTS, grey_pairs, jitter_pair, recolour_masks
 from .checkpoint import (
     CheckpointError,
     load_checkpoint,
+    model_from_checkpoint,
     pick_device,
     save_checkpoint,
     use_bf16,
@@ -76,6 +77,13 @@ class TrainConfig:
     # learns that a face without a mask has nothing to restore (0: every pair masked).
     bare_fraction: float = 0.0
     augment: str = "paper"  # "paper": flip + the paper's colour jitter; "flip"; "none"
+    # Fraction of pairs whose mask region (input only) gets a random colour and brightness:
+    # real masks come in colours the templates' palette lacks (0: as generated).
+    mask_recolour: float = 0.0
+    grey_fraction: float = 0.0  # fraction of pairs turned grey, input and target alike
+    # A trained model (checkpoint or .safetensors) whose weights a fresh run starts from, to
+    # fine-tune it with a new schedule or new augmentations (None: random initialisation).
+    init: str | None = None
     epochs: int = 40
     max_steps: int | None = None
     # Stop at the first log interval after this many minutes of this invocation (a budget on a
@@ -111,10 +119,14 @@ class TrainConfig:
         if self.lr_schedule not in LR_SCHEDULES:
             raise TrainError(f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}, got "
                              f"{self.lr_schedule!r}")
-        if not 0 <= self.bare_fraction < 1:
-            raise TrainError(f"--bare-fraction must be in [0, 1), got {self.bare_fraction}")
-        if (self.hole_weight or self.bare_fraction) and not self.mask_head:
-            raise TrainError("--hole-weight and --bare-fraction are for a --mask-head model")
+        for name in ("bare_fraction", "mask_recolour", "grey_fraction"):
+            if not 0 <= getattr(self, name) < 1:
+                raise TrainError(f"--{name.replace('_', '-')} must be in [0, 1), got "
+                                 f"{getattr(self, name)}")
+        if (self.hole_weight or self.bare_fraction or self.mask_recolour) \
+                and not self.mask_head:
+            raise TrainError("--hole-weight, --bare-fraction and --mask-recolour are for a "
+                             "--mask-head model (they need the true mask)")
         if self.augment not in AUGMENTS:
             raise TrainError(f"--augment must be one of {', '.join(AUGMENTS)}, got "
                              f"{self.augment!r}")
@@ -143,6 +155,10 @@ def train(cfg: TrainConfig) -> dict:
     elif (out / "checkpoints" / "last.pt").exists():
         raise TrainError(f"{out} already holds a run; give --resume to continue it, or a new "
                          "--out")
+    if cfg.init and state["step"] == 0:  # a resumed run continues from its own weights
+        _initialise(model, cfg.init)
+        if rank == 0:
+            log.info("starting from the weights of %s", cfg.init)
     train_set, val_set, loader = _data(cfg, rank, world, device)
     net = model
     if world > 1:
@@ -210,6 +226,17 @@ def _start_processes(name: str) -> tuple[int, int, torch.device]:
             torch.distributed.init_process_group("gloo")
     rank = torch.distributed.get_rank() if world > 1 else 0
     return rank, world, device
+
+
+def _initialise(model, path: str) -> None:
+    """Load a trained model's weights into ``model``, which must be the same network."""
+    ck = load_checkpoint(path, "cpu")
+    trained = model_from_checkpoint(ck, path)
+    if trained.cfg.as_dict() != model.cfg.as_dict():
+        raise TrainError(f"--init {path} holds a {trained.cfg.as_dict()} model, not "
+                         f"{model.cfg.as_dict()}; use its --model/--width/--depth/--norm/"
+                         "--mask-head")
+    model.load_state_dict(trained.state_dict())
 
 
 def _resume(path: Path, cfg: TrainConfig, world: int, model, opt) -> dict:
@@ -400,6 +427,11 @@ class _Run:
         g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + self.step)
         if cfg.augment == "paper":
             x, y = jitter_pair([x, y], g)
+        # New draws come after the older ones, so runs without these options are unchanged.
+        if cfg.mask_recolour:
+            x = recolour_masks(x, mask, cfg.mask_recolour, g)
+        if cfg.grey_fraction:
+            x, y = grey_pairs([x, y], cfg.grey_fraction, g)
         if cfg.bare_fraction:
             x, mask = bare_pairs(x, y, mask, cfg.bare_fraction, g)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.fast):

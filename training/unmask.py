@@ -44,13 +44,6 @@ log = logging.getLogger("maskface.unmask")
 # gaiters cover the neck below the chin.
 NECK_DROP = 0.12
 FEATHER = 0.03  # Gaussian sigma of the seam, as a fraction of the crop side
-# A mask head's mask is grown by this much of the crop side before the seam (real masks' soft
-# edges, straps near the cheeks) and feathered over as much again.
-MASK_GROW = 0.03
-# A mask head's finding smaller than this share of the crop is not a mask: 99 % of generated
-# masks cover more than 4 % (under-chin ones; worn properly, more than 13 %), while a bare
-# face's white teeth or a collar's edge can light up 2 %.
-MIN_MASK_AREA = 0.03
 EYE_MARGIN = 0.02  # the eyes, grown by this much, are never blended
 EDGE_FADE = 0.06  # the weight fades to 0 over this much of the crop's border
 SHEET_PAGE = 24  # photos per contact sheet page: 8 rows of 3 before | after pairs
@@ -129,11 +122,9 @@ def _blend_weight(crop: np.ndarray, restored: np.ndarray, points: np.ndarray, si
                   found: np.ndarray | None, composite: bool) -> np.ndarray:
     """Where a restored crop goes back into the photo (crop-sized floats in [0, 1])."""
     guard = keep_eyes(points, size) * edge_fade(size)
-    if found is not None:  # the model's own mask, grown and feathered
-        if (found > 0.5).mean() < MIN_MASK_AREA:
-            return np.zeros((size, size), np.float32)
+    if found is not None:  # the model's own mask, grown and feathered (none if too small)
         prob = torch.from_numpy(found)[None, None]
-        return predicted_mask_weight(prob, MASK_GROW, MASK_GROW)[0, 0].numpy() * guard
+        return predicted_mask_weight(prob)[0, 0].numpy() * guard
     t = torch.from_numpy(np.stack([crop, restored])).permute(0, 3, 1, 2).float() / 255
     changed = change_mask(t[:1], t[1:])[0, 0].numpy() * guard
     # Composite: only what the model changed. Default: the lower face, and also whatever
