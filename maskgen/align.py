@@ -59,13 +59,22 @@ def transform_points(points: np.ndarray, m: np.ndarray) -> np.ndarray:
     return out
 
 
+# What lies beyond the photo in a crop with ``border="grey"``: one flat value, the one the
+# trainer's tight-crop augmentation fills with (``training/augment.py``), so a model told so
+# sees "no photo here" and not a mirrored face.
+OUTSIDE_GREY = 128
+
+
 def align_face(rgb: np.ndarray, points: np.ndarray, size: int = 256,
-               matrix: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+               matrix: np.ndarray | None = None, border: str = "reflect"
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Crop the face to ``size`` x ``size``, by ``matrix`` (image to crop) or, without one, by
     the canonical layout (:func:`alignment_matrix`).
 
-    Returns the crop (borders filled by reflection), the 2x3 image-to-crop matrix and the
-    landmarks in crop coordinates.
+    Returns the crop, the 2x3 image-to-crop matrix and the landmarks in crop coordinates.
+    Where the crop reaches beyond the photo it is filled by reflection (``border="reflect"``,
+    the generator's) or with flat grey (``"grey"``, what ``unmask`` gives the model: on tight
+    photos the reflections make kaleidoscopes of the face that hide the mask).
     """
     m = alignment_matrix(points, size) if matrix is None else matrix
     scale = float(np.sqrt(abs(np.linalg.det(m[:, :2]))))
@@ -84,8 +93,14 @@ def align_face(rgb: np.ndarray, points: np.ndarray, size: int = 256,
         m_src[:, 0] = m[:, 0] / sx
         m_src[:, 1] = m[:, 1] / sy
         m_src[:, 2] = m[:, 2] + m[:, 0] * (0.5 / sx - 0.5) + m[:, 1] * (0.5 / sy - 0.5)
-    crop = cv2.warpAffine(src, m_src, (size, size), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_REFLECT_101)
+    if border == "reflect":
+        crop = cv2.warpAffine(src, m_src, (size, size), flags=cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_REFLECT_101)
+    elif border == "grey":
+        crop = cv2.warpAffine(src, m_src, (size, size), flags=cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_CONSTANT, borderValue=(OUTSIDE_GREY,) * 3)
+    else:
+        raise ValueError(f"border must be 'reflect' or 'grey', got {border!r}")
     return crop, m, transform_points(points, m)
 
 

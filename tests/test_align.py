@@ -36,6 +36,29 @@ def test_aligned_anchors_sit_at_the_canonical_layout(astronaut, size):
     assert pts[152, 1] < 0.95 * size
 
 
+def test_beyond_the_photo_a_crop_mirrors_or_is_grey(astronaut):
+    from maskface.maskgen.align import OUTSIDE_GREY
+
+    pts = detect_landmarks(astronaut).points
+    top = int(pts[:, 1].min())  # the photo now starts at the hairline
+    cut = np.ascontiguousarray(astronaut[top:])
+    local = pts.copy()
+    local[:, 1] -= top
+    mirrored, m, _ = align_face(cut, local, 128)
+    grey, m2, _ = align_face(cut, local, 128, border="grey")
+    np.testing.assert_array_equal(m, m2)
+    import cv2
+
+    beyond = cv2.warpAffine(np.ones(cut.shape[:2], np.float32), m, (128, 128)) == 0
+    assert beyond[:10].mean() > 0.9  # the top rows of the crop lie above the cut
+    assert (grey[beyond] == OUTSIDE_GREY).all()
+    assert (mirrored[beyond] != OUTSIDE_GREY).any(axis=-1).mean() > 0.9  # the mirrored face
+    np.testing.assert_array_equal(grey[~beyond & (np.arange(128)[:, None] > 40)],
+                                  mirrored[~beyond & (np.arange(128)[:, None] > 40)])
+    with pytest.raises(ValueError, match="border"):
+        align_face(cut, local, 128, border="wrap")
+
+
 def test_shrinking_big_photos_keeps_the_crop_on_its_landmarks(astronaut):
     """Faces scaled down by more than 2x are first shrunk with INTER_AREA; the crop must still
     sit exactly where the returned matrix says (checked against a direct warp)."""

@@ -236,6 +236,27 @@ def test_a_mask_head_model_blends_only_where_it_found_the_mask(masked_astronaut)
         assert not changed[inside > 0].any()
 
 
+def test_a_tight_photo_shows_the_model_grey_beyond_its_edges(masked_astronaut):
+    from maskface.maskgen.align import OUTSIDE_GREY
+
+    masked, _ = masked_astronaut
+    pts = detect_landmarks(masked).points
+    # Cut the photo to the face, as many real photos are: forehead to chin, cheek to cheek.
+    x0, y0 = np.floor(pts[:, :2].min(0)).astype(int)
+    x1, y1 = np.ceil(pts[:, :2].max(0)).astype(int)
+    tight = np.ascontiguousarray(masked[y0:y1, x0:x1])
+    local = pts.copy()
+    local[:, :2] -= (x0, y0)
+    out, faces = restore_faces(tight, [local], mask_head_predictor())
+    crop, m = faces[0]["crop"], faces[0]["alignment"]
+    inside = cv2.warpAffine(np.ones(tight.shape[:2], np.float32), m, (128, 128))
+    beyond = inside == 0
+    assert beyond.mean() > 0.2, "the crop should reach far beyond this tight photo"
+    # No mirrored face beyond the photo: flat grey, as the trainer's tight crops are.
+    assert (crop[beyond] == OUTSIDE_GREY).all()
+    assert out.shape == tight.shape and (out != tight).any()
+
+
 def test_a_face_without_a_mask_comes_back_byte_identical(tmp_path, astronaut):
     src = tmp_path / "photos"
     src.mkdir()

@@ -97,7 +97,7 @@ def restore_faces(rgb: np.ndarray, faces: list[np.ndarray], predictor: Predictor
     size = predictor.image_size
     crops, ms, pts = [], [], []
     for p in faces:
-        c, m, q = align_face(rgb, p, size)
+        c, m, q = align_face(rgb, p, size, border="grey")
         crops.append(c)
         ms.append(m)
         pts.append(q)
