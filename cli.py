@@ -299,10 +299,6 @@ def _os_error(e: OSError) -> str:
 @click.option("--grey-fraction", default=0.0, show_default=True,
               type=click.FloatRange(min=0, max=1, max_open=True),
               help="Share of pairs turned grey, input and target alike.")
-@click.option("--tight-fraction", default=0.0, show_default=True,
-              type=click.FloatRange(min=0, max=1, max_open=True),
-              help="Share of pairs cut as tight photos are: flat grey beyond random edges, as "
-                   "unmask fills a crop beyond its photo (mask-head models).")
 @click.option("--init", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Start from a trained model's weights (a checkpoint or .safetensors, e.g. "
                    "the bundled one) to fine-tune it; the network options must match it.")
@@ -329,7 +325,7 @@ def _os_error(e: OSError) -> str:
               help="Validation batches (of --batch-size) each time.")
 def train(data, out, model, width, depth, norm, mask_head, augment, epochs, max_steps,
           max_minutes, batch_size, lr, lr_schedule, hole_weight, bare_fraction, mask_recolour,
-          grey_fraction, tight_fraction, init, loss, device, precision, compile_, resume,
+          grey_fraction, init, loss, device, precision, compile_, resume,
           workers, seed, checkpoint_every, val_every, log_every, val_batches) -> None:
     """Train the RA-UNet (or a variant) on generated shards. Multi-GPU: torchrun."""
     from .maskgen.shards import ShardError
@@ -342,7 +338,7 @@ def train(data, out, model, width, depth, norm, mask_head, augment, epochs, max_
             mask_head=mask_head, augment=augment, epochs=epochs, max_steps=max_steps,
             max_minutes=max_minutes, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule,
             hole_weight=hole_weight, bare_fraction=bare_fraction, mask_recolour=mask_recolour,
-            grey_fraction=grey_fraction, tight_fraction=tight_fraction, init=init, loss=loss,
+            grey_fraction=grey_fraction, init=init, loss=loss,
             device=device,
             precision=precision, compile=compile_, resume=resume or "no", workers=workers,
             seed=seed,

@@ -59,9 +59,8 @@ def transform_points(points: np.ndarray, m: np.ndarray) -> np.ndarray:
     return out
 
 
-# What lies beyond the photo in a crop with ``border="grey"``: one flat value, the one the
-# trainer's tight-crop augmentation fills with (``training/augment.py``), so a model told so
-# sees "no photo here" and not a mirrored face.
+# What lies beyond the photo in a crop with ``border="grey"``: one flat value, which a model
+# reads as "no photo here" (a mirrored face there hides the mask from it).
 OUTSIDE_GREY = 128
 
 

@@ -25,12 +25,7 @@ from torch.utils.data import DataLoader  # noqa: E402
 
 from maskface.cli import main  # noqa: E402
 from maskface.maskgen.shards import iter_samples  # noqa: E402
-from maskface.training.augment import (  # noqa: E402
-    OUTSIDE,
-    grey_pairs,
-    recolour_masks,
-    tight_crops,
-)
+from maskface.training.augment import grey_pairs, recolour_masks  # noqa: E402
 from maskface.training.checkpoint import (  # noqa: E402
     CheckpointError,
     load_checkpoint,
@@ -119,28 +114,6 @@ def test_a_recoloured_mask_changes_only_the_masks_pixels_and_grey_pairs_are_grey
             assert torch.equal(gx[i], x[i]) and torch.equal(gy[i], y[i])
         else:
             assert torch.allclose(gx[i, 0], 0.299 * x[i, 0] + 0.587 * x[i, 1] + 0.114 * x[i, 2])
-
-
-def test_a_tight_crop_is_grey_beyond_its_edges_in_both_images_and_the_mask_is_cleared():
-    g = torch.Generator().manual_seed(2)
-    x, y = torch.rand(16, 3, 32, 32, generator=g), torch.rand(16, 3, 32, 32, generator=g)
-    m = torch.ones(16, 1, 32, 32)
-    (cx, cy), cm = tight_crops([x, y], m, 0.5, torch.Generator().manual_seed(0))
-    grey_x = (cx == OUTSIDE).all(1, keepdim=True)
-    assert torch.equal(grey_x, (cy == OUTSIDE).all(1, keepdim=True)), "cut alike"
-    assert torch.equal(cm, (~grey_x).float()), "the mask is cleared exactly where it is cut"
-    cut = grey_x.flatten(1).any(1)
-    assert 0 < int(cut.sum()) < 16
-    for i in range(16):
-        if not cut[i]:
-            assert torch.equal(cx[i], x[i]) and torch.equal(cy[i], y[i])
-            continue
-        kept = (~grey_x[i, 0]).nonzero()  # what is left is one rectangle, never all of it
-        r0, c0 = kept.min(0).values.tolist()
-        r1, c1 = kept.max(0).values.tolist()
-        assert bool((~grey_x[i, 0, r0:r1 + 1, c0:c1 + 1]).all())
-        assert r0 <= 0.35 * 32 and r1 >= 32 - 0.25 * 32 - 1
-        assert torch.equal(cx[i, :, r0:r1 + 1, c0:c1 + 1], x[i, :, r0:r1 + 1, c0:c1 + 1])
 
 
 def test_a_predicted_mask_is_grown_and_a_speck_is_no_mask():
@@ -306,8 +279,7 @@ def test_a_run_can_start_from_a_trained_model_and_refuses_another_network(
     # A learning rate too small to move the weights: the run's weights are the trained ones.
     train("--data", str(shards), "--out", str(run), "--max-steps", "1", "--lr", "1e-12",
           "--mask-head", "--augment", "flip", "--width", "8", "--depth", "4",
-          "--mask-recolour", "0.5", "--grey-fraction", "0.2", "--tight-fraction", "0.5",
-          "--init", str(trained))
+          "--mask-recolour", "0.5", "--grey-fraction", "0.2", "--init", str(trained))
     want = load_checkpoint(trained)["model"]
     got = load_checkpoint(run / "checkpoints" / "last.pt")["model"]
     for k, v in want.items():

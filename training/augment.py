@@ -94,29 +94,3 @@ def grey_pairs(pair: list[torch.Tensor], fraction: float,
     pick = (torch.rand(n, generator=g) < fraction).to(dev).view(-1, 1, 1, 1)
     return [torch.where(pick, _grey(x).expand_as(x), x) for x in pair]
 
-
-# The deepest cut of each side (top, bottom, left, right) as a share of the crop: a tight photo
-# ends at the forehead, the chin or the cheeks, seldom inside the mask.
-CUT_DEPTH = (0.35, 0.25, 0.35, 0.35)
-OUTSIDE = 128 / 255  # maskgen.align.OUTSIDE_GREY: what unmask shows beyond a photo
-
-
-def tight_crops(pair: list[torch.Tensor], mask: torch.Tensor, fraction: float,
-                g: torch.Generator) -> tuple[list[torch.Tensor], torch.Tensor]:
-    """Each pair, with probability ``fraction``, cut as a tight photo cuts a face: each side,
-    with probability 1/2, from a random depth (up to ``CUT_DEPTH``) outwards is flat grey in
-    the input and the target alike, as ``unmask`` fills a crop beyond its photo, and the mask
-    is cleared there. Real photos are often cropped to the face; the model learns that the
-    grey is no photo and nothing to restore."""
-    n, _, h, w = pair[0].shape
-    dev = pair[0].device
-    pick = torch.rand(n, generator=g) < fraction
-    on = torch.rand(n, 4, generator=g) < 0.5
-    depth = torch.rand(n, 4, generator=g) * torch.tensor(CUT_DEPTH) * on * pick[:, None]
-    rows = torch.arange(h).view(1, h, 1) + 0.5
-    cols = torch.arange(w).view(1, 1, w) + 0.5
-    keep = ((rows >= depth[:, 0, None, None] * h) & (rows <= h - depth[:, 1, None, None] * h)
-            & (cols >= depth[:, 2, None, None] * w) & (cols <= w - depth[:, 3, None, None] * w))
-    keep = keep.unsqueeze(1).to(dev)
-    out = [torch.where(keep, x, torch.full_like(x, OUTSIDE)) for x in pair]
-    return out, mask * keep

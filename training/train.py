@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from .augment import AUGMENTS, grey_pairs, jitter_pair, recolour_masks, tight_crops
+from .augment import AUGMENTS, grey_pairs, jitter_pair, recolour_masks
 from .checkpoint import (
     CheckpointError,
     load_checkpoint,
@@ -81,8 +81,6 @@ class TrainConfig:
     # real masks come in colours the templates' palette lacks (0: as generated).
     mask_recolour: float = 0.0
     grey_fraction: float = 0.0  # fraction of pairs turned grey, input and target alike
-    # Fraction of pairs cut as a tight photo (grey beyond random edges, as unmask fills them).
-    tight_fraction: float = 0.0
     # A trained model (checkpoint or .safetensors) whose weights a fresh run starts from, to
     # fine-tune it with a new schedule or new augmentations (None: random initialisation).
     init: str | None = None
@@ -121,15 +119,14 @@ class TrainConfig:
         if self.lr_schedule not in LR_SCHEDULES:
             raise TrainError(f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}, got "
                              f"{self.lr_schedule!r}")
-        for name in ("bare_fraction", "mask_recolour", "grey_fraction", "tight_fraction"):
+        for name in ("bare_fraction", "mask_recolour", "grey_fraction"):
             if not 0 <= getattr(self, name) < 1:
                 raise TrainError(f"--{name.replace('_', '-')} must be in [0, 1), got "
                                  f"{getattr(self, name)}")
-        if (self.hole_weight or self.bare_fraction or self.mask_recolour
-                or self.tight_fraction) and not self.mask_head:
-            raise TrainError("--hole-weight, --bare-fraction, --mask-recolour and "
-                             "--tight-fraction are for a --mask-head model (they need the "
-                             "true mask)")
+        if (self.hole_weight or self.bare_fraction or self.mask_recolour) \
+                and not self.mask_head:
+            raise TrainError("--hole-weight, --bare-fraction and --mask-recolour are for a "
+                             "--mask-head model (they need the true mask)")
         if self.augment not in AUGMENTS:
             raise TrainError(f"--augment must be one of {', '.join(AUGMENTS)}, got "
                              f"{self.augment!r}")
@@ -435,8 +432,6 @@ class _Run:
             x = recolour_masks(x, mask, cfg.mask_recolour, g)
         if cfg.grey_fraction:
             x, y = grey_pairs([x, y], cfg.grey_fraction, g)
-        if cfg.tight_fraction:
-            (x, y), mask = tight_crops([x, y], mask, cfg.tight_fraction, g)
         if cfg.bare_fraction:
             x, mask = bare_pairs(x, y, mask, cfg.bare_fraction, g)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.fast):
