@@ -1,7 +1,7 @@
 """Face finding on real photos: how many faces `detect_faces` finds, how fast, and by which stage.
 
     python bench/detect.py [--src ../shared/data/real-masked-dev] [--limit N] [--draw DIR]
-                           [--baselines]
+                           [--per-photo FILE] [--baselines]
 
 Runs `maskgen.find_faces.detect_faces` over every image of a folder (one process, models loaded
 before timing starts) and prints one JSON object: photos, photos with a face, found rate, faces
@@ -15,6 +15,10 @@ one face), `one-NN.png` and `none-NN.png`. Each face has a numbered box (green),
 mouth anchors (red: image-left eye, blue: image-right eye, yellow: mouth) and its kept score;
 the white bar in each cell's corner is the smallest eye distance `detect_faces` looks for
 (MIN_EYE_DISTANCE), at that photo's scale, to judge which missed faces were restorable.
+
+`--per-photo FILE` writes one JSON line per photo (each face's landmark box, score, stage,
+evidence and a hash of its landmarks; a miss's reason): two runs' files are equal line for
+line exactly when a change left detection as it was.
 """
 
 from __future__ import annotations

@@ -111,9 +111,11 @@ RETRY_PRIOR = 0.5
 RETRY_ROIS = ((0.8, 0.0), (0.8, -0.2), (1.0, -0.2))
 
 
-def roi_from_landmarks(pts: np.ndarray, prior: float = 1.0) -> Roi:
+def roi_from_landmarks(pts: np.ndarray, prior: float = 0.0) -> Roi:
     """The ROI MediaPipe's tracking derives from a mesh: roll from the outer eye corners, the
-    landmarks' bounding box in the face's own frame, scaled by ROI_SCALE."""
+    landmarks' bounding box in the face's own frame, scaled by ROI_SCALE. ``prior`` defaults to
+    0, as for any ROI no detector proposed: a sure prior would let a fit skip the evidence
+    (SURE_DETECTOR) and earn retries (RETRY_PRIOR) that only a detector's box may."""
     p, q = pts[LEFT_EYE_OUTER, :2], pts[RIGHT_EYE_OUTER, :2]
     angle = math.atan2(q[1] - p[1], q[0] - p[0])
     c, s = math.cos(angle), math.sin(angle)
@@ -622,7 +624,7 @@ def _stage_passes(stage: str, rgb: np.ndarray) -> list[Callable[[], list[Roi]]]:
         return passes
     if stage == "facemesh":
         # Prior 0: FaceMesh's own detector found these, but says how sure it was nowhere.
-        return [lambda: [roi_from_landmarks(p, 0.0) for pad in (0.0, DETECT_PAD)
+        return [lambda: [roi_from_landmarks(p) for pad in (0.0, DETECT_PAD)
                          for p in mesh_faces(rgb, pad)]]
     if stage == "rotated":
         return [partial(_boxes, view, model, DETECT_PAD, deg)
