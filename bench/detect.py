@@ -1,7 +1,7 @@
 """Face finding on real photos: how many faces `detect_faces` finds, how fast, and by which stage.
 
     python bench/detect.py [--src ../shared/data/real-masked-dev] [--limit N] [--draw DIR]
-                           [--baselines]
+                           [--per-photo FILE] [--baselines]
 
 Runs `maskgen.find_faces.detect_faces` over every image of a folder (one process, models loaded
 before timing starts) and prints one JSON object: photos, photos with a face, found rate, faces
@@ -15,6 +15,10 @@ one face), `one-NN.png` and `none-NN.png`. Each face has a numbered box (green),
 mouth anchors (red: image-left eye, blue: image-right eye, yellow: mouth) and its kept score;
 the white bar in each cell's corner is the smallest eye distance `detect_faces` looks for
 (MIN_EYE_DISTANCE), at that photo's scale, to judge which missed faces were restorable.
+
+`--per-photo FILE` writes one JSON line per photo (each face's landmark box, score, stage,
+evidence and a hash of its landmarks; a miss's reason): two runs' files are equal line for
+line exactly when a change left detection as it was.
 """
 
 from __future__ import annotations
@@ -114,6 +118,9 @@ def main() -> None:
     ap.add_argument("--max-faces", type=int, default=None)
     ap.add_argument("--draw", default=None,
                     help="write contact sheets (multi-, one-, none-NN.png) into this folder")
+    ap.add_argument("--per-photo", default=None,
+                    help="write one JSON line per photo to this file: each face's box, score, "
+                         "stage, evidence and a hash of its landmarks (to compare two runs)")
     ap.add_argument("--baselines", action="store_true",
                     help="also count (and time) photos where one plain FaceMesh pass, and the "
                          "generator's detect_landmarks (with its retries, unchecked), find a face")
@@ -143,6 +150,7 @@ def main() -> None:
     photos_by_stage: Counter = Counter()
     misses, unreadable, with_face, faces_total = [], [], 0, 0
     rows: list[dict] = []
+    records: list[dict] = []
     several: list[dict] = []
     cells: dict[str, list[np.ndarray]] = {"multi": [], "one": [], "none": []}
     baseline: Counter = Counter()
@@ -165,6 +173,8 @@ def main() -> None:
         if args.baselines:
             baseline.update(baselines(rgb, baseline_ms))
         rows.append({"key": item.key, "faces": len(dets)})
+        if args.per_photo:
+            records.append(photo_record(item.key, dets, misses[-1] if not dets else None))
         if dets:
             with_face += 1
             faces_total += len(dets)
@@ -180,6 +190,8 @@ def main() -> None:
     sheets = {name: write_sheets(c, Path(args.draw), name)
               for name, c in cells.items() if c} if args.draw else {}
 
+    if args.per_photo:
+        Path(args.per_photo).write_text("".join(json.dumps(r) + "\n" for r in records))
     photos = len(ms)
     print(json.dumps({
         "bench": "detect", "src": args.src, "photos": photos, "unreadable": unreadable,
@@ -206,6 +218,19 @@ def main() -> None:
                                        for k, v in baseline_ms.items() if v}}
            if args.baselines else {}),
         "sheets": sheets, "several_faces": several, "misses": misses}, indent=1))
+
+
+def photo_record(key: str, dets: list, miss: dict | None) -> dict:
+    """One photo's result, exact enough to tell two runs apart: each face's landmark box,
+    score, stage, evidence and the SHA-256 of its landmarks' bytes; a miss's reason."""
+    import hashlib
+
+    return {"key": key, "miss": miss and miss["detail"], "faces": [
+        {"box": [round(float(v), 1) for v in (*d.points[:, :2].min(0), *d.points[:, :2].max(0))],
+         "score": round(float(d.score), 4), "stage": d.stage,
+         "evidence": [[k, v] for k, v in d.evidence],
+         "points_sha256": hashlib.sha256(np.ascontiguousarray(d.points).tobytes()).hexdigest()[:16]}
+        for d in dets]}
 
 
 def baselines(rgb: np.ndarray, ms: dict[str, list[float]]) -> list[str]:

@@ -111,9 +111,11 @@ RETRY_PRIOR = 0.5
 RETRY_ROIS = ((0.8, 0.0), (0.8, -0.2), (1.0, -0.2))
 
 
-def roi_from_landmarks(pts: np.ndarray, prior: float = 1.0) -> Roi:
+def roi_from_landmarks(pts: np.ndarray, prior: float = 0.0) -> Roi:
     """The ROI MediaPipe's tracking derives from a mesh: roll from the outer eye corners, the
-    landmarks' bounding box in the face's own frame, scaled by ROI_SCALE."""
+    landmarks' bounding box in the face's own frame, scaled by ROI_SCALE. ``prior`` defaults to
+    0, as for any ROI no detector proposed: a sure prior would let a fit skip the evidence
+    (SURE_DETECTOR) and earn retries (RETRY_PRIOR) that only a detector's box may."""
     p, q = pts[LEFT_EYE_OUTER, :2], pts[RIGHT_EYE_OUTER, :2]
     angle = math.atan2(q[1] - p[1], q[0] - p[0])
     c, s = math.cos(angle), math.sin(angle)
@@ -287,20 +289,35 @@ def _roi_crop(rgb: np.ndarray, roi: Roi
 
 
 
-def _fit_mesh(rgb: np.ndarray, roi: Roi, confirm: bool = True, min_iod: float = 0.0
-              ) -> tuple[np.ndarray | None, float, str]:
+class Fit(NamedTuple):
+    """One ROI's mesh: ``points`` (None when it is no face), the model's ``presence``, the
+    ``reason`` it is no face ("" when it is one), and the second opinions already read on these
+    points (``opinions``: name -> score, see :func:`_opinion`), so that the evidence weighed
+    later never runs a model on the same fit twice."""
+
+    points: np.ndarray | None
+    presence: float
+    reason: str
+    opinions: dict[str, float]
+
+
+def _no_fit(presence: float, reason: str) -> Fit:
+    return Fit(None, presence, reason, {})
+
+
+def _fit_mesh(rgb: np.ndarray, roi: Roi, confirm: bool = True, min_iod: float = 0.0) -> Fit:
     """The mesh for one ROI, refined from its own landmarks and checked (eye distance at least
-    ``min_iod``; a second opinion when ``confirm``): ``(points, presence, reason)``, points
-    None and a reason when there is no face."""
+    ``min_iod``; a second opinion when ``confirm``); points None and a reason when there is no
+    face."""
     mesher = get_roi_mesher(True)
     pts, score = mesher(rgb, roi)
     if pts is None:
-        return None, 0.0, "empty-crop"
+        return _no_fit(0.0, "empty-crop")
     drift = math.inf
     for step in range(REFINE_STEPS):
         nxt, nscore = mesher(rgb, roi_from_landmarks(pts))
         if nxt is None:
-            return None, 0.0, "empty-crop"
+            return _no_fit(0.0, "empty-crop")
         drift = _anchor_shift(nxt, pts)
         # Nothing there at all (twice): stop early, as for most ROIs of a photo without faces.
         give_up = step == 0 and max(score, nscore) < 0.01
@@ -308,17 +325,17 @@ def _fit_mesh(rgb: np.ndarray, roi: Roi, confirm: bool = True, min_iod: float = 
         if give_up or drift < SETTLED_DRIFT:
             break
     if score < MIN_PRESENCE:
-        return None, score, "not-a-face"
+        return _no_fit(score, "not-a-face")
     if drift > MAX_DRIFT:
-        return None, score, "unstable"
+        return _no_fit(score, "unstable")
     h, w = rgb.shape[:2]
+    opinions: dict[str, float] = {}
     why = (implausible(pts, w, h) or ("face-too-small" if eye_distance(pts) < min_iod else "")
-           or (_unconfirmed(rgb, pts) if confirm else ""))
-    return (None, score, why) if why else (pts, score, "")
+           or (_unconfirmed(rgb, pts, opinions) if confirm else ""))
+    return _no_fit(score, why) if why else Fit(pts, score, "", opinions)
 
 
-def _fit_face(rgb: np.ndarray, roi: Roi, confirm: bool, min_iod: float = 0.0
-              ) -> tuple[np.ndarray | None, float, str]:
+def _fit_face(rgb: np.ndarray, roi: Roi, confirm: bool, min_iod: float = 0.0) -> Fit:
     """:func:`_fit_mesh`; and for an unconfirmed stage's mesh that the mirrored photo does not
     reproduce, fits at the ROI turned by a quarter and a half turn too: a turned fit that is
     larger and that the mirrored photo does reproduce replaces it.
@@ -328,24 +345,21 @@ def _fit_face(rgb: np.ndarray, roi: Roi, confirm: bool, min_iod: float = 0.0
     an eye taken for the mouth, with presence 1.0, and fits it differently in the mirror image;
     at the right roll it fits the whole face, which is larger, the same both ways round.
     """
-    pts, score, why = _fit_mesh(rgb, roi, confirm, min_iod)
-    if pts is None and why == "not-a-face" and roi.prior >= RETRY_PRIOR:
-        pts, score, why = _retry_nearby(rgb, roi, confirm, min_iod, (pts, score, why))
-    if pts is None or confirm or _mirror_shift(rgb, pts) <= SURE_MIRROR_DRIFT:
-        return pts, score, why
-    size = roi_from_landmarks(pts).size
+    fit = _fit_mesh(rgb, roi, confirm, min_iod)
+    if fit.points is None and fit.reason == "not-a-face" and roi.prior >= RETRY_PRIOR:
+        fit = _retry_nearby(rgb, roi, confirm, min_iod, fit)
+    if fit.points is None or confirm or _opinion(rgb, fit, "mirror") <= SURE_MIRROR_DRIFT:
+        return fit
+    size = roi_from_landmarks(fit.points).size
     for turn in (math.pi / 2, -math.pi / 2, math.pi):
-        alt, alt_score, _ = _fit_mesh(rgb, Roi(roi.cx, roi.cy, roi.size, roi.angle + turn), False,
-                                      min_iod)
-        if (alt is not None and roi_from_landmarks(alt).size > LARGER * size
-                and _mirror_shift(rgb, alt) <= SURE_MIRROR_DRIFT):
-            pts, score, size = alt, alt_score, roi_from_landmarks(alt).size
-    return pts, score, why
+        alt = _fit_mesh(rgb, Roi(roi.cx, roi.cy, roi.size, roi.angle + turn), False, min_iod)
+        if (alt.points is not None and roi_from_landmarks(alt.points).size > LARGER * size
+                and _opinion(rgb, alt, "mirror") <= SURE_MIRROR_DRIFT):
+            fit, size = alt, roi_from_landmarks(alt.points).size
+    return fit
 
 
-def _retry_nearby(rgb: np.ndarray, roi: Roi, confirm: bool, min_iod: float,
-                  failed: tuple[np.ndarray | None, float, str]
-                  ) -> tuple[np.ndarray | None, float, str]:
+def _retry_nearby(rgb: np.ndarray, roi: Roi, confirm: bool, min_iod: float, failed: Fit) -> Fit:
     """The first fit that is a face among ROIs near a sure detector box whose own ROI gave
     none (RETRY_ROIS: a little smaller, a little higher); ``failed`` when none is."""
     down = np.array([-math.sin(roi.angle), math.cos(roi.angle)])  # the face's down, on screen
@@ -353,7 +367,7 @@ def _retry_nearby(rgb: np.ndarray, roi: Roi, confirm: bool, min_iod: float,
         cx, cy = np.array([roi.cx, roi.cy]) + shift * roi.size * down
         fit = _fit_mesh(rgb, Roi(float(cx), float(cy), roi.size * scale, roi.angle, roi.prior),
                         confirm, min_iod)
-        if fit[0] is not None:
+        if fit.points is not None:
             return fit
     return failed
 
@@ -363,18 +377,33 @@ def _anchor_shift(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(anchor_points(a) - anchor_points(b)).max() / max(eye_distance(a), 1e-6))
 
 
-def _unconfirmed(rgb: np.ndarray, pts: np.ndarray) -> str:
+def _unconfirmed(rgb: np.ndarray, pts: np.ndarray, opinions: dict[str, float]) -> str:
     """"" when a second opinion confirms the face under a mesh, else "unconfirmed" (cheapest
-    opinion first: one plain-model run, then two detector runs, then two mesh fits)."""
-    _, plain = get_roi_mesher(False)(rgb, roi_from_landmarks(pts))
-    if plain >= PLAIN_PRESENCE:
+    opinion first: one plain-model run, then two detector runs, then two mesh fits); the
+    opinions read are left in ``opinions``."""
+    fit = Fit(pts, 0.0, "", opinions)
+    if _opinion(rgb, fit, "plain") >= PLAIN_PRESENCE:
         return ""
-    upright = _upright_detector_score(rgb, pts)
+    upright = _opinion(rgb, fit, "upright")
     if upright >= UPRIGHT_SURE:
         return ""
-    if upright >= UPRIGHT_WEAK and _mirror_shift(rgb, pts) <= MIRROR_DRIFT:
+    if upright >= UPRIGHT_WEAK and _opinion(rgb, fit, "mirror") <= MIRROR_DRIFT:
         return ""
     return "unconfirmed"
+
+
+def _opinion(rgb: np.ndarray, fit: Fit, name: str) -> float:
+    """A second opinion on a fit's points, read once and kept in ``fit.opinions``: "plain" (the
+    468-point model's presence at the fit's ROI), "upright" (:func:`_upright_detector_score`)
+    or "mirror" (:func:`_mirror_shift`)."""
+    if name not in fit.opinions:
+        fit.opinions[name] = _OPINIONS[name](rgb, fit.points)
+    return fit.opinions[name]
+
+
+def _plain_presence(rgb: np.ndarray, pts: np.ndarray) -> float:
+    """The plain 468-point model's presence at the ROI a mesh implies."""
+    return get_roi_mesher(False)(rgb, roi_from_landmarks(pts))[1]
 
 
 def _upright_detector_score(rgb: np.ndarray, pts: np.ndarray) -> float:
@@ -432,6 +461,10 @@ def _mirror_shift(rgb: np.ndarray, pts: np.ndarray) -> float:
     # Mirroring swaps the subject's eyes; compare anchors as (left, right, mouth).
     return float(np.abs(anchor_points(back)[[1, 0, 2]] - anchor_points(pts)).max()
                  / max(eye_distance(pts), 1e-6))
+
+
+_OPINIONS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
+    "plain": _plain_presence, "upright": _upright_detector_score, "mirror": _mirror_shift}
 
 
 def implausible(pts: np.ndarray, w: int, h: int) -> str:
@@ -591,7 +624,7 @@ def _stage_passes(stage: str, rgb: np.ndarray) -> list[Callable[[], list[Roi]]]:
         return passes
     if stage == "facemesh":
         # Prior 0: FaceMesh's own detector found these, but says how sure it was nowhere.
-        return [lambda: [roi_from_landmarks(p, 0.0) for pad in (0.0, DETECT_PAD)
+        return [lambda: [roi_from_landmarks(p) for pad in (0.0, DETECT_PAD)
                          for p in mesh_faces(rgb, pad)]]
     if stage == "rotated":
         return [partial(_boxes, view, model, DETECT_PAD, deg)
@@ -670,31 +703,31 @@ def detect_faces(rgb: np.ndarray, max_faces: int | None = None,
         raise ValueError(f"expected an RGB uint8 image, got {rgb.dtype} {rgb.shape}")
     if max_faces is not None and max_faces < 1:
         raise ValueError(f"max_faces must be at least 1, got {max_faces}")
-    found: list[tuple[np.ndarray, float, int, Roi, float]] = []  # pts, presence, stage, ROI,
-    rejected: dict[str, int] = {}                                   # the detector's prior
+    found: list[tuple[Fit, int, Roi, float]] = []  # fit, stage, its ROI, the detector's prior
+    rejected: dict[str, int] = {}
     h, w = rgb.shape[:2]
     colour = photo_has_colour(rgb)
     for index, stage in enumerate(FACE_STAGES):
         for propose in _stage_passes(stage, rgb):
             for roi in sorted(propose(), key=lambda r: -r.prior):
-                if any(_covered(roi, f[3]) for f in found):
+                if any(_covered(roi, f[2]) for f in found):
                     continue
-                pts, score, why = _fit_face(rgb, roi, stage in CONFIRMED_STAGES,
-                                            min_eye_distance)
-                if pts is None:
-                    rejected[why] = rejected.get(why, 0) + 1
+                fit = _fit_face(rgb, roi, stage in CONFIRMED_STAGES, min_eye_distance)
+                if fit.points is None:
+                    rejected[fit.reason] = rejected.get(fit.reason, 0) + 1
                     continue
-                face = (pts, score, index, roi_from_landmarks(pts), roi.prior)
-                twin = next((i for i, f in enumerate(found) if _same_face(f[0], pts)), None)
+                face = (fit, index, roi_from_landmarks(fit.points), roi.prior)
+                twin = next((i for i, f in enumerate(found)
+                             if _same_face(f[0].points, fit.points)), None)
                 if twin is None:
                     found.append(face)
-                elif score > found[twin][1]:
+                elif fit.presence > found[twin][0].presence:
                     found[twin] = face
-            if _photo_covered([f[3] for f in found], w, h):
+            if _photo_covered([f[2] for f in found], w, h):
                 break
         kept = []
         for f in _drop_parts(found, rejected):
-            why, evidence = _weigh_evidence(rgb, f[0], f[1], f[4], colour)
+            why, evidence = _weigh_evidence(rgb, f[0], f[3], colour)
             if why:
                 rejected[why] = rejected.get(why, 0) + 1
             else:
@@ -705,10 +738,10 @@ def detect_faces(rgb: np.ndarray, max_faces: int | None = None,
     if not kept:
         tally = ", ".join(f"{n} {why}" for why, n in sorted(rejected.items())) or "none"
         raise NoFace("no-face", f"no face in {w}x{h} px; meshes rejected: {tally}")
-    kept.sort(key=lambda k: -float(np.prod(np.ptp(k[0][0][:, :2], axis=0))))
-    return [Detection(pts.astype(np.float32), len(kept), index, FACE_STAGES[index], score,
-                      evidence=evidence)
-            for (pts, score, index, _, _), evidence in kept[:max_faces]]
+    kept.sort(key=lambda k: -float(np.prod(np.ptp(k[0][0].points[:, :2], axis=0))))
+    return [Detection(fit.points.astype(np.float32), len(kept), index, FACE_STAGES[index],
+                      fit.presence, evidence=evidence)
+            for (fit, index, _, _), evidence in kept[:max_faces]]
 
 
 # A fit under this share of a larger face's eye distance, with its eyes inside that face's
@@ -722,16 +755,16 @@ def _drop_parts(found: list, rejected: dict[str, int]) -> list:
     :func:`.face_evidence.part_of_larger_face`), counted in ``rejected``."""
     keep = []
     for f in found:
-        if any(part_of_larger_face(f[0], g[0], PART_RATIO, PART_MARGIN) for g in found
-               if g is not f):
+        if any(part_of_larger_face(f[0].points, g[0].points, PART_RATIO, PART_MARGIN)
+               for g in found if g is not f):
             rejected["part-of-a-face"] = rejected.get("part-of-a-face", 0) + 1
         else:
             keep.append(f)
     return keep
 
 
-def _weigh_evidence(rgb: np.ndarray, pts: np.ndarray, presence: float, prior: float,
-                    colour: bool) -> tuple[str, tuple[tuple[str, float], ...]]:
+def _weigh_evidence(rgb: np.ndarray, fit: Fit, prior: float, colour: bool
+                    ) -> tuple[str, tuple[tuple[str, float], ...]]:
     """``(reason, evidence)``: "" when a fit is a face, else why not, and the scores it was
     judged on, cheapest first, stopping at the first that suffices. A fit is a face when
 
@@ -748,14 +781,15 @@ def _weigh_evidence(rgb: np.ndarray, pts: np.ndarray, presence: float, prior: fl
     textures that the mesh called faces had detector scores of 0.51-0.73, no second opinion
     (but a pictogram), and when their presence was high, little skin.
     """
+    presence, pts = fit.presence, fit.points
     evidence = [("presence", presence), ("detector", prior)]
     if prior >= SURE_DETECTOR:
         return "", _rounded(evidence)
-    _, plain = get_roi_mesher(False)(rgb, roi_from_landmarks(pts))
+    plain = _opinion(rgb, fit, "plain")
     evidence.append(("plain", plain))
     if plain >= SECOND_OPINION:
         return "", _rounded(evidence)
-    upright = _upright_detector_score(rgb, pts)
+    upright = _opinion(rgb, fit, "upright")
     evidence.append(("upright", upright))
     if upright >= UPRIGHT_SURE:
         return "", _rounded(evidence)

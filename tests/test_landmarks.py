@@ -246,6 +246,39 @@ def test_a_face_turned_sideways_is_found_with_its_roll(astronaut):
     assert np.degrees(roi_from_landmarks(det.points).angle) == pytest.approx(-90, abs=12)
 
 
+def test_each_fit_is_scored_by_the_plain_model_once(astronaut, monkeypatch):
+    """A fit of a turned face is confirmed by a second opinion, then weighed as evidence: the
+    plain model reads each fit once (the evidence reuses the confirmation's score), so no ROI
+    reaches it twice."""
+    import cv2
+
+    from maskface.maskgen import find_faces
+
+    plain = find_faces.get_roi_mesher(False)
+    seen: list[tuple] = []
+    run = type(plain).__call__
+
+    def counted(self, rgb, roi):
+        if self is plain:
+            seen.append((roi.cx, roi.cy, roi.size, roi.angle))
+        return run(self, rgb, roi)
+
+    monkeypatch.setattr(type(plain), "__call__", counted)
+    turn = cv2.getRotationMatrix2D((225.0, 120.0), 90, 1.0)
+    (det,) = detect_faces(cv2.warpAffine(astronaut, turn, (512, 512)))
+    assert seen, "the plain model gave no opinion: nothing was checked"
+    assert len(seen) == len(set(seen))
+    assert dict(det.evidence)["plain"] >= SECOND_OPINION
+
+
+def test_a_region_read_off_a_mesh_claims_no_detector(astronaut):
+    """A region derived from landmarks has no detector's confidence unless one is given: a
+    sure prior would skip the evidence a fit must show."""
+    pts = detect_landmarks(astronaut).points
+    assert roi_from_landmarks(pts).prior == 0.0
+    assert roi_from_landmarks(pts, 0.7).prior == 0.7
+
+
 def test_points_map_back_exactly_from_a_big_photo(astronaut):
     """A face in a large photo is meshed on a shrunk crop; the points come back to within a
     pixel of the same face's points at the original size."""
