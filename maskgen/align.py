@@ -103,6 +103,20 @@ def align_face(rgb: np.ndarray, points: np.ndarray, size: int = 256,
     return crop, m, transform_points(points, m)
 
 
+def crop_footprint(shape: tuple[int, ...], m: np.ndarray, side: int
+                   ) -> tuple[int, int, int, int]:
+    """The photo box (x0, y0, x1, y1; ends exclusive, clipped to the photo) that a ``side``-px
+    crop aligned by ``m`` covers, with a pixel to spare for interpolation: the only pixels
+    :func:`paste_back` can change."""
+    h, w = shape[:2]
+    inv = cv2.invertAffineTransform(m)
+    corners = np.array([[0, 0], [side, 0], [0, side], [side, side]], np.float64) \
+        @ inv[:, :2].T + inv[:, 2]
+    x0, y0 = np.maximum(np.floor(corners.min(0)).astype(int) - 1, 0)
+    x1, y1 = np.minimum(np.ceil(corners.max(0)).astype(int) + 2, (w, h))
+    return int(x0), int(y0), int(x1), int(y1)
+
+
 def paste_back(photo: np.ndarray, crop: np.ndarray, m: np.ndarray, weight: np.ndarray
                ) -> np.ndarray:
     """Blend an aligned ``crop`` back into the ``photo`` it was cut from (the inverse of
@@ -110,16 +124,11 @@ def paste_back(photo: np.ndarray, crop: np.ndarray, m: np.ndarray, weight: np.nd
     each pixel takes. Only photo pixels under the crop's footprint are touched, and those where
     the warped weight is 0 keep their exact values; parts of the crop that lay outside the
     photo (reflected border) go nowhere."""
-    h, w = photo.shape[:2]
-    s = crop.shape[0]
-    inv = cv2.invertAffineTransform(m)
-    corners = np.array([[0, 0], [s, 0], [0, s], [s, s]], np.float64) @ inv[:, :2].T + inv[:, 2]
-    x0, y0 = np.maximum(np.floor(corners.min(0)).astype(int) - 1, 0)
-    x1, y1 = np.minimum(np.ceil(corners.max(0)).astype(int) + 2, (w, h))
+    x0, y0, x1, y1 = crop_footprint(photo.shape, m, crop.shape[0])
     out = photo.copy()
     if x1 <= x0 or y1 <= y0:
         return out
-    sub = inv.copy()
+    sub = cv2.invertAffineTransform(m)
     sub[:, 2] -= (x0, y0)
     size = (int(x1 - x0), int(y1 - y0))
     back = cv2.warpAffine(crop, sub, size, flags=cv2.INTER_CUBIC,

@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 import torch
 
-from ..maskgen.align import align_face, paste_back
+from ..maskgen.align import align_face, crop_footprint, paste_back
 from ..maskgen.decode import BadImage, decode_image
 from ..maskgen.facepoints import FACE_OVAL, LEFT_EYE, NOSE_BRIDGE, RIGHT_EYE, anchor_points
 from ..maskgen.find_faces import detect_faces
@@ -108,11 +108,14 @@ def restore_faces(rgb: np.ndarray, faces: list[np.ndarray], predictor: Predictor
     info = []
     for i, (c, r, m, q) in enumerate(zip(crops, restored, ms, pts, strict=True)):
         w = _blend_weight(c, r, q, size, None if found is None else found[i], composite)
-        before = out
+        changed = 0
         if w.max() > 0:
+            before = out
             out = paste_back(out, r, m, w)
-        changed = int(np.count_nonzero((out != before).any(axis=-1))) if out is not before \
-            else 0
+            # Only the crop's footprint can change: compare there, not the whole photo.
+            x0, y0, x1, y1 = crop_footprint(out.shape, m, size)
+            changed = int(np.count_nonzero(
+                (out[y0:y1, x0:x1] != before[y0:y1, x0:x1]).any(axis=-1)))
         info.append({"crop": c, "restored": r, "weight": w, "alignment": m,
                      "pixels_changed": changed})
     return out, info
