@@ -3,6 +3,7 @@ eval, unmask, demo, export."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
@@ -96,7 +97,7 @@ def generate(src, out, types, per_face, jobs, seed, size, landmarks_cache, sched
     from .maskgen.sources import SourceError
     from .maskgen.split import parse_ratios
 
-    try:
+    with _click_errors(GenerateError, SourceError, ValueError):
         cfg = GenerateConfig(
             src=src, out=out, types=types, per_face=per_face, seed=seed, size=size,
             shard_size=shard_size, split_ratios=parse_ratios(split_ratios),
@@ -106,10 +107,6 @@ def generate(src, out, types, per_face, jobs, seed, size, landmarks_cache, sched
             landmarks_cache=landmarks_cache, scheduler=scheduler, shard_index=shard_index,
             num_shards=num_shards, progress=progress)
         s = run_generate(cfg)
-    except (GenerateError, SourceError, ValueError) as e:
-        raise click.ClickException(str(e)) from e
-    except OSError as e:
-        raise click.ClickException(_os_error(e)) from e
     d = s.as_dict()
     fails = ", ".join(f"{k} {v}" for k, v in d["failures"].items()) or "none"
     click.echo(f"faces in {s.faces_in}, masked {s.faces_ok}, pairs out {s.pairs}, "
@@ -164,7 +161,7 @@ def preview(src, out, shard_dir, samples, types, faces, keys, wear, seed, size, 
     from .maskgen.preview import make_sheet, sheet_from_shards
     from .maskgen.sources import SourceError
 
-    try:
+    with _click_errors(ValueError, SourceError):
         if shard_dir:
             info = sheet_from_shards(shard_dir, out, samples=samples)
         else:
@@ -172,10 +169,6 @@ def preview(src, out, shard_dir, samples, types, faces, keys, wear, seed, size, 
                               celeba_root=celeba_root, templates=tuple(template_dirs),
                               keys=keys.split(",") if keys else None, wear=wear, crop=crop,
                               hands=hands)
-    except (ValueError, SourceError) as e:
-        raise click.ClickException(str(e)) from e
-    except OSError as e:
-        raise click.ClickException(_os_error(e)) from e
     click.echo(json.dumps(info), err=True)
 
 
@@ -212,12 +205,8 @@ def export_folder_cmd(out, dest, split, with_clean) -> None:
     from .maskgen.folder_export import ExportError, export_folder
     from .maskgen.shards import ShardError
 
-    try:
+    with _click_errors(ExportError, ShardError):
         s = export_folder(out, dest, split=split, with_clean=with_clean)
-    except (ExportError, ShardError) as e:
-        raise click.ClickException(str(e)) from e
-    except OSError as e:
-        raise click.ClickException(_os_error(e)) from e
     for sp, n in s.images.items():
         click.echo(f"{dest}/{sp}: {n} images of {s.identities[sp]} identities "
                    f"(index {dest}/{sp}.csv)", err=True)
@@ -241,13 +230,9 @@ def pairs(out, n, split, seed, path) -> None:
     from .maskgen.shards import ShardError
     from .maskgen.verification_pairs import write_pairs
 
-    try:
+    with _click_errors(ExportError, ShardError):
         info = write_pairs(out, path or Path(out) / f"pairs-{split}.txt", n=n, split=split,
                            seed=seed)
-    except (ExportError, ShardError) as e:
-        raise click.ClickException(str(e)) from e
-    except OSError as e:
-        raise click.ClickException(_os_error(e)) from e
     click.echo(json.dumps(info), err=True)
 
 
@@ -255,6 +240,18 @@ def _os_error(e: OSError) -> str:
     """One line for a file the command could not read or write: what, and which file."""
     where = f": {e.filename}" if e.filename else ""
     return f"{e.strerror or e}{where}"
+
+
+@contextlib.contextmanager
+def _click_errors(*kinds: type[Exception]):
+    """Turn the command's own errors (``kinds``) and a file it cannot read or write into one
+    line for the user, without a traceback."""
+    try:
+        yield
+    except kinds as e:
+        raise click.ClickException(str(e)) from e
+    except OSError as e:
+        raise click.ClickException(_os_error(e)) from e
 
 
 @main.command()
