@@ -71,9 +71,12 @@ def align_face(rgb: np.ndarray, points: np.ndarray, size: int = 256,
     the canonical layout (:func:`alignment_matrix`).
 
     Returns the crop, the 2x3 image-to-crop matrix and the landmarks in crop coordinates.
-    Where the crop reaches beyond the photo it is filled by reflection (``border="reflect"``,
-    the generator's) or with flat grey (``"grey"``, what ``unmask`` gives the model: on tight
-    photos the reflections make kaleidoscopes of the face that hide the mask).
+    Where the crop reaches beyond the photo, ``border`` says what fills it: ``"reflect"``
+    mirrors the photo at its edge; ``"smear"`` continues the edge's pixels outwards, blurred
+    (:func:`smear_outside`; the generator's: a mirror shows a second, upside-down half of the
+    face beyond the edge, which no real photo has); ``"grey"`` is flat grey (what ``unmask``
+    gives the model: on tight photos the reflections make kaleidoscopes of the face that hide
+    the mask).
     """
     m = alignment_matrix(points, size) if matrix is None else matrix
     scale = float(np.sqrt(abs(np.linalg.det(m[:, :2]))))
@@ -92,15 +95,53 @@ def align_face(rgb: np.ndarray, points: np.ndarray, size: int = 256,
         m_src[:, 0] = m[:, 0] / sx
         m_src[:, 1] = m[:, 1] / sy
         m_src[:, 2] = m[:, 2] + m[:, 0] * (0.5 / sx - 0.5) + m[:, 1] * (0.5 / sy - 0.5)
-    if border == "reflect":
+    if border in ("reflect", "smear"):
         crop = cv2.warpAffine(src, m_src, (size, size), flags=cv2.INTER_LINEAR,
                               borderMode=cv2.BORDER_REFLECT_101)
+        if border == "smear":
+            crop = smear_outside(src, m_src, crop)
     elif border == "grey":
         crop = cv2.warpAffine(src, m_src, (size, size), flags=cv2.INTER_LINEAR,
                               borderMode=cv2.BORDER_CONSTANT, borderValue=(OUTSIDE_GREY,) * 3)
     else:
-        raise ValueError(f"border must be 'reflect' or 'grey', got {border!r}")
+        raise ValueError(f"border must be 'reflect', 'smear' or 'grey', got {border!r}")
     return crop, m, transform_points(points, m)
+
+
+# Blur of the smeared border, per crop side: enough to turn the edge's streaks (hair, collars)
+# into soft bands, while the colours next to the edge stay the photo's.
+SMEAR_SIGMA = 1 / 48
+
+
+def smear_outside(src: np.ndarray, m: np.ndarray, crop: np.ndarray) -> np.ndarray:
+    """``crop`` (the warp of ``src`` by ``m``) with the pixels that lie beyond ``src``'s edges
+    filled from its edge pixels, continued outwards and blurred, instead of mirrored. Pixels
+    whose bilinear footprint lies within ``src`` keep their values exactly (a crop within the
+    photo is returned as it is); pixels on the edge blend the two by how much of them is in."""
+    h, w = src.shape[:2]
+    size = crop.shape[1], crop.shape[0]
+    inv = cv2.invertAffineTransform(m)
+    corners = np.array([[0, 0, 1], [size[0] - 1, 0, 1], [0, size[1] - 1, 1],
+                        [size[0] - 1, size[1] - 1, 1]], np.float64) @ inv.T
+    # A margin of a pixel: fixed-point rounding inside the warp must not reach a border pixel.
+    if (corners.min(0) >= 1).all() and (corners.max(0) <= (w - 2, h - 2)).all():
+        return crop
+    inside = cv2.warpAffine(np.full((h, w), 255, np.uint8), m, size, flags=cv2.INTER_LINEAR,
+                            borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    if inside.min() == 255:
+        return crop
+    smear = cv2.warpAffine(src, m, size, flags=cv2.INTER_LINEAR,
+                           borderMode=cv2.BORDER_REPLICATE)
+    # The blur at a quarter of the side: a wide kernel at full size costs more than the rest.
+    small = cv2.resize(smear, (max(1, size[0] // 4), max(1, size[1] // 4)),
+                       interpolation=cv2.INTER_AREA)
+    soft = cv2.resize(cv2.GaussianBlur(small, (0, 0), SMEAR_SIGMA * max(size) / 4), size,
+                      interpolation=cv2.INTER_LINEAR)
+    edge = inside < 255
+    a = inside[edge].astype(np.float32)[:, None] * np.float32(1 / 255)
+    out = crop.copy()
+    out[edge] = np.round(smear[edge] * a + soft[edge] * (1 - a)).astype(np.uint8)
+    return out
 
 
 def crop_footprint(shape: tuple[int, ...], m: np.ndarray, side: int

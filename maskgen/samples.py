@@ -97,8 +97,10 @@ def maskable_face(rgb: np.ndarray, points: np.ndarray, size: int, key: str,
     (:meth:`MaskableFace.framed`): a real mask at the frame's edge is cut just the same.
     ``hands``: the hands found near the face (21 points in ``rgb``'s pixels, and the hand
     model's score); those sure enough and over the lower face become its occluders."""
+    # Beyond the photo's edge the crop is smeared, not mirrored: a mirror shows a second half
+    # of the face there, upside down below a chin the photo cuts off, which no real photo has.
     crop, m, pts = align_face(rgb, points, crop_side(rules.crop, size),
-                              crop_matrix(points, rules.crop, size))
+                              crop_matrix(points, rules.crop, size), border="smear")
     return MaskableFace(key, crop, pts, m, head_pose(points),
                         float(np.sqrt(abs(np.linalg.det(m[:, :2])))),
                         choose_frame_cut(key, rules.seed, rules.frame_cut, pts),
