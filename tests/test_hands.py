@@ -155,6 +155,35 @@ def test_a_hand_away_from_the_lower_face_changes_nothing():
         assert a.rendered.meta == b.rendered.meta
 
 
+def test_the_palm_detector_runs_at_a_smaller_input():
+    """The glance's detector is the shipped one with a 128 px input: its SSD grids shrink with
+    it (16x16x2 + 8x8x6 anchors), other sides are refused, and 192 is the file as shipped."""
+    from maskface.maskgen.facemesh import _interpreter, mediapipe_model
+    from maskface.maskgen.hands import palm_model
+
+    shipped = mediapipe_model("palm_detection/palm_detection_lite.tflite").read_bytes()
+    assert palm_model(192) == shipped
+    with pytest.raises(ValueError, match="multiple of 32"):
+        palm_model(100)
+    small = _interpreter(palm_model(128))
+    assert list(small.get_input_details()[0]["shape"]) == [1, 128, 128, 3]
+    small.set_tensor(small.get_input_details()[0]["index"], np.zeros((1, 128, 128, 3), np.float32))
+    small.invoke()
+    shapes = sorted(tuple(small.get_tensor(d["index"]).shape) for d in small.get_output_details())
+    assert shapes == [(1, 896, 1), (1, 896, 18)]
+
+
+@needs_shared()
+@pytest.mark.parametrize("key", [HAND_OVER_MOUTH, FINGER_ON_LIPS, HAND_ON_FOREHEAD])
+def test_a_glance_sees_the_hands_near_a_face(key):
+    """The full palm pass runs only after a glance scores something hand-like: it must for
+    these faces with a hand, which the full pass then finds (see the tests above)."""
+    from maskface.maskgen.hands import GLANCE_SCORE, get_hand_finder
+
+    rgb, points = _face(key)
+    assert get_hand_finder().glance(rgb, points) >= GLANCE_SCORE + 0.1
+
+
 def test_no_hand_is_found_on_a_face_without_one(astronaut):
     from maskface.maskgen.hands import find_hands
     from maskface.maskgen.landmarks import detect_landmarks
