@@ -185,15 +185,14 @@ def paste_back(photo: np.ndarray, crop: np.ndarray, m: np.ndarray, weight: np.nd
     return out
 
 
-def reflect_below(img: np.ndarray, row: int) -> np.ndarray:
-    """``img`` as if the photo had ended at ``row``: the rows from there down mirror the rows
-    above it (OpenCV's reflect-101, the border :func:`align_face` uses beyond a photo)."""
-    h = img.shape[0]
-    if row >= h:
+def grey_below(img: np.ndarray, row: int) -> np.ndarray:
+    """``img`` as ``unmask`` would show a photo that ended at ``row``: the rows from there down
+    flat :data:`OUTSIDE_GREY` (``align_face(..., border="grey")``), or 0 in a binary mask
+    (2-D): nothing below the photo is a mask."""
+    if row >= img.shape[0]:
         return img
     out = img.copy()
-    idx = 2 * (row - 1) - np.arange(row, h)  # row - 2, row - 3, ...: mirror about row - 1
-    out[row:] = img[np.clip(idx, 0, row - 1)]
+    out[row:] = 0 if img.ndim == 2 else OUTSIDE_GREY
     return out
 
 

@@ -81,7 +81,7 @@ class GenerateConfig:
     wear: str = "proper=1"  # wear styles with their probabilities
     limit: int | None = None  # first N sources (by key) only
     # Share of faces whose photo is cut off between the lower lip and the chin, as in tight
-    # real photos: the crop below the cut mirrors the rows above (see align.reflect_below).
+    # real photos: the crop below the cut is flat grey, as unmask shows it (align.grey_below).
     frame_cut: float = 0.0
     # Where identities come from: "auto", "none", "folder" or an identity file (see
     # identities); run_generate replaces it by the mode in force ("none", "folder", "file:P").

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .align import align_face, frame_cut_row, reflect_below, transform_points
+from .align import align_face, frame_cut_row, grey_below, transform_points
 from .crops import crop_matrix, crop_side
 from .occlusion import MIN_OCCLUDER_SCORE, hand_cover, in_front, lower_face
 from .pose import head_pose
@@ -61,8 +61,10 @@ class MaskableFace:
 
     def framed(self, img: np.ndarray) -> np.ndarray:
         """``img`` (the crop, a masked crop or a mask) as written: cut off at :attr:`cut`, the
-        rows below mirroring those above, when this face has a frame cut."""
-        return img if self.cut is None else reflect_below(img, self.cut)
+        rows below flat grey as ``unmask`` shows a model a photo's end (:func:`.align.grey_below`),
+        when this face has a frame cut. (They used to mirror the rows above: a ghost of the
+        mouth, upside down under the mask, which ``unmask`` no longer shows a model.)"""
+        return img if self.cut is None else grey_below(img, self.cut)
 
 
 @dataclass(frozen=True)
