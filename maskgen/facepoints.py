@@ -40,6 +40,9 @@ LEFT_FACE_SIDE = 234
 LEFT_EAR_TOP = 127
 RIGHT_FACE_SIDE = 454
 RIGHT_EAR_TOP = 356
+# The face outline at the jaw's angle, below the ear (left, right).
+LEFT_JAW_ANGLE = 58
+RIGHT_JAW_ANGLE = 288
 
 # What a mask must cover and leave free (see placement): inner lips, lip middles and mouth
 # corners; both alae and the base of the nose.

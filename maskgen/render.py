@@ -18,9 +18,11 @@ import numpy as np
 from .facepoints import (
     LEFT_EAR_TOP,
     LEFT_FACE_SIDE,
+    LEFT_JAW_ANGLE,
     NOSE_TIP,
     RIGHT_EAR_TOP,
     RIGHT_FACE_SIDE,
+    RIGHT_JAW_ANGLE,
 )
 from .parts import contact_shadow, render_parts
 from .placement import Placement, check_placement, face_region
@@ -426,8 +428,8 @@ def ear_loops(nodes: np.ndarray, points: np.ndarray,
     # All curves at once, element for element the same arithmetic as one at a time: each
     # 2-vector operation costs ~2 us of numpy overhead, and a mask has up to 4 curves.
     starts, ends, outs = [], [], []
-    for side, contour, ear_lm in ((0, LEFT_FACE_SIDE, LEFT_EAR_TOP),
-                                   (-1, RIGHT_FACE_SIDE, RIGHT_EAR_TOP)):
+    for side, contour, ear_lm, jaw in ((0, LEFT_FACE_SIDE, LEFT_EAR_TOP, LEFT_JAW_ANGLE),
+                                        (-1, RIGHT_FACE_SIDE, RIGHT_EAR_TOP, RIGHT_JAW_ANGLE)):
         col = nodes[:, side, :2]
         outward = -xdir if side == 0 else xdir
         width = abs(float((points[contour, :2] - points[NOSE_TIP, :2]) @ xdir))
@@ -435,13 +437,18 @@ def ear_loops(nodes: np.ndarray, points: np.ndarray,
             continue
         if head:
             starts += [col[max(0, rows // 4)], col[min(rows - 1, (3 * rows) // 4)]]
-            ends += [points[ear_lm, :2] + outward * 0.45 * iod - ydir * 0.25 * iod,
-                     points[contour, :2] + outward * 0.4 * iod + ydir * 0.55 * iod]
+            # The straps run back around the head, above the ear and below it, and go out of
+            # sight where they pass the face's outline there; an end further out drew them
+            # as whiskers ending in the air beside the head.
+            ends += [points[ear_lm, :2] + outward * 0.08 * iod - ydir * 0.12 * iod,
+                     points[jaw, :2] + outward * 0.06 * iod + ydir * 0.1 * iod]
+            # Taut over the cheek, a strap bows out less than a loose ear loop.
+            outs += [0.4 * outward, 0.4 * outward]
         else:
             starts += [col[0], col[-1]]
             ends += [points[ear_lm, :2] + outward * 0.12 * iod,
                      points[contour, :2] + outward * 0.14 * iod + ydir * 0.25 * iod]
-        outs += [outward, outward]
+            outs += [outward, outward]
     if not starts:
         return []
     start, end = np.array(starts)[:, None], np.array(ends)[:, None]

@@ -68,6 +68,24 @@ def test_mask_turns_with_the_head(astronaut):
     assert angle == pytest.approx(-25, abs=8)
 
 
+@pytest.mark.parametrize("name", ["n95", "n95-valve", "ffp2-duckbill"])
+def test_head_straps_go_out_of_sight_at_the_face_outline(aligned, name):
+    """Straps run back around the head: seen from the front they end where they pass the
+    face's outline by the ear and the jaw, not in the air beside the head (they once ended
+    half an eye distance out, like whiskers)."""
+    from maskface.maskgen.facepoints import FACE_OVAL
+
+    crop, pts = aligned
+    iod = np.linalg.norm(pts[list(LEFT_EYE), :2].mean(0) - pts[list(RIGHT_EYE), :2].mean(0))
+    oval = pts[list(FACE_OVAL), :2].astype(np.float32)
+    r = render_mask(crop, pts, registry()[name], np.random.default_rng(0))
+    ys, xs = np.nonzero(r.mask)
+    upper = ys < pts[13, 1]  # above the mouth: straps and the mask's sides, not its chin
+    out = [-cv2.pointPolygonTest(oval, (float(x), float(y)), True)
+           for x, y in zip(xs[upper], ys[upper], strict=True)]
+    assert 0.05 * iod < max(out) < 0.25 * iod  # straps reach the outline, and stop there
+
+
 def test_anchor_syntax():
     a = parse_anchor("234*0.6 + 93*0.4 @ 0,0.1")
     assert a.indices == (234, 93) and a.weights == pytest.approx((0.6, 0.4))
