@@ -676,6 +676,23 @@ def _covered(roi: Roi, face: Roi) -> bool:
     return near and 0.5 < roi.size / face.size < 2.0
 
 
+# A region proposed again within a stage (another tile, pass or detector) is not fitted again
+# when a region this close, proposed at least as surely, gave no face: centres within this
+# share of its side, sides within this ratio, rolls within this many degrees.
+REPEAT_SHIFT = 0.1
+REPEAT_SIZE = 1.25
+REPEAT_ROLL = 10.0
+
+
+def _repeats(roi: Roi, tried: Roi) -> bool:
+    """Whether ``roi`` is one already ``tried`` in its stage (REPEAT_*, and no surer): its mesh
+    would start where that one's did and end where it did, a face or none."""
+    turn = abs((roi.angle - tried.angle + math.pi) % (2 * math.pi) - math.pi)
+    return (math.hypot(roi.cx - tried.cx, roi.cy - tried.cy) < REPEAT_SHIFT * tried.size
+            and 1 / REPEAT_SIZE < roi.size / tried.size < REPEAT_SIZE
+            and turn < math.radians(REPEAT_ROLL) and roi.prior <= tried.prior)
+
+
 def detect_faces(rgb: np.ndarray, max_faces: int | None = None,
                  min_eye_distance: float = MIN_EYE_DISTANCE) -> list[Detection]:
     """Every restorable face in an RGB uint8 photo of any size, largest first (at most
@@ -708,13 +725,16 @@ def detect_faces(rgb: np.ndarray, max_faces: int | None = None,
     h, w = rgb.shape[:2]
     colour = photo_has_colour(rgb)
     for index, stage in enumerate(FACE_STAGES):
+        failed: list[Roi] = []  # this stage's regions that gave no face
         for propose in _stage_passes(stage, rgb):
             for roi in sorted(propose(), key=lambda r: -r.prior):
-                if any(_covered(roi, f[2]) for f in found):
+                if any(_covered(roi, f[2]) for f in found) or any(
+                        _repeats(roi, t) for t in failed):
                     continue
                 fit = _fit_face(rgb, roi, stage in CONFIRMED_STAGES, min_eye_distance)
                 if fit.points is None:
                     rejected[fit.reason] = rejected.get(fit.reason, 0) + 1
+                    failed.append(roi)
                     continue
                 face = (fit, index, roi_from_landmarks(fit.points), roi.prior)
                 twin = next((i for i, f in enumerate(found)
