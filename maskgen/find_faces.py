@@ -34,6 +34,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .colour_balance import BALANCED_COPIES, needs_balance
 from .face_evidence import part_of_larger_face, photo_has_colour, upper_face_skin
 from .facemesh import MIN_PRESENCE, ROI_SCALE, Roi, quiet_stderr
 from .facepoints import LEFT_EYE_OUTER, RIGHT_EYE_OUTER, anchor_points, eye_distance
@@ -720,10 +721,33 @@ def detect_faces(rgb: np.ndarray, max_faces: int | None = None,
         raise ValueError(f"expected an RGB uint8 image, got {rgb.dtype} {rgb.shape}")
     if max_faces is not None and max_faces < 1:
         raise ValueError(f"max_faces must be at least 1, got {max_faces}")
-    found: list[tuple[Fit, int, Roi, float]] = []  # fit, stage, its ROI, the detector's prior
     rejected: dict[str, int] = {}
+    kept = _search(rgb, min_eye_distance, rejected)
+    if not kept and needs_balance(rgb):
+        # A second look in balanced colour, only where the photo's colour is off: a cast or a
+        # washed-out channel (see colour_balance); the copies have the photo's geometry.
+        for name, balance in BALANCED_COPIES:
+            kept = [(f, ((name, 1.0), *evidence))
+                    for f, evidence in _search(balance(rgb), min_eye_distance, rejected)]
+            if kept:
+                break
+    if not kept:
+        h, w = rgb.shape[:2]
+        tally = ", ".join(f"{n} {why}" for why, n in sorted(rejected.items())) or "none"
+        raise NoFace("no-face", f"no face in {w}x{h} px; meshes rejected: {tally}")
+    kept.sort(key=lambda k: -float(np.prod(np.ptp(k[0][0].points[:, :2], axis=0))))
+    return [Detection(fit.points.astype(np.float32), len(kept), index, FACE_STAGES[index],
+                      fit.presence, evidence=evidence)
+            for (fit, index, _, _), evidence in kept[:max_faces]]
+
+
+def _search(rgb: np.ndarray, min_eye_distance: float, rejected: dict[str, int]) -> list:
+    """The faces of the first stage of :func:`detect_faces` that yields any, as ``((fit, stage
+    index, ROI, prior), evidence)``; every mesh rejected is counted in ``rejected`` by reason."""
+    found: list[tuple[Fit, int, Roi, float]] = []  # fit, stage, its ROI, the detector's prior
     h, w = rgb.shape[:2]
     colour = photo_has_colour(rgb)
+    kept: list = []
     for index, stage in enumerate(FACE_STAGES):
         failed: list[Roi] = []  # this stage's regions that gave no face
         for propose in _stage_passes(stage, rgb):
@@ -745,7 +769,6 @@ def detect_faces(rgb: np.ndarray, max_faces: int | None = None,
                     found[twin] = face
             if _photo_covered([f[2] for f in found], w, h):
                 break
-        kept = []
         for f in _drop_parts(found, rejected):
             why, evidence = _weigh_evidence(rgb, f[0], f[3], colour)
             if why:
@@ -755,13 +778,7 @@ def detect_faces(rgb: np.ndarray, max_faces: int | None = None,
         if kept:
             break
         found = []
-    if not kept:
-        tally = ", ".join(f"{n} {why}" for why, n in sorted(rejected.items())) or "none"
-        raise NoFace("no-face", f"no face in {w}x{h} px; meshes rejected: {tally}")
-    kept.sort(key=lambda k: -float(np.prod(np.ptp(k[0][0].points[:, :2], axis=0))))
-    return [Detection(fit.points.astype(np.float32), len(kept), index, FACE_STAGES[index],
-                      fit.presence, evidence=evidence)
-            for (fit, index, _, _), evidence in kept[:max_faces]]
+    return kept
 
 
 # A fit under this share of a larger face's eye distance, with its eyes inside that face's
@@ -797,9 +814,16 @@ def _weigh_evidence(rgb: np.ndarray, fit: Fit, prior: float, colour: bool
       (RETRY_PRIOR) and the upper face is mostly skin (SKIN_SHARE; masked faces looking down
       or under caps, which the second models miss).
 
+    But in a colour photo, a fit whose upper face shows no skin at all (under NO_SKIN, also
+    in the photo's colour-balanced copies, :func:`_balanced_skin`) is a face only
+    when the plain model is sure of it (SURE_PLAIN): a face shows some skin around its eyes
+    even in harsh light, where the plain model still knows it; a round red pictogram had no
+    skin and the plain model's 0.89.
+
     Set on the even-numbered photos of both dev folders: ears, hands, coats, logos, signs and
     textures that the mesh called faces had detector scores of 0.51-0.73, no second opinion
-    (but a pictogram), and when their presence was high, little skin.
+    (but a pictogram), and when their presence was high, little skin. The real faces kept
+    with no skin in colour photos (harsh light, dark masks) had plain presences of 0.95-1.0.
     """
     presence, pts = fit.presence, fit.points
     evidence = [("presence", presence), ("detector", prior)]
@@ -807,6 +831,13 @@ def _weigh_evidence(rgb: np.ndarray, fit: Fit, prior: float, colour: bool
         return "", _rounded(evidence)
     plain = _opinion(rgb, fit, "plain")
     evidence.append(("plain", plain))
+    skin = upper_face_skin(rgb, pts) if colour else math.nan
+    if skin < NO_SKIN and (balanced := _balanced_skin(rgb, pts)) < NO_SKIN:
+        # No skin where a face, masked or not, shows it, even with the photo's colour cast
+        # removed: only the plain model's sure presence outweighs that (faces in harsh
+        # light); a round pictogram does not.
+        evidence += [("skin", skin), ("balanced-skin", balanced)]
+        return ("" if plain >= SURE_PLAIN else "no-skin"), _rounded(evidence)
     if plain >= SECOND_OPINION:
         return "", _rounded(evidence)
     upright = _opinion(rgb, fit, "upright")
@@ -815,11 +846,17 @@ def _weigh_evidence(rgb: np.ndarray, fit: Fit, prior: float, colour: bool
         return "", _rounded(evidence)
     if not colour:  # a photo without colour says nothing about skin
         return "no-evidence", _rounded(evidence)
-    skin = upper_face_skin(rgb, pts)
     evidence.append(("skin", skin))
     weak_opinion = upright >= SECOND_OPINION and skin >= SKIN_SHARE
     sure_mesh = presence >= SURE_PRESENCE and prior >= RETRY_PRIOR and skin >= SKIN_SHARE
     return ("" if weak_opinion or sure_mesh else "no-evidence"), _rounded(evidence)
+
+
+def _balanced_skin(rgb: np.ndarray, pts: np.ndarray) -> float:
+    """The largest share of skin the upper face of a fit shows in the photo's balanced copies
+    (:data:`.colour_balance.BALANCED_COPIES`): a face lit blue shows skin once the cast is
+    removed; grey world alone turns a face that fills a warm photo grey."""
+    return max(upper_face_skin(balance(rgb), pts) for _, balance in BALANCED_COPIES)
 
 
 def _rounded(evidence: list[tuple[str, float]]) -> tuple[tuple[str, float], ...]:
@@ -831,3 +868,5 @@ SURE_DETECTOR = 0.8
 SECOND_OPINION = 0.5
 SURE_PRESENCE = 0.9
 SKIN_SHARE = 0.6
+NO_SKIN = 0.2
+SURE_PLAIN = 0.92
