@@ -324,3 +324,73 @@ def test_real_masked_photos_are_found():
         found += 1
         assert len(dets) == 1
     assert found >= 0.9 * len(photos)
+
+
+def test_a_region_proposed_again_in_a_stage_is_not_fitted_again(astronaut, monkeypatch):
+    """Tiles, passes and both detectors often propose one region several times: a region
+    close to one that already gave no face is not fitted again, unless it is proposed more
+    surely (a sure box earns retries and skips the evidence)."""
+    from maskface.maskgen import find_faces
+    from maskface.maskgen.facemesh import Roi
+
+    suit = Roi(120.0, 420.0, 150.0, 0.0, 0.6)  # on the astronaut's suit, far from her face
+    again = Roi(124.0, 417.0, 140.0, 0.05, 0.55)
+    surer = Roi(120.0, 420.0, 150.0, 0.0, 0.9)
+    passes = {"detector": [lambda: [suit], lambda: [again, surer]]}
+    monkeypatch.setattr(find_faces, "_stage_passes", lambda stage, rgb: passes.get(stage, []))
+    fitted = []
+    fit = find_faces._fit_face
+    monkeypatch.setattr(find_faces, "_fit_face",
+                        lambda rgb, roi, *args: fitted.append(roi) or fit(rgb, roi, *args))
+    with pytest.raises(NoFace):
+        detect_faces(astronaut)
+    assert fitted == [suit, surer]
+
+
+REAL_SCENES = SHARED_DATA / "real-masked-scenes-dev"
+
+
+@pytest.mark.shared
+@pytest.mark.skipif(not REAL_MASKED.is_dir(), reason=f"needs {REAL_MASKED} (absent)")
+@pytest.mark.parametrize("key", ["0142", "0258", "0284"])
+def test_a_face_under_coloured_light_is_found_on_a_balanced_copy(key):
+    """Masked faces lit blue or teal (0142, 0258) or washed out (0284): no stage finds them
+    in the photo as it is; a colour-balanced copy of it gives the face, at the photo's own
+    coordinates, and says so in its evidence."""
+    from maskface.maskgen.colour_balance import BALANCED_COPIES, needs_balance
+    from maskface.maskgen.decode import decode_image
+    from maskface.maskgen.find_faces import _search
+
+    rgb = decode_image((REAL_MASKED / f"{key}.jpg").read_bytes())
+    assert needs_balance(rgb)
+    assert _search(rgb, 12.0, {}) == []
+    (det,) = detect_faces(rgb)
+    name, _ = det.evidence[0]
+    assert name in dict(BALANCED_COPIES)
+    h, w = rgb.shape[:2]
+    eyes = anchor_points(det.points)[:2]
+    assert ((eyes >= 0) & (eyes < (w, h))).all() and eye_distance(det.points) > 0.1 * w
+
+
+@pytest.mark.shared
+@pytest.mark.skipif(not REAL_SCENES.is_dir(), reason=f"needs {REAL_SCENES} (absent)")
+def test_a_round_pictogram_beside_a_face_is_not_a_face():
+    """An advertisement (scene 0033): a woman in an N95, and a round red-and-white pictogram
+    that the mesh and the plain model (0.89) take for a face. It shows no skin, so only the
+    woman is kept."""
+    from maskface.maskgen.decode import decode_image
+
+    rgb = decode_image((REAL_SCENES / "0033.jpg").read_bytes())
+    (det,) = detect_faces(rgb)
+    assert anchor_points(det.points)[0][0] > 120  # the woman's eye; the pictogram is at x < 90
+
+
+def test_a_face_with_no_skin_colour_is_kept_only_on_the_plain_models_word(astronaut):
+    """The astronaut with red and blue swapped: her face is bluish, skin in no balanced copy
+    either, so only the plain model's sure presence keeps her, and her evidence says so."""
+    from maskface.maskgen.find_faces import NO_SKIN, SURE_PLAIN
+
+    (det,) = detect_faces(np.ascontiguousarray(astronaut[..., ::-1]))
+    evidence = dict(det.evidence)
+    assert evidence["skin"] < NO_SKIN and evidence["balanced-skin"] < NO_SKIN
+    assert evidence["plain"] >= SURE_PLAIN
