@@ -725,7 +725,10 @@ def detect_faces(rgb: np.ndarray, max_faces: int | None = None,
     of a larger face (an ear or cheek of a turned head). The cascade stops after the first
     stage that yields a face, and within a stage after the pass whose faces fill the photo: a
     tight crop of one face costs one detector run and one mesh fit; in a group photo every
-    pass runs. Each Detection carries the scores it was kept on (``evidence``).
+    pass runs. A photo where no face was found and whose colour is off (a cast, a washed-out
+    channel: :func:`.colour_balance.needs_balance`) is searched again on its grey-world copy,
+    and a face found there carries ``("grey-world", 1.0)`` first in its evidence. Each
+    Detection carries the scores it was kept on (``evidence``).
 
     Raises:
         NoFace: ``no-face`` when no stage finds a face; the detail counts the regions tried
