@@ -396,9 +396,10 @@ def test_a_face_with_no_skin_colour_is_kept_only_on_the_plain_models_word(astron
 
 
 def test_a_fit_much_smaller_than_its_detector_box_is_no_face(astronaut):
-    """A detector's box holds the face it saw: a fit filling a third of it is a piece of
-    something larger (a pseudo-face made of one eye of a face lit blue), not that face. A
-    region no detector proposed (prior 0) claims no size."""
+    """A detector's box holds the face it saw: a fit filling much less of a box the detector
+    was not sure of is a piece of something (a pseudo-face made of one eye of a face lit
+    blue, a hand), not that face. A region no detector proposed (prior 0) claims no size; a
+    sure box is a face the detector saw itself."""
     from maskface.maskgen.facemesh import Roi
     from maskface.maskgen.find_faces import MIN_FILL, _fit_face
 
@@ -408,5 +409,6 @@ def test_a_fit_much_smaller_than_its_detector_box_is_no_face(astronaut):
     wide = Roi(roi.cx, roi.cy, roi.size / (MIN_FILL * 0.8), roi.angle, 0.6)
     fit = _fit_face(astronaut, wide, False)
     assert fit.points is None and fit.reason == "inside-the-box"
-    unclaimed = Roi(wide.cx, wide.cy, wide.size, wide.angle, 0.0)
-    assert _fit_face(astronaut, unclaimed, False).points is not None
+    for prior in (0.0, SURE_DETECTOR):
+        claimed = Roi(wide.cx, wide.cy, wide.size, wide.angle, prior)
+        assert _fit_face(astronaut, claimed, False).points is not None
