@@ -34,6 +34,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .colour_balance import BALANCED_COPIES, SEARCHED_COPIES, needs_balance
 from .face_evidence import part_of_larger_face, photo_has_colour, upper_face_skin
 from .facemesh import MIN_PRESENCE, ROI_SCALE, Roi, quiet_stderr
 from .facepoints import LEFT_EYE_OUTER, RIGHT_EYE_OUTER, anchor_points, eye_distance
@@ -92,6 +93,11 @@ UPRIGHT_EYE_Y = 0.42
 # roll, itself settled, replaces it when its ROI is LARGER times as large.
 SURE_MIRROR_DRIFT = 0.15
 LARGER = 1.1
+# A detector box's face fills it: the region read off the fit is at least this share of the
+# box's region. Of the fits kept before this rule, 285 of 287 on real-masked-dev filled 0.81
+# or more (the two others: pseudo-faces of one eye); on the scenes 5 of 254 filled less: a
+# hand, a fit on one eye, and three real faces that another box of theirs still finds.
+MIN_FILL = 0.75
 # Mesh crops larger than this are shrunk first: the model sees 192 px anyway.
 MAX_CROP = 640
 # Photos (and tiles) are shrunk to this longer side for the detectors (128 and 192 px inputs).
@@ -349,13 +355,26 @@ def _fit_face(rgb: np.ndarray, roi: Roi, confirm: bool, min_iod: float = 0.0) ->
     if fit.points is None and fit.reason == "not-a-face" and roi.prior >= RETRY_PRIOR:
         fit = _retry_nearby(rgb, roi, confirm, min_iod, fit)
     if fit.points is None or confirm or _opinion(rgb, fit, "mirror") <= SURE_MIRROR_DRIFT:
-        return fit
+        return _inside_the_box(fit, roi)
     size = roi_from_landmarks(fit.points).size
     for turn in (math.pi / 2, -math.pi / 2, math.pi):
         alt = _fit_mesh(rgb, Roi(roi.cx, roi.cy, roi.size, roi.angle + turn), False, min_iod)
         if (alt.points is not None and roi_from_landmarks(alt.points).size > LARGER * size
                 and _opinion(rgb, alt, "mirror") <= SURE_MIRROR_DRIFT):
             fit, size = alt, roi_from_landmarks(alt.points).size
+    return _inside_the_box(fit, roi)
+
+
+def _inside_the_box(fit: Fit, roi: Roi) -> Fit:
+    """``fit``, or no face when it fills much less of the detector box that proposed it than
+    a face does (MIN_FILL): a pseudo-face the model made of one eye and its brow inside a face
+    it could not fit whole (seen in tight crops of faces lit blue), or of a hand. Regions no
+    detector proposed (prior 0: the frame, a mesh's own region) say nothing about a face's
+    size, and a box the detector is sure of (SURE_DETECTOR) holds a face it saw itself: the
+    box of a face near profile (scikit-image's cameraman, masked) is wider than its mesh."""
+    if (fit.points is not None and 0.0 < roi.prior < SURE_DETECTOR
+            and roi_from_landmarks(fit.points).size < MIN_FILL * roi.size):
+        return _no_fit(fit.presence, "inside-the-box")
     return fit
 
 
@@ -676,6 +695,23 @@ def _covered(roi: Roi, face: Roi) -> bool:
     return near and 0.5 < roi.size / face.size < 2.0
 
 
+# A region proposed again within a stage (another tile, pass or detector) is not fitted again
+# when a region this close, proposed at least as surely, gave no face: centres within this
+# share of its side, sides within this ratio, rolls within this many degrees.
+REPEAT_SHIFT = 0.1
+REPEAT_SIZE = 1.25
+REPEAT_ROLL = 10.0
+
+
+def _repeats(roi: Roi, tried: Roi) -> bool:
+    """Whether ``roi`` is one already ``tried`` in its stage (REPEAT_*, and no surer): its mesh
+    would start where that one's did and end where it did, a face or none."""
+    turn = abs((roi.angle - tried.angle + math.pi) % (2 * math.pi) - math.pi)
+    return (math.hypot(roi.cx - tried.cx, roi.cy - tried.cy) < REPEAT_SHIFT * tried.size
+            and 1 / REPEAT_SIZE < roi.size / tried.size < REPEAT_SIZE
+            and turn < math.radians(REPEAT_ROLL) and roi.prior <= tried.prior)
+
+
 def detect_faces(rgb: np.ndarray, max_faces: int | None = None,
                  min_eye_distance: float = MIN_EYE_DISTANCE) -> list[Detection]:
     """Every restorable face in an RGB uint8 photo of any size, largest first (at most
@@ -693,7 +729,10 @@ def detect_faces(rgb: np.ndarray, max_faces: int | None = None,
     of a larger face (an ear or cheek of a turned head). The cascade stops after the first
     stage that yields a face, and within a stage after the pass whose faces fill the photo: a
     tight crop of one face costs one detector run and one mesh fit; in a group photo every
-    pass runs. Each Detection carries the scores it was kept on (``evidence``).
+    pass runs. A photo where no face was found and whose colour is off (a cast, a washed-out
+    channel: :func:`.colour_balance.needs_balance`) is searched again on its grey-world copy,
+    and a face found there carries ``("grey-world", 1.0)`` first in its evidence. Each
+    Detection carries the scores it was kept on (``evidence``).
 
     Raises:
         NoFace: ``no-face`` when no stage finds a face; the detail counts the regions tried
@@ -703,18 +742,44 @@ def detect_faces(rgb: np.ndarray, max_faces: int | None = None,
         raise ValueError(f"expected an RGB uint8 image, got {rgb.dtype} {rgb.shape}")
     if max_faces is not None and max_faces < 1:
         raise ValueError(f"max_faces must be at least 1, got {max_faces}")
-    found: list[tuple[Fit, int, Roi, float]] = []  # fit, stage, its ROI, the detector's prior
     rejected: dict[str, int] = {}
+    kept = _search(rgb, min_eye_distance, rejected)
+    if not kept and needs_balance(rgb):
+        # A second look in balanced colour, only where the photo's colour is off: a cast or a
+        # washed-out channel (see colour_balance); the copies have the photo's geometry.
+        for name, balance in SEARCHED_COPIES:
+            kept = [(f, ((name, 1.0), *evidence))
+                    for f, evidence in _search(balance(rgb), min_eye_distance, rejected)]
+            if kept:
+                break
+    if not kept:
+        h, w = rgb.shape[:2]
+        tally = ", ".join(f"{n} {why}" for why, n in sorted(rejected.items())) or "none"
+        raise NoFace("no-face", f"no face in {w}x{h} px; meshes rejected: {tally}")
+    kept.sort(key=lambda k: -float(np.prod(np.ptp(k[0][0].points[:, :2], axis=0))))
+    return [Detection(fit.points.astype(np.float32), len(kept), index, FACE_STAGES[index],
+                      fit.presence, evidence=evidence)
+            for (fit, index, _, _), evidence in kept[:max_faces]]
+
+
+def _search(rgb: np.ndarray, min_eye_distance: float, rejected: dict[str, int]) -> list:
+    """The faces of the first stage of :func:`detect_faces` that yields any, as ``((fit, stage
+    index, ROI, prior), evidence)``; every mesh rejected is counted in ``rejected`` by reason."""
+    found: list[tuple[Fit, int, Roi, float]] = []  # fit, stage, its ROI, the detector's prior
     h, w = rgb.shape[:2]
     colour = photo_has_colour(rgb)
+    kept: list = []
     for index, stage in enumerate(FACE_STAGES):
+        failed: list[Roi] = []  # this stage's regions that gave no face
         for propose in _stage_passes(stage, rgb):
             for roi in sorted(propose(), key=lambda r: -r.prior):
-                if any(_covered(roi, f[2]) for f in found):
+                if any(_covered(roi, f[2]) for f in found) or any(
+                        _repeats(roi, t) for t in failed):
                     continue
                 fit = _fit_face(rgb, roi, stage in CONFIRMED_STAGES, min_eye_distance)
                 if fit.points is None:
                     rejected[fit.reason] = rejected.get(fit.reason, 0) + 1
+                    failed.append(roi)
                     continue
                 face = (fit, index, roi_from_landmarks(fit.points), roi.prior)
                 twin = next((i for i, f in enumerate(found)
@@ -725,7 +790,6 @@ def detect_faces(rgb: np.ndarray, max_faces: int | None = None,
                     found[twin] = face
             if _photo_covered([f[2] for f in found], w, h):
                 break
-        kept = []
         for f in _drop_parts(found, rejected):
             why, evidence = _weigh_evidence(rgb, f[0], f[3], colour)
             if why:
@@ -735,13 +799,7 @@ def detect_faces(rgb: np.ndarray, max_faces: int | None = None,
         if kept:
             break
         found = []
-    if not kept:
-        tally = ", ".join(f"{n} {why}" for why, n in sorted(rejected.items())) or "none"
-        raise NoFace("no-face", f"no face in {w}x{h} px; meshes rejected: {tally}")
-    kept.sort(key=lambda k: -float(np.prod(np.ptp(k[0][0].points[:, :2], axis=0))))
-    return [Detection(fit.points.astype(np.float32), len(kept), index, FACE_STAGES[index],
-                      fit.presence, evidence=evidence)
-            for (fit, index, _, _), evidence in kept[:max_faces]]
+    return kept
 
 
 # A fit under this share of a larger face's eye distance, with its eyes inside that face's
@@ -777,9 +835,16 @@ def _weigh_evidence(rgb: np.ndarray, fit: Fit, prior: float, colour: bool
       (RETRY_PRIOR) and the upper face is mostly skin (SKIN_SHARE; masked faces looking down
       or under caps, which the second models miss).
 
+    But in a colour photo, a fit whose upper face shows no skin at all (under NO_SKIN, also
+    in the photo's colour-balanced copies, :func:`_balanced_skin`) is a face only
+    when the plain model is sure of it (SURE_PLAIN): a face shows some skin around its eyes
+    even in harsh light, where the plain model still knows it; a round red pictogram had no
+    skin and the plain model's 0.89.
+
     Set on the even-numbered photos of both dev folders: ears, hands, coats, logos, signs and
     textures that the mesh called faces had detector scores of 0.51-0.73, no second opinion
-    (but a pictogram), and when their presence was high, little skin.
+    (but a pictogram), and when their presence was high, little skin. The real faces kept
+    with no skin in colour photos (harsh light, dark masks) had plain presences of 0.95-1.0.
     """
     presence, pts = fit.presence, fit.points
     evidence = [("presence", presence), ("detector", prior)]
@@ -787,6 +852,13 @@ def _weigh_evidence(rgb: np.ndarray, fit: Fit, prior: float, colour: bool
         return "", _rounded(evidence)
     plain = _opinion(rgb, fit, "plain")
     evidence.append(("plain", plain))
+    skin = upper_face_skin(rgb, pts) if colour else math.nan
+    if skin < NO_SKIN and (balanced := _balanced_skin(rgb, pts)) < NO_SKIN:
+        # No skin where a face, masked or not, shows it, even with the photo's colour cast
+        # removed: only the plain model's sure presence outweighs that (faces in harsh
+        # light); a round pictogram does not.
+        evidence += [("skin", skin), ("balanced-skin", balanced)]
+        return ("" if plain >= SURE_PLAIN else "no-skin"), _rounded(evidence)
     if plain >= SECOND_OPINION:
         return "", _rounded(evidence)
     upright = _opinion(rgb, fit, "upright")
@@ -795,11 +867,17 @@ def _weigh_evidence(rgb: np.ndarray, fit: Fit, prior: float, colour: bool
         return "", _rounded(evidence)
     if not colour:  # a photo without colour says nothing about skin
         return "no-evidence", _rounded(evidence)
-    skin = upper_face_skin(rgb, pts)
     evidence.append(("skin", skin))
     weak_opinion = upright >= SECOND_OPINION and skin >= SKIN_SHARE
     sure_mesh = presence >= SURE_PRESENCE and prior >= RETRY_PRIOR and skin >= SKIN_SHARE
     return ("" if weak_opinion or sure_mesh else "no-evidence"), _rounded(evidence)
+
+
+def _balanced_skin(rgb: np.ndarray, pts: np.ndarray) -> float:
+    """The largest share of skin the upper face of a fit shows in the photo's balanced copies
+    (:data:`.colour_balance.BALANCED_COPIES`): a face lit blue shows skin once the cast is
+    removed; grey world alone turns a face that fills a warm photo grey."""
+    return max(upper_face_skin(balance(rgb), pts) for _, balance in BALANCED_COPIES)
 
 
 def _rounded(evidence: list[tuple[str, float]]) -> tuple[tuple[str, float], ...]:
@@ -811,3 +889,5 @@ SURE_DETECTOR = 0.8
 SECOND_OPINION = 0.5
 SURE_PRESENCE = 0.9
 SKIN_SHARE = 0.6
+NO_SKIN = 0.2
+SURE_PLAIN = 0.92

@@ -324,3 +324,91 @@ def test_real_masked_photos_are_found():
         found += 1
         assert len(dets) == 1
     assert found >= 0.9 * len(photos)
+
+
+def test_a_region_proposed_again_in_a_stage_is_not_fitted_again(astronaut, monkeypatch):
+    """Tiles, passes and both detectors often propose one region several times: a region
+    close to one that already gave no face is not fitted again, unless it is proposed more
+    surely (a sure box earns retries and skips the evidence)."""
+    from maskface.maskgen import find_faces
+    from maskface.maskgen.facemesh import Roi
+
+    suit = Roi(120.0, 420.0, 150.0, 0.0, 0.6)  # on the astronaut's suit, far from her face
+    again = Roi(124.0, 417.0, 140.0, 0.05, 0.55)
+    surer = Roi(120.0, 420.0, 150.0, 0.0, 0.9)
+    passes = {"detector": [lambda: [suit], lambda: [again, surer]]}
+    monkeypatch.setattr(find_faces, "_stage_passes", lambda stage, rgb: passes.get(stage, []))
+    fitted = []
+    fit = find_faces._fit_face
+    monkeypatch.setattr(find_faces, "_fit_face",
+                        lambda rgb, roi, *args: fitted.append(roi) or fit(rgb, roi, *args))
+    with pytest.raises(NoFace):
+        detect_faces(astronaut)
+    assert fitted == [suit, surer]
+
+
+REAL_SCENES = SHARED_DATA / "real-masked-scenes-dev"
+
+
+@pytest.mark.shared
+@pytest.mark.skipif(not REAL_MASKED.is_dir(), reason=f"needs {REAL_MASKED} (absent)")
+@pytest.mark.parametrize("key", ["0004", "0284"])
+def test_a_face_in_a_dull_or_tinted_photo_is_found_on_a_balanced_copy(key):
+    """A dim, low-contrast photo (0004, a man in a green mask, nearly in profile) and one lit
+    teal (0284, a black mask): no stage finds the face in the photo as it is; its grey-world
+    copy gives the face, at the photo's own coordinates, and says so in its evidence."""
+    from maskface.maskgen.colour_balance import SEARCHED_COPIES, needs_balance
+    from maskface.maskgen.decode import decode_image
+    from maskface.maskgen.find_faces import _search
+
+    rgb = decode_image((REAL_MASKED / f"{key}.jpg").read_bytes())
+    assert needs_balance(rgb)
+    assert _search(rgb, 12.0, {}) == []
+    (det,) = detect_faces(rgb)
+    assert det.evidence[0] == (SEARCHED_COPIES[0][0], 1.0)
+    h, w = rgb.shape[:2]
+    eyes = anchor_points(det.points)[:2]
+    assert ((eyes >= 0) & (eyes < (w, h))).all() and eye_distance(det.points) > 0.1 * w
+
+
+@pytest.mark.shared
+@pytest.mark.skipif(not REAL_SCENES.is_dir(), reason=f"needs {REAL_SCENES} (absent)")
+def test_a_round_pictogram_beside_a_face_is_not_a_face():
+    """An advertisement (scene 0033): a woman in an N95, and a round red-and-white pictogram
+    that the mesh and the plain model (0.89) take for a face. It shows no skin, so only the
+    woman is kept."""
+    from maskface.maskgen.decode import decode_image
+
+    rgb = decode_image((REAL_SCENES / "0033.jpg").read_bytes())
+    (det,) = detect_faces(rgb)
+    assert anchor_points(det.points)[0][0] > 120  # the woman's eye; the pictogram is at x < 90
+
+
+def test_a_face_with_no_skin_colour_is_kept_only_on_the_plain_models_word(astronaut):
+    """The astronaut with red and blue swapped: her face is bluish, skin in no balanced copy
+    either, so only the plain model's sure presence keeps her, and her evidence says so."""
+    from maskface.maskgen.find_faces import NO_SKIN, SURE_PLAIN
+
+    (det,) = detect_faces(np.ascontiguousarray(astronaut[..., ::-1]))
+    evidence = dict(det.evidence)
+    assert evidence["skin"] < NO_SKIN and evidence["balanced-skin"] < NO_SKIN
+    assert evidence["plain"] >= SURE_PLAIN
+
+
+def test_a_fit_much_smaller_than_its_detector_box_is_no_face(astronaut):
+    """A detector's box holds the face it saw: a fit filling much less of a box the detector
+    was not sure of is a piece of something (a pseudo-face made of one eye of a face lit
+    blue, a hand), not that face. A region no detector proposed (prior 0) claims no size; a
+    sure box is a face the detector saw itself."""
+    from maskface.maskgen.facemesh import Roi
+    from maskface.maskgen.find_faces import MIN_FILL, _fit_face
+
+    roi = roi_from_landmarks(detect_faces(astronaut)[0].points)
+    fit = _fit_face(astronaut, Roi(roi.cx, roi.cy, roi.size, roi.angle, 0.6), False)
+    assert fit.points is not None and roi_from_landmarks(fit.points).size > MIN_FILL * roi.size
+    wide = Roi(roi.cx, roi.cy, roi.size / (MIN_FILL * 0.8), roi.angle, 0.6)
+    fit = _fit_face(astronaut, wide, False)
+    assert fit.points is None and fit.reason == "inside-the-box"
+    for prior in (0.0, SURE_DETECTOR):
+        claimed = Roi(wide.cx, wide.cy, wide.size, wide.angle, prior)
+        assert _fit_face(astronaut, claimed, False).points is not None
