@@ -76,13 +76,16 @@ def find_hair(crop: np.ndarray, points: np.ndarray) -> Hair | None:
         return None
     _, ydir, iod = face_frame(points)
     oval = _fill(points[list(FACE_OVAL), :2], size)
-    skin = _model(lab[_skin_region(points, oval, iod)])
+    # The beard guard reads the chin and upper lip against the upper face's skin alone: a
+    # model that saw the lower cheeks would have learnt the beard as skin.
+    upper = _model(lab[_skin_region(points, oval, iod, points[NOSE_TIP, 1])])
+    if upper is None or _beard_share(points, _distance(lab, upper) > SKIN_FAR, iod) > BEARD_SHARE:
+        return None
+    skin = _model(lab[_skin_region(points, oval, iod, points[list(MOUTH), 1].mean())])
     if skin is None:
         return None
     d_skin = _distance(lab, skin)
     not_skin = d_skin > SKIN_FAR
-    if _beard_share(points, not_skin, iod) > BEARD_SHARE:
-        return None
     crown = _crown_region(points, oval, iod)
     if np.count_nonzero(crown) == 0 or not_skin[crown].mean() < HAIR_SAMPLE_SHARE:
         return None
@@ -177,15 +180,15 @@ def _distance(lab: np.ndarray, model: tuple[np.ndarray, np.ndarray]) -> np.ndarr
     return np.sqrt(np.maximum(((d @ icov) * d).sum(-1), 0.0))
 
 
-def _skin_region(points: np.ndarray, oval: np.ndarray, iod: float) -> np.ndarray:
-    """bool (S, S): the face's surest skin, the inner cheeks, nose and upper lip between the
-    lower eyelids and the mouth, well inside the outline (hair at the sides stays out); the
-    lower cheeks bring the face's shading into the model."""
+def _skin_region(points: np.ndarray, oval: np.ndarray, iod: float, bottom: float
+                 ) -> np.ndarray:
+    """bool (S, S): the face's surest skin, the inner cheeks and nose from below the lower
+    eyelids down to row ``bottom`` (the nose tip, or the mouth: the lower cheeks bring the
+    face's shading into the model), well inside the outline (hair at the sides stays out)."""
     size = oval.shape[0]
     eyes_y = float(points[[145, 374], 1].max())
     region = np.zeros((size, size), bool)
-    mouth_y = float(points[list(MOUTH), 1].mean())
-    region[int(eyes_y + 0.15 * iod):int(mouth_y)] = True
+    region[int(eyes_y + 0.15 * iod):int(bottom)] = True
     return region & (cv2.erode(oval, _disc(0.3 * iod)) > 0)
 
 
