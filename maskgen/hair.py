@@ -72,21 +72,29 @@ def find_hair(crop: np.ndarray, points: np.ndarray) -> Hair | None:
     reliably (see the module's docstring)."""
     size = crop.shape[0]
     lab = cv2.cvtColor(crop, cv2.COLOR_RGB2LAB).astype(np.float32)
-    if float(lab[..., 1:].reshape(-1, 2).std(0).max()) < MIN_CHROMA_STD:
+    if float(lab[::4, ::4, 1:].reshape(-1, 2).std(0).max()) < MIN_CHROMA_STD:
         return None
-    _, ydir, iod = face_frame(points)
-    oval = _fill(points[list(FACE_OVAL), :2], size)
+    iod = face_frame(points)[2]
+    depth = _depth(_fill(points[list(FACE_OVAL), :2], size))
     # The beard guard reads the chin and upper lip against the upper face's skin alone: a
     # model that saw the lower cheeks would have learnt the beard as skin.
-    upper = _model(lab[_skin_region(points, oval, iod, points[NOSE_TIP, 1])])
-    if upper is None or _beard_share(points, _distance(lab, upper) > SKIN_FAR, iod) > BEARD_SHARE:
+    upper = _model(lab[_skin_region(points, depth, iod, points[NOSE_TIP, 1])])
+    if upper is None:
         return None
-    skin = _model(lab[_skin_region(points, oval, iod, points[list(MOUTH), 1].mean())])
+    not_skin = np.zeros(depth.shape, bool)
+    rows = slice(int(points[2, 1]), int(points[CHIN, 1]) + 1)  # nose base to chin
+    not_skin[rows] = _distance(lab[rows], upper) > SKIN_FAR
+    if _beard_share(points, not_skin, iod) > BEARD_SHARE:
+        return None
+    skin = _model(lab[_skin_region(points, depth, iod, points[list(MOUTH), 1].mean())])
     if skin is None:
         return None
-    d_skin = _distance(lab, skin)
+    # Distances only where hair is looked for and sampled (the rest stays "far from both").
+    band = depth > -OUTSIDE_BAND * iod
+    d_skin = np.full(depth.shape, np.inf, np.float32)
+    d_skin[band] = _distance(lab[band], skin)
     not_skin = d_skin > SKIN_FAR
-    crown = _crown_region(points, oval, iod)
+    crown = _crown_region(points, depth, iod)
     if np.count_nonzero(crown) == 0 or not_skin[crown].mean() < HAIR_SAMPLE_SHARE:
         return None
     hair = _model(lab[crown & not_skin])
@@ -96,17 +104,18 @@ def find_hair(crop: np.ndarray, points: np.ndarray) -> Hair | None:
                      float(_distance(skin[0][None], hair)[0]))
     if separation < MODELS_APART:
         return None
-    d_hair = _distance(lab, hair)
+    d_hair = np.full(depth.shape, np.inf, np.float32)
+    d_hair[band & not_skin] = _distance(lab[band & not_skin], hair)
     is_hair = not_skin & (d_hair < HAIR_NEAR) & (d_hair + HAIR_MARGIN < d_skin)
-    cover = _hanging_hair(is_hair, points, oval, iod)
+    cover = _hanging_hair(is_hair, points, depth, iod)
     return None if cover is None else Hair(cover, round(separation, 1))
 
 
-def _hanging_hair(is_hair: np.ndarray, points: np.ndarray, oval: np.ndarray, iod: float
+def _hanging_hair(is_hair: np.ndarray, points: np.ndarray, depth: np.ndarray, iod: float
                   ) -> np.ndarray | None:
     """The cover of the hair pixels joined to hair beside the face above the mouth that reach
     into the lower face's sides, or None when they cover too little of it."""
-    band = cv2.dilate(oval, _disc(OUTSIDE_BAND * iod)) > 0
+    band = depth > -OUTSIDE_BAND * iod
     mouth_y = float(points[list(MOUTH), 1].mean())
     nose_y = float(points[NOSE_TIP, 1])
     eyes_y = float(points[[145, 374], 1].max())
@@ -118,8 +127,8 @@ def _hanging_hair(is_hair: np.ndarray, points: np.ndarray, oval: np.ndarray, iod
     n, labels = cv2.connectedComponents(candidates, connectivity=8)
     if n <= 1:
         return None
-    inside = oval > 0
-    deep = cv2.erode(oval, _disc(MIN_DEPTH * iod)) > 0
+    inside = depth > 0
+    deep = depth > MIN_DEPTH * iod
     lower = np.zeros_like(deep)
     lower[int(nose_y - 0.3 * iod):] = True
     deep_lower = deep & lower
@@ -140,7 +149,7 @@ def _hanging_hair(is_hair: np.ndarray, points: np.ndarray, oval: np.ndarray, iod
     under = np.zeros_like(deep)
     x0, x1 = int(points[MOUTH[0], 0]), int(points[MOUTH[1], 0]) + 1
     under[int(mouth_y):, min(x0, x1 - 1):max(x1, x0 + 1)] = True
-    under &= cv2.dilate(oval, _disc(0.12 * iod)) > 0
+    under &= depth > -0.12 * iod
     cx = (x0 + x1) // 2
     left, right = under.copy(), under
     left[:, cx:] = False
@@ -170,31 +179,45 @@ def _model(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     core = samples[d <= np.percentile(d, 80)]
     mean = core.mean(0)
     cov = np.cov(core.T) + np.eye(3) * COV_FLOOR
-    return mean.astype(np.float32), np.linalg.inv(cov).astype(np.float32)
+    # The inverse by cofactors: LAPACK's, on a VM whose cores are all busy, took milliseconds.
+    c = np.array([[cov[1, 1] * cov[2, 2] - cov[1, 2] * cov[2, 1],
+                   cov[0, 2] * cov[2, 1] - cov[0, 1] * cov[2, 2],
+                   cov[0, 1] * cov[1, 2] - cov[0, 2] * cov[1, 1]],
+                  [cov[1, 2] * cov[2, 0] - cov[1, 0] * cov[2, 2],
+                   cov[0, 0] * cov[2, 2] - cov[0, 2] * cov[2, 0],
+                   cov[0, 2] * cov[1, 0] - cov[0, 0] * cov[1, 2]],
+                  [cov[1, 0] * cov[2, 1] - cov[1, 1] * cov[2, 0],
+                   cov[0, 1] * cov[2, 0] - cov[0, 0] * cov[2, 1],
+                   cov[0, 0] * cov[1, 1] - cov[0, 1] * cov[1, 0]]])
+    return mean.astype(np.float32), (c / (cov[0] @ c[:, 0])).astype(np.float32)
 
 
 def _distance(lab: np.ndarray, model: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-    """Mahalanobis distance of each Lab pixel to ``model``."""
+    """Mahalanobis distance of each Lab pixel (any shape (..., 3)) to ``model``."""
     mean, icov = model
     d = lab - mean
-    return np.sqrt(np.maximum(((d @ icov) * d).sum(-1), 0.0))
+    d0, d1, d2 = d[..., 0], d[..., 1], d[..., 2]
+    # The quadratic form term by term: a (H, W, 3) @ (3, 3) product goes through BLAS threads.
+    q = (d0 * (icov[0, 0] * d0 + 2 * icov[0, 1] * d1 + 2 * icov[0, 2] * d2)
+         + d1 * (icov[1, 1] * d1 + 2 * icov[1, 2] * d2) + icov[2, 2] * d2 * d2)
+    return np.sqrt(np.maximum(q, 0.0))
 
 
-def _skin_region(points: np.ndarray, oval: np.ndarray, iod: float, bottom: float
+def _skin_region(points: np.ndarray, depth: np.ndarray, iod: float, bottom: float
                  ) -> np.ndarray:
     """bool (S, S): the face's surest skin, the inner cheeks and nose from below the lower
     eyelids down to row ``bottom`` (the nose tip, or the mouth: the lower cheeks bring the
     face's shading into the model), well inside the outline (hair at the sides stays out)."""
-    size = oval.shape[0]
+    size = depth.shape[0]
     eyes_y = float(points[[145, 374], 1].max())
     region = np.zeros((size, size), bool)
     region[int(eyes_y + 0.15 * iod):int(bottom)] = True
-    return region & (cv2.erode(oval, _disc(0.3 * iod)) > 0)
+    return region & (depth > 0.3 * iod)
 
 
-def _crown_region(points: np.ndarray, oval: np.ndarray, iod: float) -> np.ndarray:
+def _crown_region(points: np.ndarray, depth: np.ndarray, iod: float) -> np.ndarray:
     """bool (S, S): where the hair should be, a band just above the forehead's outline."""
-    ring = (cv2.dilate(oval, _disc(0.35 * iod)) > 0) & ~(cv2.dilate(oval, _disc(0.05 * iod)) > 0)
+    ring = (depth > -0.35 * iod) & (depth <= -0.05 * iod)
     brow_y = float(points[[10, 109, 338], 1].max())
     ring[int(max(0, brow_y + 0.2 * iod)):] = False
     return ring
@@ -224,15 +247,18 @@ def _eyes(points: np.ndarray, size: int, iod: float) -> np.ndarray:
     for group in (LEFT_EYE + LEFT_BROW, RIGHT_EYE + RIGHT_BROW):
         hull = cv2.convexHull(points[list(group), :2].astype(np.float32))[:, 0]
         cv2.fillConvexPoly(out, np.round(hull * 16).astype(np.int32), 1, cv2.LINE_8, 4)
-    return cv2.dilate(out, _disc(0.2 * iod)) > 0
+    return cv2.distanceTransform(1 - out, cv2.DIST_L2, 5) <= 0.2 * iod
+
+
+def _depth(inside: np.ndarray) -> np.ndarray:
+    """float32 (S, S): each pixel's distance into the region ``inside`` (uint8 0/1), negative
+    outside it: one pass grows or shrinks the region by any radius (large elliptic kernels
+    cost milliseconds each)."""
+    return (cv2.distanceTransform(inside, cv2.DIST_L2, 5)
+            - cv2.distanceTransform(1 - inside, cv2.DIST_L2, 5))
 
 
 def _fill(poly: np.ndarray, size: int) -> np.ndarray:
     out = np.zeros((size, size), np.uint8)
     cv2.fillPoly(out, [np.round(poly * 16).astype(np.int32)], 1, cv2.LINE_8, 4)
     return out
-
-
-def _disc(radius: float) -> np.ndarray:
-    r = max(1, round(radius))
-    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
