@@ -80,8 +80,8 @@ def test_a_beard_is_not_hair():
 
     lab = cv2.cvtColor(face.crop, cv2.COLOR_RGB2LAB).astype(np.float32)
     _, _, iod = hair.face_frame(face.points)
-    oval = hair._fill(face.points[list(hair.FACE_OVAL), :2], 256)
-    upper = hair._model(lab[hair._skin_region(face.points, oval, iod, face.points[4, 1])])
+    depth = hair._depth(hair._fill(face.points[list(hair.FACE_OVAL), :2], 256))
+    upper = hair._model(lab[hair._skin_region(face.points, depth, iod, face.points[4, 1])])
     share = hair._beard_share(face.points, hair._distance(lab, upper) > hair.SKIN_FAR, iod)
     assert share > BEARD_SHARE
 
