@@ -89,23 +89,28 @@ def find_hair(crop: np.ndarray, points: np.ndarray) -> Hair | None:
     skin = _model(lab[_skin_region(points, depth, iod, points[list(MOUTH), 1].mean())])
     if skin is None:
         return None
-    # Distances only where hair is looked for and sampled (the rest stays "far from both").
-    band = depth > -OUTSIDE_BAND * iod
-    d_skin = np.full(depth.shape, np.inf, np.float32)
-    d_skin[band] = _distance(lab[band], skin)
-    not_skin = d_skin > SKIN_FAR
-    crown = _crown_region(points, depth, iod)
-    if np.count_nonzero(crown) == 0 or not_skin[crown].mean() < HAIR_SAMPLE_SHARE:
+    # The hair model first, from the band above the forehead alone: most faces stop here.
+    crown = lab[_crown_region(points, depth, iod)]
+    if len(crown) == 0:
         return None
-    hair = _model(lab[crown & not_skin])
+    crown_far = _distance(crown, skin) > SKIN_FAR
+    if crown_far.mean() < HAIR_SAMPLE_SHARE:
+        return None
+    hair = _model(crown[crown_far])
     if hair is None:
         return None
     separation = min(float(_distance(hair[0][None], skin)[0]),
                      float(_distance(skin[0][None], hair)[0]))
     if separation < MODELS_APART:
         return None
+    # Distances only where hair is looked for (the rest stays "far from both").
+    looked = depth > -OUTSIDE_BAND * iod
+    looked[:_top_row(points, iod)] = False
+    d_skin = np.full(depth.shape, np.inf, np.float32)
+    d_skin[looked] = _distance(lab[looked], skin)
+    not_skin = d_skin > SKIN_FAR
     d_hair = np.full(depth.shape, np.inf, np.float32)
-    d_hair[band & not_skin] = _distance(lab[band & not_skin], hair)
+    d_hair[looked & not_skin] = _distance(lab[looked & not_skin], hair)
     is_hair = not_skin & (d_hair < HAIR_NEAR) & (d_hair + HAIR_MARGIN < d_skin)
     cover = _hanging_hair(is_hair, points, depth, iod)
     return None if cover is None else Hair(cover, round(separation, 1))
@@ -119,7 +124,7 @@ def _hanging_hair(is_hair: np.ndarray, points: np.ndarray, depth: np.ndarray, io
     mouth_y = float(points[list(MOUTH), 1].mean())
     nose_y = float(points[NOSE_TIP, 1])
     eyes_y = float(points[[145, 374], 1].max())
-    top = int(max(0, eyes_y - 0.3 * iod))
+    top = _top_row(points, iod)
     area = np.zeros(is_hair.shape, bool)
     area[top:] = band[top:]
     candidates = (is_hair & area & ~_eyes(points, is_hair.shape[0], iod)).astype(np.uint8)
@@ -166,6 +171,12 @@ def _hanging_hair(is_hair: np.ndarray, points: np.ndarray, depth: np.ndarray, io
     cover = cv2.GaussianBlur(solid.astype(np.float32), (0, 0), EDGE_SIGMA)
     # As the hands' cover: faint tails and the near-1 plateau snapped to 0 and 1.
     return np.clip((cover - 0.01) * (1 / 0.98), 0.0, 1.0).astype(np.float32)
+
+
+def _top_row(points: np.ndarray, iod: float) -> int:
+    """The first crop row where hair over the cheeks is looked for: a little above the eyes'
+    lower lids (the strands enter the face beside the eyes)."""
+    return int(max(0, float(points[[145, 374], 1].max()) - 0.3 * iod))
 
 
 def _model(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
