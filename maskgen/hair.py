@@ -3,14 +3,14 @@ colour alone on the aligned crop and its landmarks.
 
 A real mask is worn under hair that falls across the cheeks, so the pair must show the hair in
 front of the mask (:mod:`.occlusion` puts it there). Nothing here runs a network: the face's
-own skin (under the eyes and on the nose) and its own hair (above the forehead, outside the face
-outline) each get a colour model, and a pixel of the lower face counts as hair when it is far
-from the skin, close to the hair, and joined to hair outside the outline that hangs from above
-the mouth. The rules are conservative, since a mask drawn over real hair is a smaller fault
-than hair pasted over a mask: a face with a beard, moustache or dark stubble (its chin or upper
-lip not skin) gets no hair at all, nor does a photo without colour, a face whose hair is the
-skin's colour (fair hair on fair skin) or a face with no hair above the forehead (bald, a hat,
-a crop that cuts the head).
+own skin (inner cheeks and nose, below the eyes) and its own hair (above the forehead, outside
+the face outline) each get a colour model, and a pixel of the lower face counts as hair when it
+is far from the skin, close to the hair, and joined to hair outside the outline that hangs from
+above the mouth. The rules are conservative, since a mask drawn over real hair is a smaller
+fault than hair pasted over a mask: a face with a beard, moustache or dark stubble (its chin or
+upper lip not skin) gets no hair at all, nor does a photo without colour, a face whose hair is
+the skin's colour (fair hair on fair skin) or a face with no hair above the forehead (bald, a
+hat, a crop that cuts the head).
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ MIN_CHROMA_STD = 2.0
 OUTSIDE_BAND = 0.45
 MIN_DEPTH = 0.08
 MIN_AREA = 0.06
-# Supersampled soft edge of the cover, in pixels.
+# Soft edge of the cover: a Gaussian's sigma, in pixels.
 EDGE_SIGMA = 0.7
 
 
