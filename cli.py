@@ -74,9 +74,12 @@ def main(verbose: bool) -> None:
                    "proper=0.8,nose-exposed=0.12,under-chin=0.08.")
 @click.option("--frame-cut", default=0.0, show_default=True,
               help="Share of faces whose photo is cut off between the lower lip and the chin "
-                   "(as in tight real photos; the crop mirrors beyond the cut).")
+                   "(as in tight real photos; below the cut flat grey, as unmask shows a model).")
 @click.option("--hands/--no-hands", default=True, show_default=True,
               help="Find hands over the lower face and keep them in front of the masks.")
+@click.option("--hair/--no-hair", default=True, show_default=True,
+              help="Find hair over the cheeks (where its colour tells it from the skin) and "
+                   "keep it in front of the masks.")
 @click.option("--limit", type=int, default=None, help="Use only the first N sources (by key).")
 @click.option("--identity", default="auto", show_default=True,
               help="Who each image shows, kept in the metadata and splitting by person: "
@@ -90,7 +93,7 @@ def main(verbose: bool) -> None:
               help="Progress bar (default: on a terminal).")
 def generate(src, out, types, per_face, jobs, seed, size, landmarks_cache, scheduler,
              shard_index, num_shards, shard_size, split_ratios, celeba_root, template_dirs,
-             image_format, jpeg_quality, wear, frame_cut, hands, limit, identity, crop,
+             image_format, jpeg_quality, wear, frame_cut, hands, hair, limit, identity, crop,
              progress) -> None:
     """Write masked/clean/mask training pairs as WebDataset tar shards."""
     from .maskgen.pipeline import GenerateConfig, GenerateError, run_generate
@@ -103,7 +106,7 @@ def generate(src, out, types, per_face, jobs, seed, size, landmarks_cache, sched
             shard_size=shard_size, split_ratios=parse_ratios(split_ratios),
             celeba_root=celeba_root, jpeg_quality=jpeg_quality, image_format=image_format,
             templates=tuple(template_dirs), wear=wear, frame_cut=frame_cut, hands=hands,
-            limit=limit, identity=identity, crop=crop, jobs=jobs,
+            hair=hair, limit=limit, identity=identity, crop=crop, jobs=jobs,
             landmarks_cache=landmarks_cache, scheduler=scheduler, shard_index=shard_index,
             num_shards=num_shards, progress=progress)
         s = run_generate(cfg)
@@ -154,8 +157,10 @@ def types_cmd(template_dirs, detail) -> None:
                    "whose side sets the tile size.")
 @click.option("--hands/--no-hands", default=True, show_default=True,
               help="Keep the hands over the lower face in front of the masks, as generate does.")
+@click.option("--hair/--no-hair", default=True, show_default=True,
+              help="Keep the hair over the cheeks in front of the masks, as generate does.")
 def preview(src, out, shard_dir, samples, types, faces, keys, wear, seed, size, celeba_root,
-            template_dirs, crop, hands) -> None:
+            template_dirs, crop, hands, hair) -> None:
     """A contact sheet PNG: each face clean, then with every selected mask type (or, with
     --shards, the pairs a run wrote)."""
     from .maskgen.preview import make_sheet, sheet_from_shards
@@ -168,7 +173,7 @@ def preview(src, out, shard_dir, samples, types, faces, keys, wear, seed, size, 
             info = make_sheet(src, out, types=types, faces=faces, seed=seed, size=size,
                               celeba_root=celeba_root, templates=tuple(template_dirs),
                               keys=keys.split(",") if keys else None, wear=wear, crop=crop,
-                              hands=hands)
+                              hands=hands, hair=hair)
     click.echo(json.dumps(info), err=True)
 
 

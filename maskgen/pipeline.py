@@ -89,6 +89,8 @@ class GenerateConfig:
     crop: str = "default"  # the crop faces are aligned to: "default" (--size) or "arcfaceN"
     # Look for hands near each face and keep them in front of the masks (see maskgen/hands.py).
     hands: bool = True
+    # Look for hair over the cheeks and keep it in front of the masks (see maskgen/hair.py).
+    hair: bool = True
     # Execution only: these never change the output.
     jobs: int = -1
     landmarks_cache: str | None = None
@@ -109,7 +111,8 @@ class GenerateConfig:
                 **({"identity": self.identity} if self.identity not in ("auto", "none")
                    else {}),
                 **({"crop": self.crop} if self.crop != DEFAULT_CROP else {}),
-                "occluders": "hands" if self.hands else "none"}
+                "occluders": ",".join(k for k, on in (("hands", self.hands),
+                                                      ("hair", self.hair)) if on) or "none"}
 
     @property
     def crop_size(self) -> int:
@@ -605,7 +608,7 @@ def generate_shard(task: ShardTask, cfg: GenerateConfig, type_names: list[str],
     out = Path(cfg.out)
     ext = cfg.image_format
     rules = SampleRules(tuple(type_names), cfg.seed, cfg.per_face, parse_wear(cfg.wear),
-                        cfg.frame_cut, cfg.templates, cfg.crop)
+                        cfg.frame_cut, cfg.templates, cfg.crop, cfg.hair)
     book = _ShardBook()
     items = task.items
     if cfg.identity != "none":  # a recognition dataset has no use for a face without its person

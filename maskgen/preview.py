@@ -22,18 +22,20 @@ FONT = cv2.FONT_HERSHEY_SIMPLEX
 def make_sheet(src: str, out: str, *, types: str = "all", faces: int = 6, seed: int = 0,
                size: int = 192, celeba_root: str | None = None,
                templates: tuple[str, ...] = (), keys: list[str] | None = None,
-               wear: str = "proper", crop: str = "default", hands: bool = True) -> dict:
+               wear: str = "proper", crop: str = "default", hands: bool = True,
+               hair: bool = True) -> dict:
     """Write a PNG grid (a header naming the columns, then a row per face: clean, then each
     type) and describe it. The samples are ``generate``'s (:func:`.samples.face_samples`, the
     same colours for the same seed); those it would not write (turned too far for the type,
     not drawable, placement check) are dimmed, labelled with the reason and listed under
     ``rejected``. ``crop`` as in ``generate`` (an ``arcfaceN`` crop sets the tile size).
     ``hands``: find the hands near each face and keep them in front of the masks, as
-    ``generate`` does by default."""
+    ``generate`` does by default; ``hair``: likewise the hair over the cheeks."""
     if wear not in WEAR_SHIFT:
         raise ValueError(f"unknown wear style {wear!r}; known: {', '.join(WEAR_SHIFT)}")
     names = select_types(types, templates)
-    rules = SampleRules(tuple(names), seed, "all", {wear: 1.0}, templates=templates, crop=crop)
+    rules = SampleRules(tuple(names), seed, "all", {wear: 1.0}, templates=templates, crop=crop,
+                        hair=hair)
     size = crop_side(crop, size)
     _, items = resolve_source(src, celeba_root=celeba_root)
     if keys:
@@ -50,7 +52,8 @@ def make_sheet(src: str, out: str, *, types: str = "all", faces: int = 6, seed: 
         except (OSError, Rejection) as e:
             skipped.append(f"{item.key}: {e}")
             continue
-        # generate's own occluders: the hands near the face stay in front of its masks.
+        # generate's own occluders: the hands near the face (and, with the rules' hair, the
+        # hair over its cheeks) stay in front of its masks.
         face = maskable_face(rgb, det.points, size, item.key, rules,
                              find_hands(rgb, det.points) if hands else ())
         tiles = [face.crop]

@@ -22,6 +22,7 @@ import numpy as np
 
 from .align import align_face, frame_cut_row, grey_below, transform_points
 from .crops import crop_matrix, crop_side
+from .hair import find_hair
 from .occlusion import MIN_OCCLUDER_SCORE, hand_cover, in_front, lower_face
 from .pose import head_pose
 from .render import FaceContext, Rendered, RenderError, prepare_face, render_mask
@@ -42,6 +43,8 @@ class SampleRules:
     templates: tuple[str, ...] = ()  # extra template directories
     # The crop faces are aligned to (see crops): "default" at the given side, or "arcfaceN".
     crop: str = "default"
+    # Look for hair over the cheeks (see hair) and keep it in front of the masks.
+    hair: bool = False
 
 
 @dataclass(frozen=True)
@@ -56,7 +59,7 @@ class MaskableFace:
     source_scale: float  # how much alignment enlarged the source
     cut: int | None  # the crop row where the photo ends (see SampleRules.frame_cut), or None
     context: FaceContext  # light, exposure and grain, measured once for every mask
-    # What lies in front of the lower face (hands), each drawn in front of every mask.
+    # What lies in front of the lower face (hands, hair), each drawn in front of every mask.
     occluders: tuple[Occluder, ...] = ()
 
     def framed(self, img: np.ndarray) -> np.ndarray:
@@ -69,7 +72,8 @@ class MaskableFace:
 
 @dataclass(frozen=True)
 class Occluder:
-    """Something in front of the face: its ``kind`` ("hand"), the detector's ``score``, and
+    """Something in front of the face: its ``kind`` ("hand" or "hair"), the detector's
+    ``score`` (for hair, the colour models' separation, see :class:`.hair.Hair`), and
     ``cover``, how much of each crop pixel it covers ((S, S) float32 in [0, 1])."""
 
     kind: str
@@ -98,15 +102,19 @@ def maskable_face(rgb: np.ndarray, points: np.ndarray, size: int, key: str,
     Masks are drawn on the whole face and cut with it afterwards
     (:meth:`MaskableFace.framed`): a real mask at the frame's edge is cut just the same.
     ``hands``: the hands found near the face (21 points in ``rgb``'s pixels, and the hand
-    model's score); those sure enough and over the lower face become its occluders."""
+    model's score); those sure enough and over the lower face become its occluders, and so
+    does hair over the cheeks with ``rules.hair``."""
     # Beyond the photo's edge the crop is smeared, not mirrored: a mirror shows a second half
     # of the face there, upside down below a chin the photo cuts off, which no real photo has.
     crop, m, pts = align_face(rgb, points, crop_side(rules.crop, size),
                               crop_matrix(points, rules.crop, size), border="smear")
+    occluders = hand_occluders(hands, m, pts, crop.shape[0])
+    if rules.hair:
+        occluders += hair_occluders(crop, pts)
     return MaskableFace(key, crop, pts, m, head_pose(points),
                         float(np.sqrt(abs(np.linalg.det(m[:, :2])))),
                         choose_frame_cut(key, rules.seed, rules.frame_cut, pts),
-                        prepare_face(crop, pts), hand_occluders(hands, m, pts, crop.shape[0]))
+                        prepare_face(crop, pts), occluders)
 
 
 def hand_occluders(hands: tuple[tuple[np.ndarray, float], ...], m: np.ndarray,
@@ -124,6 +132,13 @@ def hand_occluders(hands: tuple[tuple[np.ndarray, float], ...], m: np.ndarray,
         if (cover[lower] >= 0.5).any():
             out.append(Occluder("hand", round(float(score), 3), cover))
     return tuple(out)
+
+
+def hair_occluders(crop: np.ndarray, points: np.ndarray) -> tuple[Occluder, ...]:
+    """The hair over the cheeks of an aligned ``crop`` with landmarks ``points``, as an
+    occluder (none where it cannot be told reliably)."""
+    hair = find_hair(crop, points)
+    return () if hair is None else (Occluder("hair", hair.separation, hair.cover),)
 
 
 def face_samples(face: MaskableFace, rules: SampleRules) -> Iterator[Sample]:
