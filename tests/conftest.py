@@ -15,6 +15,18 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
+def celeba_wild_face(key: str) -> tuple[np.ndarray, np.ndarray]:
+    """A shared ``celeba-wild`` face (RGB) and its detected landmarks (tests that call it
+    carry :func:`needs_shared`)."""
+    import cv2
+
+    from maskface.maskgen.landmarks import detect_landmarks
+
+    rgb = cv2.cvtColor(cv2.imread(str(SHARED_DATA / "celeba-wild" / f"{key}.jpg")),
+                       cv2.COLOR_BGR2RGB)
+    return rgb, detect_landmarks(rgb).points
+
+
 def needs_shared() -> pytest.MarkDecorator:
     return pytest.mark.skipif(not (SHARED_DATA / "celeba-wild").is_dir(),
                               reason=f"needs the test faces in {SHARED_DATA} (absent)")

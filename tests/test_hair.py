@@ -6,7 +6,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-from conftest import SHARED_DATA, needs_shared
+from conftest import SHARED_DATA, celeba_wild_face, needs_shared
 
 from maskface.maskgen.hair import BEARD_SHARE, find_hair
 from maskface.maskgen.samples import SampleRules, face_samples, maskable_face
@@ -20,16 +20,8 @@ JAW_SHADOW = "184043"
 PLAIN = "182638"
 
 
-def _face(key: str) -> tuple[np.ndarray, np.ndarray]:
-    from maskface.maskgen.landmarks import detect_landmarks
-
-    rgb = cv2.cvtColor(cv2.imread(str(SHARED_DATA / "celeba-wild" / f"{key}.jpg")),
-                       cv2.COLOR_BGR2RGB)
-    return rgb, detect_landmarks(rgb).points
-
-
 def _aligned(key: str):
-    rgb, points = _face(key)
+    rgb, points = celeba_wild_face(key)
     return maskable_face(rgb, points, 256, key, SampleRules(("surgical",)))
 
 
@@ -49,7 +41,7 @@ def test_hair_over_a_cheek_is_found_on_that_side_of_the_lower_face():
 
 @needs_shared()
 def test_hair_stays_in_front_of_every_mask_and_nothing_else_changes():
-    rgb, points = _face(HAIR_OVER_CHEEK)
+    rgb, points = celeba_wild_face(HAIR_OVER_CHEEK)
     types = ("surgical", "cloth", "n95", "neck-gaiter")
     bare = maskable_face(rgb, points, 256, HAIR_OVER_CHEEK, SampleRules(types))
     rules = SampleRules(types, hair=True)

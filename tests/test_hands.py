@@ -6,7 +6,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-from conftest import SHARED_DATA, needs_shared
+from conftest import SHARED_DATA, celeba_wild_face, needs_shared
 
 from maskface.maskgen.landmark_cache import CacheEntry, LandmarkCache
 from maskface.maskgen.occlusion import hand_cover, in_front
@@ -18,14 +18,6 @@ HAND_OVER_MOUTH = "183611"
 FINGER_ON_LIPS = "183732"
 # A hand on the forehead, far from any mask.
 HAND_ON_FOREHEAD = "182675"
-
-
-def _face(key: str) -> tuple[np.ndarray, np.ndarray]:
-    from maskface.maskgen.landmarks import detect_landmarks
-
-    rgb = cv2.cvtColor(cv2.imread(str(SHARED_DATA / "celeba-wild" / f"{key}.jpg")),
-                       cv2.COLOR_BGR2RGB)
-    return rgb, detect_landmarks(rgb).points
 
 
 def _hand_points() -> np.ndarray:
@@ -97,7 +89,7 @@ def test_hands_match_mediapipes_own_hands():
     from maskface.maskgen.hands import PALM_SIDE, find_hands, hand_region
     from maskface.maskgen.occlusion import hand_size
 
-    rgb, points = _face(HAND_OVER_MOUTH)
+    rgb, points = celeba_wild_face(HAND_OVER_MOUTH)
     ours = find_hands(rgb, points)
     assert len(ours) == 1 and ours[0][1] > 0.9
     side = 2 * PALM_SIDE
@@ -118,7 +110,7 @@ def test_hands_match_mediapipes_own_hands():
 def test_a_hand_over_the_mouth_stays_in_front_of_every_mask(key):
     from maskface.maskgen.hands import find_hands
 
-    rgb, points = _face(key)
+    rgb, points = celeba_wild_face(key)
     rules = SampleRules(("surgical", "kn95", "gas-respirator"))
     bare = maskable_face(rgb, points, 256, key, rules)
     face = maskable_face(rgb, points, 256, key, rules, find_hands(rgb, points))
@@ -143,7 +135,7 @@ def test_a_hand_over_the_mouth_stays_in_front_of_every_mask(key):
 def test_a_hand_away_from_the_lower_face_changes_nothing():
     from maskface.maskgen.hands import find_hands
 
-    rgb, points = _face(HAND_ON_FOREHEAD)
+    rgb, points = celeba_wild_face(HAND_ON_FOREHEAD)
     hands = find_hands(rgb, points)
     assert hands and max(s for _, s in hands) > 0.9  # found, and sure
     rules = SampleRules(("surgical", "n95"))
@@ -180,7 +172,7 @@ def test_a_glance_sees_the_hands_near_a_face(key):
     these faces with a hand, which the full pass then finds (see the tests above)."""
     from maskface.maskgen.hands import GLANCE_SCORE, get_hand_finder
 
-    rgb, points = _face(key)
+    rgb, points = celeba_wild_face(key)
     assert get_hand_finder().glance(rgb, points) >= GLANCE_SCORE + 0.1
 
 
