@@ -252,7 +252,7 @@ def test_a_tight_photo_shows_the_model_grey_beyond_its_edges(masked_astronaut):
     inside = cv2.warpAffine(np.ones(tight.shape[:2], np.float32), m, (128, 128))
     beyond = inside == 0
     assert beyond.mean() > 0.2, "the crop should reach far beyond this tight photo"
-    # No mirrored face beyond the photo: flat grey, as the trainer's tight crops are.
+    # No mirrored face beyond the photo: flat grey, as generate's frame cuts are.
     assert (crop[beyond] == OUTSIDE_GREY).all()
     assert out.shape == tight.shape and (out != tight).any()
 
