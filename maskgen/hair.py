@@ -26,6 +26,8 @@ from .warp import face_frame
 # The brows (MediaPipe's mesh points), image left and right.
 LEFT_BROW = (70, 63, 105, 66, 107, 55, 65, 52, 53, 46)
 RIGHT_BROW = (300, 293, 334, 296, 336, 285, 295, 282, 283, 276)
+# The lower eyelids' middles (image left and right): where the cheeks begin.
+LOWER_LIDS = [145, 374]
 # Colour models live in CIELAB (8 bit); distances are Mahalanobis distances to each model.
 # A pixel is hair when it is further than SKIN_FAR from the skin and within HAIR_NEAR of the
 # hair, and nearer the hair than the skin by HAIR_MARGIN.
@@ -132,7 +134,7 @@ def _hanging_hair(is_hair: np.ndarray, points: np.ndarray, depth: np.ndarray, io
     band = depth > -OUTSIDE_BAND * iod
     mouth_y = float(points[list(MOUTH), 1].mean())
     nose_y = float(points[NOSE_TIP, 1])
-    eyes_y = float(points[[145, 374], 1].max())
+    eyes_y = float(points[LOWER_LIDS, 1].max())
     top = _top_row(points, iod)
     area = np.zeros(is_hair.shape, bool)
     area[top:] = band[top:]
@@ -185,7 +187,7 @@ def _hanging_hair(is_hair: np.ndarray, points: np.ndarray, depth: np.ndarray, io
 def _top_row(points: np.ndarray, iod: float) -> int:
     """The first crop row where hair over the cheeks is looked for: a little above the eyes'
     lower lids (the strands enter the face beside the eyes)."""
-    return int(max(0, float(points[[145, 374], 1].max()) - 0.3 * iod))
+    return int(max(0, float(points[LOWER_LIDS, 1].max()) - 0.3 * iod))
 
 
 def _model(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
@@ -229,7 +231,7 @@ def _skin_region(points: np.ndarray, depth: np.ndarray, iod: float, bottom: floa
     eyelids down to row ``bottom`` (the nose tip, or the mouth: the lower cheeks bring the
     face's shading into the model), well inside the outline (hair at the sides stays out)."""
     size = depth.shape[0]
-    eyes_y = float(points[[145, 374], 1].max())
+    eyes_y = float(points[LOWER_LIDS, 1].max())
     region = np.zeros((size, size), bool)
     region[int(eyes_y + 0.15 * iod):int(bottom)] = True
     return region & (depth > 0.3 * iod)
