@@ -30,7 +30,7 @@ def main() -> None:
     import cv2
 
     from maskface.maskgen.hair import find_hair
-    from maskface.maskgen.samples import SampleRules, face_samples, maskable_face
+    from maskface.maskgen.samples import SampleRules, maskable_face
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_source_options(ap)
@@ -52,8 +52,7 @@ def main() -> None:
             continue
         found.append({"key": key, "separation": hair.separation})
         if args.draw:
-            rows.append(_row(cv2, rgb, points, key, hair, face, plain, with_hair,
-                             maskable_face, face_samples))
+            rows.append(_row(rgb, points, key, hair, face, plain, with_hair))
     if args.draw:
         out = Path(args.draw)
         out.mkdir(parents=True, exist_ok=True)
@@ -68,9 +67,12 @@ def main() -> None:
         "hair_faces": found}, indent=1))
 
 
-def _row(cv2, rgb, points, key, hair, face, plain, with_hair, maskable_face, face_samples
-         ) -> np.ndarray:
+def _row(rgb, points, key, hair, face, plain, with_hair) -> np.ndarray:
     """One sheet row: clean | hair tinted | surgical before, after | cloth before, after."""
+    import cv2
+
+    from maskface.maskgen.samples import face_samples, maskable_face
+
     def tile(img: np.ndarray, label: str) -> np.ndarray:
         t = cv2.cvtColor(cv2.resize(img, (TILE, TILE), interpolation=cv2.INTER_AREA),
                          cv2.COLOR_RGB2BGR)
