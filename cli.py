@@ -301,6 +301,12 @@ def _click_errors(*kinds: type[Exception]):
 @click.option("--grey-fraction", default=0.0, show_default=True,
               type=click.FloatRange(min=0, max=1, max_open=True),
               help="Share of pairs turned grey, input and target alike.")
+@click.option("--erase-fraction", default=0.0, show_default=True,
+              type=click.FloatRange(min=0, max=1, max_open=True),
+              help="Share of pairs whose mask, grown a little, is erased to flat grey in the "
+                   "input: the model learns to paint a face into a hole and restores in two "
+                   "passes (find the mask, erase it, paint), so nothing of a real mask's "
+                   "colour comes through (mask-head models).")
 @click.option("--init", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Start from a trained model's weights (a checkpoint or .safetensors, e.g. "
                    "the bundled one) to fine-tune it; the network options must match it.")
@@ -327,7 +333,7 @@ def _click_errors(*kinds: type[Exception]):
               help="Validation batches (of --batch-size) each time.")
 def train(data, out, model, width, depth, norm, mask_head, augment, epochs, max_steps,
           max_minutes, batch_size, lr, lr_schedule, hole_weight, bare_fraction, mask_recolour,
-          grey_fraction, init, loss, device, precision, compile_, resume,
+          grey_fraction, erase_fraction, init, loss, device, precision, compile_, resume,
           workers, seed, checkpoint_every, val_every, log_every, val_batches) -> None:
     """Train the RA-UNet (or a variant) on generated shards. Multi-GPU: torchrun."""
     from .maskgen.shards import ShardError
@@ -340,9 +346,9 @@ def train(data, out, model, width, depth, norm, mask_head, augment, epochs, max_
             mask_head=mask_head, augment=augment, epochs=epochs, max_steps=max_steps,
             max_minutes=max_minutes, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule,
             hole_weight=hole_weight, bare_fraction=bare_fraction, mask_recolour=mask_recolour,
-            grey_fraction=grey_fraction, init=init, loss=loss, device=device,
-            precision=precision, compile=compile_, resume=resume or "no", workers=workers,
-            seed=seed,
+            grey_fraction=grey_fraction, erase_fraction=erase_fraction, init=init, loss=loss,
+            device=device, precision=precision, compile=compile_, resume=resume or "no",
+            workers=workers, seed=seed,
             checkpoint_every=checkpoint_every, val_every=val_every, log_every=log_every,
             val_batches=val_batches)
         last = run(cfg)

@@ -130,6 +130,54 @@ def test_a_predicted_mask_is_grown_and_a_speck_is_no_mask():
     assert 0 < w[0, 0, 50 - g - 2, 50] < 1  # a feathered seam
 
 
+def test_erased_pairs_are_grey_over_their_grown_mask_and_nothing_else():
+    from maskface.training.refill import ERASE_GREY, ERASE_GROW, erase_masks
+
+    x = torch.rand(8, 3, 64, 64, generator=torch.Generator().manual_seed(3))
+    m = torch.zeros(8, 1, 64, 64)
+    m[:, :, 32:48, 16:48] = 1
+    m[7] = 0  # a bare pair: nothing to erase
+    out, erased = erase_masks(x, m, 0.6, torch.Generator().manual_seed(0))
+    assert not erased[7] and 0 < int(erased.sum()) < 7, erased
+    lo, hi = (round(f * 64) for f in ERASE_GROW)
+    for i in range(8):
+        if not erased[i]:
+            assert torch.equal(out[i], x[i])
+            continue
+        grey = (out[i] == ERASE_GREY).all(dim=0)
+        assert grey[32:48, 16:48].all(), "the whole mask is erased"
+        assert grey[32 - lo:48 + lo, 16 - lo:48 + lo].all(), "grown by at least the least"
+        assert not grey[:32 - hi].any() and not grey[48 + hi + 1:].any(), "not beyond the most"
+        assert torch.equal(out[i][:, ~grey], x[i][:, ~grey]), "the rest keeps its pixels"
+    # Same seed, same draw: a resumed run erases as the uninterrupted one did.
+    again, _ = erase_masks(x, m, 0.6, torch.Generator().manual_seed(0))
+    assert torch.equal(out, again)
+
+
+def test_a_refill_model_paints_a_second_pass_that_sees_nothing_of_the_mask():
+    from maskface.training.refill import ERASE_GREY, two_pass
+
+    seen = []
+
+    def net(x):  # says the red pixels are a mask; "restores" by painting blue
+        seen.append(x.clone())
+        prob = (x[:, :1] > 0.9).float()
+        rgb = torch.where(prob > 0, torch.tensor([0.0, 0.0, 1.0]).view(1, 3, 1, 1), x)
+        return torch.cat([rgb, prob], dim=1)
+
+    x = torch.full((2, 3, 64, 64), 0.3)
+    x[0, 0, 30:50, 10:54] = 1.0  # a red mask on the first image; the second wears none
+    y = two_pass(net, x)
+    assert len(seen) == 2 and len(seen[1]) == 1, "only the masked image is run again"
+    second = seen[1][0]
+    assert (second[:, 30:50, 10:54] == ERASE_GREY).all(), "the mask is erased before pass 2"
+    assert second[0].max() < 0.9, "no pixel of the mask is left to copy"
+    torch.testing.assert_close(y[0, 3], net(x[:1])[0, 3])  # the mask is the first pass's
+    torch.testing.assert_close(y[1], net(x[1:])[0])  # a bare face: one pass, as it was
+    # Pass 2 saw grey, not red, so the restored pixels are what it made of grey.
+    assert torch.equal(y[0, :3, 40, 30], second[:, 40, 30])
+
+
 def test_the_cosine_schedule_decays_to_a_floor_and_constant_stays():
     cos = TrainConfig(data="d", out="o", lr=1e-3, lr_schedule="cosine")
     assert learning_rate(cos, 0, 100) == pytest.approx(1e-3)
@@ -279,9 +327,15 @@ def test_a_run_can_start_from_a_trained_model_and_refuses_another_network(
     # A learning rate too small to move the weights: the run's weights are the trained ones.
     train("--data", str(shards), "--out", str(run), "--max-steps", "1", "--lr", "1e-12",
           "--mask-head", "--augment", "flip", "--width", "8", "--depth", "4",
-          "--mask-recolour", "0.5", "--grey-fraction", "0.2", "--init", str(trained))
+          "--mask-recolour", "0.5", "--grey-fraction", "0.2", "--erase-fraction", "0.5",
+          "--init", str(trained))
     want = load_checkpoint(trained)["model"]
-    got = load_checkpoint(run / "checkpoints" / "last.pt")["model"]
+    tuned = load_checkpoint(run / "checkpoints" / "last.pt")
+    got = tuned["model"]
+    # Learning to paint into an erased mask changes how the model is used (two passes), not
+    # its shape, so a one-pass model can start it.
+    assert tuned["model_config"]["refill"] and not load_checkpoint(trained)["model_config"][
+        "refill"]
     for k, v in want.items():
         if v.is_floating_point() and "running" not in k:  # BatchNorm statistics move anyway
             torch.testing.assert_close(got[k], v, atol=1e-6, rtol=0)

@@ -42,6 +42,9 @@ class UNetConfig:
     norm: str = "none"  # "none": the paper's RA-UNet code; "batch": BatchNorm after every conv
     layout: str = "paper"  # "maskface-0.1": the gate and head of checkpoints made before
     mask_head: bool = False  # a fourth output channel: where the mask is
+    # Learnt to paint a face into a mask erased to flat grey (``--erase-fraction``): such a
+    # model restores in two passes (training/refill.py), not one.
+    refill: bool = False
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -171,14 +174,14 @@ class RAUNet(nn.Module):
 
 
 def build_model(name: str = "ra-unet", width: int = 64, depth: int = 5, norm: str = "none",
-                mask_head: bool = False) -> RAUNet:
+                mask_head: bool = False, refill: bool = False) -> RAUNet:
     """A model variant by name (see ``VARIANTS``), in the paper's layout."""
     if name not in VARIANTS:
         raise ValueError(f"unknown model {name!r}; known: {', '.join(VARIANTS)}")
     if depth < 2 or width < 1:
         raise ValueError(f"depth must be >= 2 and width >= 1, got {depth}, {width}")
     return RAUNet(UNetConfig(model=name, width=width, depth=depth, norm=norm,
-                             mask_head=mask_head, **VARIANTS[name]))
+                             mask_head=mask_head, refill=refill, **VARIANTS[name]))
 
 
 def config_from_dict(cfg: dict) -> UNetConfig:

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from .checkpoint import load_model, pick_device, use_bf16
 from .data import image_size
 from .model import RAUNet
+from .refill import two_pass
 
 DEFAULT_IMAGE_SIZE = 256
 log = logging.getLogger("maskface.predict")
@@ -98,7 +99,8 @@ class Predictor:
     @torch.inference_mode()
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         """The network's whole output for a (N, 3, H, W) float batch in [0, 1]: RGB, then the
-        mask estimate in [0, 1] when the model has a mask head."""
+        mask estimate in [0, 1] when the model has a mask head (a refill model's two passes,
+        :mod:`.refill`)."""
         x = x.to(self.device, non_blocking=True).float()
         h, w = x.shape[-2:]
         m = self.multiple
@@ -109,7 +111,7 @@ class Predictor:
         if fast:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=fast):
-            y = self.model(x)
+            y = two_pass(self.model, x) if self.model.cfg.refill else self.model(x)
         return y.float().clamp_(0, 1)[..., :h, :w]
 
     def restore(self, images: np.ndarray, batch_size: int = 16) -> np.ndarray:

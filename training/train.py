@@ -16,7 +16,7 @@ import os
 import random
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +36,7 @@ from .data import DataError, ShardPairs, image_size, to_device
 from .losses import hole_l1, mask_loss, ssim_l1
 from .metrics import mask_iou, masked_psnr, psnr, ssim
 from .model import NORMS, build_model, count_parameters, training_bytes
+from .refill import erase_masks, two_pass
 from .registry import LR_SCHEDULES
 
 log = logging.getLogger("maskface.train")
@@ -81,6 +82,9 @@ class TrainConfig:
     # real masks come in colours the templates' palette lacks (0: as generated).
     mask_recolour: float = 0.0
     grey_fraction: float = 0.0  # fraction of pairs turned grey, input and target alike
+    # Fraction of pairs whose mask, grown a little, is erased to flat grey in the input: the
+    # model learns to paint a face into a hole and then restores in two passes (refill.py).
+    erase_fraction: float = 0.0
     # A trained model (checkpoint or .safetensors) whose weights a fresh run starts from, to
     # fine-tune it with a new schedule or new augmentations (None: random initialisation).
     init: str | None = None
@@ -119,14 +123,15 @@ class TrainConfig:
         if self.lr_schedule not in LR_SCHEDULES:
             raise TrainError(f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}, got "
                              f"{self.lr_schedule!r}")
-        for name in ("bare_fraction", "mask_recolour", "grey_fraction"):
+        for name in ("bare_fraction", "mask_recolour", "grey_fraction", "erase_fraction"):
             if not 0 <= getattr(self, name) < 1:
                 raise TrainError(f"--{name.replace('_', '-')} must be in [0, 1), got "
                                  f"{getattr(self, name)}")
-        if (self.hole_weight or self.bare_fraction or self.mask_recolour) \
-                and not self.mask_head:
-            raise TrainError("--hole-weight, --bare-fraction and --mask-recolour are for a "
-                             "--mask-head model (they need the true mask)")
+        if (self.hole_weight or self.bare_fraction or self.mask_recolour
+                or self.erase_fraction) and not self.mask_head:
+            raise TrainError("--hole-weight, --bare-fraction, --mask-recolour and "
+                             "--erase-fraction are for a --mask-head model (they need the true "
+                             "mask)")
         if self.augment not in AUGMENTS:
             raise TrainError(f"--augment must be one of {', '.join(AUGMENTS)}, got "
                              f"{self.augment!r}")
@@ -143,7 +148,8 @@ def train(cfg: TrainConfig) -> dict:
     np.random.seed(cfg.seed)
     random.seed(cfg.seed)
 
-    model = build_model(cfg.model, cfg.width, cfg.depth, cfg.norm, cfg.mask_head)
+    model = build_model(cfg.model, cfg.width, cfg.depth, cfg.norm, cfg.mask_head,
+                        refill=cfg.erase_fraction > 0)
     _check_memory(model.cfg, cfg, device)
     if rank == 0:
         log.info("%s: %.2f M parameters", cfg.model, count_parameters(model) / 1e6)
@@ -232,7 +238,8 @@ def _initialise(model, path: str) -> None:
     """Load a trained model's weights into ``model``, which must be the same network."""
     ck = load_checkpoint(path, "cpu")
     trained = model_from_checkpoint(ck, path)
-    if trained.cfg.as_dict() != model.cfg.as_dict():
+    # How the model is used (one pass or two) may change in a fine-tune; its shape may not.
+    if replace(trained.cfg, refill=False) != replace(model.cfg, refill=False):
         raise TrainError(f"--init {path} holds a {trained.cfg.as_dict()} model, not "
                          f"{model.cfg.as_dict()}; use its --model/--width/--depth/--norm/"
                          "--mask-head")
@@ -434,12 +441,20 @@ class _Run:
             x, y = grey_pairs([x, y], cfg.grey_fraction, g)
         if cfg.bare_fraction:
             x, mask = bare_pairs(x, y, mask, cfg.bare_fraction, g)
+        erased = None
+        if cfg.erase_fraction:  # after bare pairs: a bare pair has no mask to erase
+            x, erased = erase_masks(x, mask, cfg.erase_fraction, g)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.fast):
             pred = net(x)
         pred = pred.float()
         loss = ssim_l1(pred[:, :3], y, cfg.l1_weight, cfg.loss)
         if cfg.mask_head:
-            loss = loss + cfg.mask_weight * mask_loss(pred[:, 3:4], mask)
+            # The mask head is read on the first pass only, which never sees a hole: erased
+            # pairs would teach it that flat grey is a mask, and the grey beyond a tight
+            # photo's edge would then be one.
+            seen = slice(None) if erased is None else ~erased
+            if erased is None or bool(seen.any()):
+                loss = loss + cfg.mask_weight * mask_loss(pred[seen, 3:4], mask[seen])
         if cfg.hole_weight:
             loss = loss + cfg.hole_weight * hole_l1(pred[:, :3], y, mask)
         for group in self.opt.param_groups:
@@ -516,7 +531,9 @@ class _Run:
         sample = next(iter(self.val_loader))
         with torch.no_grad():
             b = to_device(sample, self.device)
-            pred = self.model.eval()(b["masked"][:4])
+            net = self.model.eval()
+            x = b["masked"][:4]
+            pred = two_pass(net, x) if net.cfg.refill else net(x)
         self.model.train()
         save_grid(self.out / "samples" / f"step-{self.step:07d}.png", b, pred)
         score = v[best_metric(self.cfg)]
@@ -583,7 +600,8 @@ def best_metric(cfg: TrainConfig) -> str:
 def evaluate(model: torch.nn.Module, loader: DataLoader, device: torch.device,
              max_batches: int, autocast: bool) -> dict:
     """PSNR/SSIM of the model and of the masked input itself (the baseline) on a loader's
-    batches; with a mask head, the IoU of its mask (thresholded at 0.5) with the true one."""
+    batches; with a mask head, the IoU of its mask (thresholded at 0.5) with the true one. A
+    refill model is measured on its two passes, as it is used."""
     model.eval()
     sums: dict[str, float] = {"psnr": 0.0, "ssim": 0.0, "psnr_input": 0.0, "ssim_input": 0.0}
     n = 0
@@ -594,7 +612,7 @@ def evaluate(model: torch.nn.Module, loader: DataLoader, device: torch.device,
             b = to_device(batch, device, channels_last=autocast)
             x, y = b["masked"], b["clean"]
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-                p = model(x).float().clamp(0, 1)
+                p = two_pass(model, x) if model.cfg.refill else model(x).float().clamp(0, 1)
             sums["psnr"] += psnr(p[:, :3], y).sum().item()
             sums["ssim"] += ssim(p[:, :3], y).sum().item()
             sums["psnr_input"] += psnr(x, y).sum().item()
