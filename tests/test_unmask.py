@@ -236,6 +236,29 @@ def test_a_mask_head_model_blends_only_where_it_found_the_mask(masked_astronaut)
         assert not changed[inside > 0].any()
 
 
+class TintPainter(MaskPainter):
+    """A mask-head stand-in that paints the mask region in a colour, as a model trained on
+    colour faces does on a grey one."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = super().forward(x)
+        y[:, 0] = torch.where(y[:, 3] > 0, 0.6, y[:, 0])
+        return y
+
+
+def test_a_grey_photo_comes_back_grey_and_a_colour_one_keeps_its_colour(masked_astronaut):
+    masked, _ = masked_astronaut
+    pts = detect_landmarks(masked).points
+    tint = Predictor(TintPainter(), torch.device("cpu"), "fp32", 128, "tint")
+    grey = np.repeat(cv2.cvtColor(masked, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=-1)
+    out, faces = restore_faces(grey, [pts], tint)
+    assert faces[0]["pixels_changed"] > 1000
+    assert (out.max(-1) == out.min(-1)).all(), "a grey photo must stay grey"
+    out, _ = restore_faces(masked, [pts], tint)
+    changed = (out != masked).any(-1)
+    assert (out[changed].max(-1).astype(int) - out[changed].min(-1)).mean() > 20
+
+
 def test_a_tight_photo_shows_the_model_grey_beyond_its_edges(masked_astronaut):
     from maskface.maskgen.align import OUTSIDE_GREY
 

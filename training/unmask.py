@@ -46,6 +46,9 @@ NECK_DROP = 0.12
 FEATHER = 0.03  # Gaussian sigma of the seam, as a fraction of the crop side
 EYE_MARGIN = 0.02  # the eyes, grown by this much, are never blended
 EDGE_FADE = 0.06  # the weight fades to 0 over this much of the crop's border
+# A crop whose pixels' channels differ by at most this much (99th percentile, 8-bit) is a grey
+# photo: JPEG leaves grey photos at 0-2, while colour faces spread 20 and more.
+GREY_SPREAD = 6
 SHEET_PAGE = 24  # photos per contact sheet page: 8 rows of 3 before | after pairs
 SHEET_COLUMNS = 3
 
@@ -104,6 +107,7 @@ def restore_faces(rgb: np.ndarray, faces: list[np.ndarray], predictor: Predictor
     if not crops:
         return rgb.copy(), []
     restored, found = predictor.restore_and_find(np.stack(crops))
+    restored = np.stack([keep_grey(c, r) for c, r in zip(crops, restored, strict=True)])
     out = rgb
     info = []
     for i, (c, r, m, q) in enumerate(zip(crops, restored, ms, pts, strict=True)):
@@ -119,6 +123,15 @@ def restore_faces(rgb: np.ndarray, faces: list[np.ndarray], predictor: Predictor
         info.append({"crop": c, "restored": r, "weight": w, "alignment": m,
                      "pixels_changed": changed})
     return out, info
+
+
+def keep_grey(crop: np.ndarray, restored: np.ndarray) -> np.ndarray:
+    """``restored`` made grey when ``crop`` is (uint8 RGB): a grey photo has no colour to
+    restore, and a model trained mostly on colour faces tints the face it paints into one."""
+    spread = crop.max(axis=-1).astype(np.int16) - crop.min(axis=-1)
+    if np.percentile(spread, 99) > GREY_SPREAD:
+        return restored
+    return np.repeat(cv2.cvtColor(restored, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=-1)
 
 
 def _blend_weight(crop: np.ndarray, restored: np.ndarray, points: np.ndarray, size: int,
