@@ -176,6 +176,9 @@ def test_a_refill_model_paints_a_second_pass_that_sees_nothing_of_the_mask():
     torch.testing.assert_close(y[1], net(x[1:])[0])  # a bare face: one pass, as it was
     # Pass 2 saw grey, not red, so the restored pixels are what it made of grey.
     assert torch.equal(y[0, :3, 40, 30], second[:, 40, 30])
+    seen.clear()
+    two_pass(net, x, always=True)  # timing a masked face: every image twice
+    assert [len(b) for b in seen] == [2, 2]
 
 
 def test_the_cosine_schedule_decays_to_a_floor_and_constant_stays():

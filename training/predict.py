@@ -97,10 +97,10 @@ class Predictor:
                              ).clamp_(0, 1)
 
     @torch.inference_mode()
-    def predict(self, x: torch.Tensor) -> torch.Tensor:
+    def predict(self, x: torch.Tensor, both_passes: bool = False) -> torch.Tensor:
         """The network's whole output for a (N, 3, H, W) float batch in [0, 1]: RGB, then the
         mask estimate in [0, 1] when the model has a mask head (a refill model's two passes,
-        :mod:`.refill`)."""
+        :mod:`.refill`; ``both_passes``: on every image, as on a masked face, for timing)."""
         x = x.to(self.device, non_blocking=True).float()
         h, w = x.shape[-2:]
         m = self.multiple
@@ -111,7 +111,7 @@ class Predictor:
         if fast:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=fast):
-            y = two_pass(self.model, x) if self.model.cfg.refill else self.model(x)
+            y = two_pass(self.model, x, both_passes) if self.model.cfg.refill else self.model(x)
         return y.float().clamp_(0, 1)[..., :h, :w]
 
     def restore(self, images: np.ndarray, batch_size: int = 16) -> np.ndarray:
