@@ -136,6 +136,46 @@ def test_onnx_export_matches_pytorch(tmp_path, data_and_checkpoint):
     np.testing.assert_allclose(got, p.predict(x).numpy(), atol=1e-4)  # RGB and the mask
 
 
+def test_a_refill_model_exports_both_its_passes(tmp_path, data_and_checkpoint):
+    pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    import onnx
+
+    from maskface.training.checkpoint import load_checkpoint, save_checkpoint
+
+    _, ck = data_and_checkpoint
+    state = load_checkpoint(ck)
+    if not state["model_config"].get("mask_head"):
+        pytest.skip("the fixture's model has no mask head")
+    state["model_config"]["refill"] = True
+    refill = tmp_path / "refill.pt"
+    save_checkpoint(refill, state)
+    path = tmp_path / "r.onnx"
+    res = CliRunner().invoke(main, ["export", str(refill), "--onnx", str(path)],
+                             catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    assert meta["maskface.passes"] == "2"
+    p = Predictor.load(refill, "cpu")
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(6))
+    got = ort.InferenceSession(str(path)).run(None, {"masked": x.numpy()})[0]
+    np.testing.assert_allclose(got, p.predict(x).numpy(), atol=1e-4)
+
+
+def test_both_passes_in_one_graph_equal_the_two_passes():
+    from maskface.training.refill import BothPasses, two_pass
+
+    class Finder(torch.nn.Module):  # a mask where the input is red; paints blue there
+        def forward(self, x):
+            prob = (x[:, :1] > 0.9).float()
+            blue = torch.tensor([0.1, 0.2, 0.9]).view(1, 3, 1, 1)
+            return torch.cat([torch.where(prob > 0, blue, x * 0.9), prob], dim=1)
+
+    x = torch.full((2, 3, 64, 64), 0.4)
+    x[0, 0, 30:50, 10:54] = 1.0  # the first image wears a mask, the second none
+    torch.testing.assert_close(BothPasses(Finder())(x), two_pass(Finder(), x))
+
+
 def test_eval_refuses_a_missing_split(tmp_path, data_and_checkpoint):
     data, ck = data_and_checkpoint
     res = CliRunner().invoke(main, ["eval", "--checkpoint", str(ck), "--data", str(data),

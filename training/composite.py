@@ -57,13 +57,13 @@ def predicted_mask_weight(prob: torch.Tensor, grow: float = MASK_GROW,
     (probability > 0.5) grown by ``grow`` of the side, fading linearly to 0 over twice
     ``feather`` beyond that; exactly 0 where no mask is near, so those pixels keep their
     values, and 0 everywhere on an image whose mask covers less than ``min_area`` of it."""
-    side = min(prob.shape[-2:])
+    # Crops are square; the height, so that an exported graph (whose sizes are fixed at the
+    # crop side it was traced at) grows a wider input's mask as PyTorch does.
+    side = int(prob.shape[-2])
     g = max(1, round(grow * side))
     f = max(1, round(feather * side))
     hard = (prob.float() > 0.5).float()
     hard = hard * (hard.mean(dim=(1, 2, 3), keepdim=True) >= min_area)
-    if not hard.any():
-        return hard
     # Grown by g + f, then box-blurred over 2f + 1: weight 1 up to g past the edge, 0 beyond.
     return _blur(_dilate(hard, 2 * (g + f) + 1), 2 * f + 1).clamp_(0, 1)
 

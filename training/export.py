@@ -3,9 +3,10 @@
 The graph takes ``masked`` (N, 3, H, W) float RGB in [0, 1], H and W multiples of
 ``2 ** (depth - 1)``, and returns ``restored`` of the same size: RGB, then, for a model with a
 mask head, a fourth channel saying where the mask is (``maskface.outputs`` in the metadata);
-batch, height and width are dynamic. The crop size the model was trained on and the side
-multiple are stored as metadata. When onnxruntime is installed the export is checked against
-PyTorch on the spot.
+batch, height and width are dynamic. A refill model's graph holds its two passes
+(:class:`.refill.BothPasses`; ``maskface.passes`` is 2), sized for its trained crop side. The
+crop size the model was trained on and the side multiple are stored as metadata. When
+onnxruntime is installed the export is checked against PyTorch on the spot.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 
 from .predict import Predictor
+from .refill import BothPasses
 
 OPSET = 17
 PARITY_TOLERANCE = 1e-3  # outputs are in [0, 1]; float32 reorderings differ by ~1e-6
@@ -32,6 +34,8 @@ def export_onnx(checkpoint: str | Path, path: str | Path, opset: int = OPSET,
         raise RuntimeError("export needs the onnx package: pip install 'maskface[export]'") from e
     pred = Predictor.load(checkpoint, device="cpu", precision="fp32")
     model = pred.model.float().eval()
+    if model.cfg.refill:  # the graph holds both passes, as the model is used
+        model = BothPasses(model).eval()
     size = pred.image_size
     x = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0))
     path = Path(path)
@@ -43,6 +47,8 @@ def export_onnx(checkpoint: str | Path, path: str | Path, opset: int = OPSET,
         # The TorchScript exporter is deprecated in favour of one that needs onnxscript;
         # this one needs only onnx, and handles this plain convolutional graph exactly.
         warnings.simplefilter("ignore", DeprecationWarning)
+        # A refill graph's mask growth is sized for the crop side it is traced at, on purpose.
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
         try:
             torch.onnx.export(model, (x,), str(path), dynamo=False, **kw)
         except TypeError:  # torch < 2.5 has no `dynamo` switch (and only this exporter)
@@ -50,7 +56,8 @@ def export_onnx(checkpoint: str | Path, path: str | Path, opset: int = OPSET,
     proto = onnx.load(str(path))
     for k, v in {"maskface.image_size": size, "maskface.side_multiple": pred.multiple,
                  "maskface.model": pred.label, "maskface.input_range": "0..1 RGB",
-                 "maskface.outputs": "RGB, mask" if pred.has_mask_head else "RGB"}.items():
+                 "maskface.outputs": "RGB, mask" if pred.has_mask_head else "RGB",
+                 "maskface.passes": 2 if pred.model.cfg.refill else 1}.items():
         proto.metadata_props.add(key=k, value=str(v))
     onnx.checker.check_model(proto)
     onnx.save(proto, str(path))

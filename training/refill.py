@@ -56,6 +56,21 @@ def two_pass(net: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
     return y
 
 
+class BothPasses(torch.nn.Module):
+    """A refill model's two passes as one graph without branches, for export: both passes run
+    on every image. An image whose first pass found no mask has nothing erased, so its second
+    pass is its first, and the output equals :func:`two_pass`'s."""
+
+    def __init__(self, net: torch.nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.net(x)
+        y2 = self.net(erase(x, inference_hole(y[:, 3:4])))
+        return torch.cat([y2[:, :3], y[:, 3:4]], dim=1)
+
+
 def erase_masks(x: torch.Tensor, mask: torch.Tensor, fraction: float,
                 g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """The training side: each pair's input, with probability ``fraction``, with its true
