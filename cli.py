@@ -145,7 +145,8 @@ def types_cmd(template_dirs, detail) -> None:
 @click.option("--samples", default=24, show_default=True, help="Pairs shown with --shards.")
 @click.option("--types", default="all", show_default=True)
 @click.option("--faces", default=6, show_default=True, help="Rows (faces) in the sheet.")
-@click.option("--keys", default=None, help="Comma list of source keys to show (else the first).")
+@click.option("--keys", default=None,
+              help="Comma list of source keys to show, in this order (else the first --faces).")
 @click.option("--wear", default="proper", show_default=True,
               help="Wear style to show: proper, nose-exposed or under-chin.")
 @click.option("--seed", default=0, show_default=True)

@@ -38,9 +38,14 @@ def make_sheet(src: str, out: str, *, types: str = "all", faces: int = 6, seed: 
                         hair=hair)
     size = crop_side(crop, size)
     _, items = resolve_source(src, celeba_root=celeba_root)
-    if keys:
-        wanted = set(keys)
-        items = [i for i in items if i.key in wanted]
+    if keys:  # the rows in the order asked for; a key the source lacks is an error, not a gap
+        by_key = {i.key: i for i in items}
+        missing = [k for k in keys if k not in by_key]
+        if missing:
+            raise ValueError(f"{src} has no source named {', '.join(missing[:5])}"
+                             f"{' ...' if len(missing) > 5 else ''}")
+        items = [by_key[k] for k in dict.fromkeys(keys)]
+        faces = max(faces, len(items))
     rows, used, skipped = [], [], []
     rejected: dict[str, dict[str, str]] = {}
     for item in items:

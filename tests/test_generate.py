@@ -538,3 +538,13 @@ def test_jobs_beyond_the_cores_are_capped_with_a_note(monkeypatch, caplog):
     assert pipeline._worker_count(-1, 3) == 3  # no more workers than shards...
     assert pipeline._worker_count(4, 1) == 2  # ...but still in worker processes
     assert pipeline._worker_count(1, 50) == 1
+
+
+def test_preview_shows_the_keys_in_the_order_asked_and_names_a_missing_one(tmp_path):
+    from maskface.maskgen.preview import make_sheet
+
+    sheet = make_sheet("demo", str(tmp_path / "sheet.png"), types="surgical",
+                       keys=["cameraman", "astronaut"], size=64, faces=1)
+    assert sheet["faces"] == ["cameraman", "astronaut"]  # every key, in the order given
+    with pytest.raises(ValueError, match="no-such-face"):
+        make_sheet("demo", str(tmp_path / "x.png"), keys=["astronaut", "no-such-face"])
