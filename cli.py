@@ -160,8 +160,12 @@ def types_cmd(template_dirs, detail) -> None:
               help="Keep the hands over the lower face in front of the masks, as generate does.")
 @click.option("--hair/--no-hair", default=True, show_default=True,
               help="Keep the hair over the cheeks in front of the masks, as generate does.")
+@click.option("--frame-cut", default=0.0, show_default=True,
+              type=click.FloatRange(min=0, max=1),
+              help="Share of faces cut off by the frame below the lips, as generate cuts them "
+                   "(1: every face).")
 def preview(src, out, shard_dir, samples, types, faces, keys, wear, seed, size, celeba_root,
-            template_dirs, crop, hands, hair) -> None:
+            template_dirs, crop, hands, hair, frame_cut) -> None:
     """A contact sheet PNG: each face clean, then with every selected mask type (or, with
     --shards, the pairs a run wrote)."""
     from .maskgen.preview import make_sheet, sheet_from_shards
@@ -174,7 +178,7 @@ def preview(src, out, shard_dir, samples, types, faces, keys, wear, seed, size, 
             info = make_sheet(src, out, types=types, faces=faces, seed=seed, size=size,
                               celeba_root=celeba_root, templates=tuple(template_dirs),
                               keys=keys.split(",") if keys else None, wear=wear, crop=crop,
-                              hands=hands, hair=hair)
+                              hands=hands, hair=hair, frame_cut=frame_cut)
     click.echo(json.dumps(info), err=True)
 
 

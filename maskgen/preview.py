@@ -23,19 +23,23 @@ def make_sheet(src: str, out: str, *, types: str = "all", faces: int = 6, seed: 
                size: int = 192, celeba_root: str | None = None,
                templates: tuple[str, ...] = (), keys: list[str] | None = None,
                wear: str = "proper", crop: str = "default", hands: bool = True,
-               hair: bool = True) -> dict:
+               hair: bool = True, frame_cut: float = 0.0) -> dict:
     """Write a PNG grid (a header naming the columns, then a row per face: clean, then each
     type) and describe it. The samples are ``generate``'s (:func:`.samples.face_samples`, the
     same colours for the same seed); those it would not write (turned too far for the type,
     not drawable, placement check) are dimmed, labelled with the reason and listed under
     ``rejected``. ``crop`` as in ``generate`` (an ``arcfaceN`` crop sets the tile size).
     ``hands``: find the hands near each face and keep them in front of the masks, as
-    ``generate`` does by default; ``hair``: likewise the hair over the cheeks."""
+    ``generate`` does by default; ``hair``: likewise the hair over the cheeks; ``frame_cut``:
+    the share of faces cut off by the frame below the lips, as ``generate --frame-cut`` cuts
+    them (the same faces for the same seed; 1: every face)."""
     if wear not in WEAR_SHIFT:
         raise ValueError(f"unknown wear style {wear!r}; known: {', '.join(WEAR_SHIFT)}")
     names = select_types(types, templates)
-    rules = SampleRules(tuple(names), seed, "all", {wear: 1.0}, templates=templates, crop=crop,
-                        hair=hair)
+    if not 0 <= frame_cut <= 1:
+        raise ValueError(f"frame_cut must be between 0 and 1, got {frame_cut}")
+    rules = SampleRules(tuple(names), seed, "all", {wear: 1.0}, frame_cut=frame_cut,
+                        templates=templates, crop=crop, hair=hair)
     size = crop_side(crop, size)
     _, items = resolve_source(src, celeba_root=celeba_root)
     if keys:  # the rows in the order asked for; a key the source lacks is an error, not a gap
@@ -61,9 +65,10 @@ def make_sheet(src: str, out: str, *, types: str = "all", faces: int = 6, seed: 
         # hair over its cheeks) stay in front of its masks.
         face = maskable_face(rgb, det.points, size, item.key, rules,
                              find_hands(rgb, det.points) if hands else ())
-        tiles = [face.crop]
+        tiles = [face.framed(face.crop)]
         for sample in face_samples(face, rules):
-            drawn = sample.rendered.masked if sample.rendered is not None else face.crop
+            drawn = face.framed(sample.rendered.masked if sample.rendered is not None
+                                else face.crop)
             if sample.reason:
                 rejected.setdefault(item.key, {})[sample.type] = sample.reason
                 tiles.append(_rejected_tile(drawn, sample.reason))

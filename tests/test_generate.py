@@ -548,3 +548,21 @@ def test_preview_shows_the_keys_in_the_order_asked_and_names_a_missing_one(tmp_p
     assert sheet["faces"] == ["cameraman", "astronaut"]  # every key, in the order given
     with pytest.raises(ValueError, match="no-such-face"):
         make_sheet("demo", str(tmp_path / "x.png"), keys=["astronaut", "no-such-face"])
+
+
+def test_preview_cuts_the_frame_as_generate_does(tmp_path):
+    from maskface.maskgen.align import OUTSIDE_GREY
+    from maskface.maskgen.preview import make_sheet
+
+    size = 128
+    sheet = make_sheet("demo", str(tmp_path / "cut.png"), types="surgical", keys=["astronaut"],
+                       size=size, frame_cut=1.0)
+    img = cv2.cvtColor(cv2.imread(str(tmp_path / "cut.png")), cv2.COLOR_BGR2RGB)
+    row = img[img.shape[0] - size:]
+    assert sheet["columns"] == ["clean", "surgical"]
+    bottom = row[-4:]  # the frame ends between the lips and the chin: flat grey below
+    assert (bottom == OUTSIDE_GREY).all()
+    make_sheet("demo", str(tmp_path / "whole.png"), types="surgical", keys=["astronaut"],
+               size=size)
+    whole = cv2.imread(str(tmp_path / "whole.png"))
+    assert not (whole[-4:] == OUTSIDE_GREY).all()
