@@ -113,30 +113,41 @@ def _rejected_tile(img: np.ndarray, reason: str) -> np.ndarray:
 def sheet_from_shards(out_dir: str, path: str, *, samples: int = 24, columns: int = 4,
                       split: str | None = None) -> dict:
     """A PNG of generated pairs, as they were written: masked | mask | clean per sample,
-    ``columns`` samples per row, taken in order from the run's shards."""
+    ``columns`` samples per row, from the run's shards in order: one pair per face first, so
+    that a ``--per-face all`` run shows ``samples`` faces rather than every type of a few;
+    a face's other pairs fill the sheet when the run has fewer faces."""
     import json
 
     from .shards import decode_sample, iter_samples
 
     manifest = json.loads((Path(out_dir) / "manifest.json").read_text())
-    tiles, keys = [], []
+    firsts: list[dict] = []
+    others: list[dict] = []
+    faces: set[str] = set()
     for name, sp in manifest["splits"].items():
         if split and name != split:
             continue
         for shard in sp["shards"]:
             for raw in iter_samples(Path(out_dir) / shard["path"]):
-                s = decode_sample(raw)
-                masked = s.get("masked")
-                clean = s.get("clean")
-                mask = np.repeat(s["mask"][..., None], 3, axis=2)
-                tiles.append(np.hstack([masked, mask, clean]))
-                keys.append(s["__key__"])
-                if len(tiles) >= samples:
+                # Only the metadata is read here; the chosen pairs' images are decoded below.
+                source = json.loads(raw["json"]).get("source", raw["__key__"])
+                if source not in faces:
+                    faces.add(source)
+                    firsts.append(raw)
+                elif len(others) < samples:
+                    others.append(raw)
+                if len(firsts) >= samples:
                     break
-            if len(tiles) >= samples:
+            if len(firsts) >= samples:
                 break
-        if len(tiles) >= samples:
+        if len(firsts) >= samples:
             break
+    tiles, keys = [], []
+    for raw in (firsts + others)[:samples]:
+        s = decode_sample(raw)
+        mask = np.repeat(s["mask"][..., None], 3, axis=2)
+        tiles.append(np.hstack([s["masked"], mask, s["clean"]]))
+        keys.append(s["__key__"])
     if not tiles:
         raise ValueError(f"no samples in {out_dir}")
     while len(tiles) % columns:

@@ -566,3 +566,19 @@ def test_preview_cuts_the_frame_as_generate_does(tmp_path):
                size=size)
     whole = cv2.imread(str(tmp_path / "whole.png"))
     assert not (whole[-4:] == OUTSIDE_GREY).all()
+
+
+def test_a_sheet_of_written_pairs_shows_one_pair_per_face_first(reference, tmp_path):
+    from maskface.maskgen.preview import sheet_from_shards
+
+    sources = {}
+    for shard in sorted(reference.glob("*/*.tar")):
+        for raw in iter_samples(shard):
+            sources[raw["__key__"]] = json.loads(raw["json"])["source"]
+    faces = set(sources.values())
+    assert len(sources) > len(faces) >= 2, "the run should hold several pairs per face"
+    sheet = sheet_from_shards(str(reference), str(tmp_path / "s.png"), samples=len(faces))
+    assert {sources[k] for k in sheet["samples"]} == faces  # every face once, not one face's types
+    more = sheet_from_shards(str(reference), str(tmp_path / "m.png"), samples=len(faces) + 2)
+    assert len(more["samples"]) == len(faces) + 2  # then a face's other pairs fill the sheet
+    assert cv2.imread(str(tmp_path / "m.png")) is not None
