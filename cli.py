@@ -198,7 +198,7 @@ def verify(out) -> None:
     if rep.problems:
         raise click.ClickException(f"{out}: {len(rep.problems)} problem(s) in {rep.shards} "
                                    "shards (see above)")
-    click.echo(f"{out}: {rep.shards} shards, {rep.pairs} pairs, all whole", err=True)
+    click.echo(f"{out}: {rep.shards} shards, {rep.pairs} pairs, all whole")  # the result: stdout
 
 
 @main.command("export-folder")

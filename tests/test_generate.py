@@ -420,7 +420,7 @@ def test_a_changed_source_is_re_planned_never_dropped(tmp_path, face_folder, bad
     generate(*args, "--out", str(fresh))
     assert outputs(out) == outputs(fresh)
     res = CliRunner().invoke(main, ["verify", str(out)])
-    assert res.exit_code == 0 and "all whole" in res.output
+    assert res.exit_code == 0 and "all whole" in res.stdout  # the result, on stdout
 
 
 def test_verify_and_readers_refuse_a_damaged_shard(tmp_path, reference):
