@@ -455,6 +455,8 @@ class _Run:
             seen = slice(None) if erased is None else ~erased
             if erased is None or bool(seen.any()):
                 loss = loss + cfg.mask_weight * mask_loss(pred[seen, 3:4], mask[seen])
+            else:  # every pair erased: the head stays in the graph, as DDP needs its gradients
+                loss = loss + pred[:, 3:4].sum() * 0
         if cfg.hole_weight:
             loss = loss + cfg.hole_weight * hole_l1(pred[:, :3], y, mask)
         for group in self.opt.param_groups:
