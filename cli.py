@@ -480,8 +480,15 @@ def demo(out, steps, jobs) -> None:
                    "and crop size, no pickle (what ships in assets/models/).")
 @click.option("--about", multiple=True, metavar="KEY=TEXT",
               help="Provenance stored in a --safetensors file's metadata (repeatable).")
+@click.option("--average", "average_with", type=click.Path(exists=True, dir_okay=False),
+              default=None, help="With --safetensors: average the weights with this model's "
+              "(the same network, fine-tuned from it or it from this one).")
+@click.option("--average-weight", default=0.5, show_default=True,
+              type=click.FloatRange(min=0, max=1),
+              help="The --average model's share of the weights.")
 @click.option("--opset", default=17, show_default=True)
-def export(checkpoint, onnx_path, weights_path, about, opset) -> None:
+def export(checkpoint, onnx_path, weights_path, about, average_with, average_weight,
+           opset) -> None:
     """Export a checkpoint [default: the bundled model] to ONNX and/or safetensors."""
     from .training.checkpoint import CheckpointError, export_weights
     from .training.export import export_onnx
@@ -491,10 +498,13 @@ def export(checkpoint, onnx_path, weights_path, about, opset) -> None:
     bad = [a for a in about if "=" not in a]
     if bad:
         raise click.UsageError(f"--about takes KEY=TEXT, got {bad[0]!r}")
+    if average_with and onnx_path:
+        raise click.UsageError("--average writes a --safetensors file; export that to ONNX")
     checkpoint = checkpoint or _bundled_model()
     try:
         if weights_path:
-            info = export_weights(checkpoint, weights_path, dict(a.split("=", 1) for a in about))
+            info = export_weights(checkpoint, weights_path, dict(a.split("=", 1) for a in about),
+                                  average_with, average_weight)
             click.echo(json.dumps(info), err=True)
         if onnx_path:
             click.echo(json.dumps(export_onnx(checkpoint, onnx_path, opset)), err=True)

@@ -323,6 +323,31 @@ def test_a_shipped_model_file_holds_no_pickle_and_predicts_as_its_checkpoint(
     assert set(st.load_file(str(f))) == set(p.model.state_dict())
 
 
+def test_export_averages_two_models_weights_and_refuses_another_network(
+        tmp_path, mask_head_run, shards):
+    from maskface.training.checkpoint import save_checkpoint
+
+    ck = mask_head_run / "checkpoints" / "last.pt"
+    state = load_checkpoint(ck)
+    other = tmp_path / "other.pt"  # the same network with every float tensor doubled
+    save_checkpoint(other, state | {"model": {k: v * 2 if v.is_floating_point() else v
+                                              for k, v in state["model"].items()}})
+    f = tmp_path / "avg.safetensors"
+    res = CliRunner().invoke(main, ["export", str(ck), "--safetensors", str(f), "--average",
+                                    str(other), "--average-weight", "0.25"])
+    assert res.exit_code == 0, res.output
+    got = load_checkpoint(f)
+    for k, v in state["model"].items():
+        if v.is_floating_point():  # 0.75 x + 0.25 x 2x = 1.25 x, in half precision
+            torch.testing.assert_close(got["model"][k], 1.25 * v, atol=1e-3, rtol=1e-3)
+    assert got["about"]["averaged_with"] == str(other) and got["about"]["average_weight"] == "0.25"
+    plain = tmp_path / "plain"
+    train("--data", str(shards), "--out", str(plain), *TINY, "--max-steps", "1")
+    res = CliRunner().invoke(main, ["export", str(ck), "--safetensors", str(tmp_path / "x.st"),
+                                    "--average", str(plain / "checkpoints" / "last.pt")])
+    assert res.exit_code != 0 and "only the same network averages" in res.output
+
+
 def test_a_run_can_start_from_a_trained_model_and_refuses_another_network(
         tmp_path, shards, mask_head_run):
     trained = mask_head_run / "checkpoints" / "last.pt"

@@ -125,14 +125,29 @@ def _load_weights_file(path: str | Path, map_location) -> dict:
 
 
 def export_weights(checkpoint: str | Path, path: str | Path, about: dict[str, str] | None = None,
-                   ) -> dict:
+                   average_with: str | Path | None = None, average_weight: float = 0.5) -> dict:
     """Write a checkpoint's model as a safetensors file in half precision (what ships in
     ``assets/models/``), with its config, crop size and ``about`` (provenance) as metadata.
-    Returns what was written."""
+    ``average_with``: another checkpoint of the same network, fine-tuned from this one or it
+    from this; the file then holds (1 - ``average_weight``) x this + ``average_weight`` x that
+    (every float tensor, BatchNorm statistics too; the other's integer counters), which keeps
+    much of both fine-tunes. Returns what was written."""
     ck = load_checkpoint(checkpoint, "cpu")
     model = model_from_checkpoint(ck, checkpoint)
-    state = {k: (v.half() if v.is_floating_point() else v)
-             for k, v in model.state_dict().items()}
+    state = model.state_dict()
+    if average_with is not None:
+        if not 0 <= average_weight <= 1:
+            raise CheckpointError(f"the average's weight must be in [0, 1], got {average_weight}")
+        other = model_from_checkpoint(load_checkpoint(average_with, "cpu"), average_with)
+        if other.cfg != model.cfg:
+            raise CheckpointError(f"{average_with} holds a {other.cfg.as_dict()} model, not "
+                                  f"{model.cfg.as_dict()}: only the same network averages")
+        theirs = other.state_dict()
+        state = {k: ((1 - average_weight) * v + average_weight * theirs[k])
+                 if v.is_floating_point() else theirs[k] for k, v in state.items()}
+        about = {"averaged_with": str(average_with), "average_weight": str(average_weight),
+                 **(about or {})}
+    state = {k: (v.half() if v.is_floating_point() else v) for k, v in state.items()}
     size = ck.get("image_size")
     if not size:
         raise CheckpointError(f"{checkpoint} does not say what crop size it was trained on")
