@@ -18,11 +18,13 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from ..maskgen.align import OUTSIDE_GREY
 from .composite import MASK_GROW, predicted_mask_weight
 
-# The hole's fill: the 8-bit grey that unmask and the generator put beyond a photo's edge
-# (maskgen.align.OUTSIDE_GREY), so one value means "paint what belongs here".
-ERASE_GREY = 128 / 255
+# The hole's fill: the grey that unmask and the generator put beyond a photo's edge, so one
+# value means "paint what belongs here". Measured, that sharing is a weakness: the second pass
+# painted grey where a hole met the grey beyond a tight photo (docs/results.md).
+ERASE_GREY = OUTSIDE_GREY / 255
 # Training erases the true mask grown by a random share of the side in this range: around the
 # growth at inference (MASK_GROW twice: the blend's growth and its feather), and the mask
 # head's own errors either side of it.
