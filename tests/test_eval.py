@@ -148,6 +148,9 @@ def test_a_refill_model_exports_both_its_passes(tmp_path, data_and_checkpoint):
     if not state["model_config"].get("mask_head"):
         pytest.skip("the fixture's model has no mask head")
     state["model_config"]["refill"] = True
+    # A mask head that marks every pixel, so the graph's second pass really paints a hole.
+    state["model"]["head.1.weight"][3] = 0.0
+    state["model"]["head.1.bias"][3] = 20.0
     refill = tmp_path / "refill.pt"
     save_checkpoint(refill, state)
     path = tmp_path / "r.onnx"
@@ -159,7 +162,10 @@ def test_a_refill_model_exports_both_its_passes(tmp_path, data_and_checkpoint):
     p = Predictor.load(refill, "cpu")
     x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(6))
     got = ort.InferenceSession(str(path)).run(None, {"masked": x.numpy()})[0]
-    np.testing.assert_allclose(got, p.predict(x).numpy(), atol=1e-4)
+    want = p.predict(x)
+    one_pass = p.model(x).detach()
+    assert (want[:, :3] - one_pass[:, :3]).abs().max() > 0.01, "the second pass must run"
+    np.testing.assert_allclose(got, want.numpy(), atol=1e-4)
 
 
 def test_both_passes_in_one_graph_equal_the_two_passes():
