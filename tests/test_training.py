@@ -341,6 +341,14 @@ def test_export_averages_two_models_weights_and_refuses_another_network(
         if v.is_floating_point():  # 0.75 x + 0.25 x 2x = 1.25 x, in half precision
             torch.testing.assert_close(got["model"][k], 1.25 * v, atol=1e-3, rtol=1e-3)
     assert got["about"]["averaged_with"] == str(other) and got["about"]["average_weight"] == "0.25"
+    # Exported again, a model file keeps its provenance (its licence above all).
+    licensed = tmp_path / "licensed.safetensors"
+    CliRunner().invoke(main, ["export", str(ck), "--safetensors", str(licensed), "--about",
+                              "license=research only"], catch_exceptions=False)
+    again = tmp_path / "again.safetensors"
+    res = CliRunner().invoke(main, ["export", str(licensed), "--safetensors", str(again)])
+    assert res.exit_code == 0, res.output
+    assert load_checkpoint(again)["about"]["license"] == "research only"
     plain = tmp_path / "plain"
     train("--data", str(shards), "--out", str(plain), *TINY, "--max-steps", "1")
     res = CliRunner().invoke(main, ["export", str(ck), "--safetensors", str(tmp_path / "x.st"),

@@ -135,6 +135,9 @@ def export_weights(checkpoint: str | Path, path: str | Path, about: dict[str, st
     ck = load_checkpoint(checkpoint, "cpu")
     model = model_from_checkpoint(ck, checkpoint)
     state = model.state_dict()
+    # A model file exported again keeps its provenance (what it was trained on, its licence,
+    # its step); what this export adds, and then ``about``, override it.
+    provenance = dict(ck.get("about", {}))
     if average_with is not None:
         if not 0 <= average_weight <= 1:
             raise CheckpointError(f"the average's weight must be in [0, 1], got {average_weight}")
@@ -145,14 +148,14 @@ def export_weights(checkpoint: str | Path, path: str | Path, about: dict[str, st
         theirs = other.state_dict()
         state = {k: ((1 - average_weight) * v + average_weight * theirs[k])
                  if v.is_floating_point() else theirs[k] for k, v in state.items()}
-        about = {"averaged_with": str(average_with), "average_weight": str(average_weight),
-                 **(about or {})}
+        provenance |= {"averaged_with": str(average_with),
+                       "average_weight": str(average_weight)}
     state = {k: (v.half() if v.is_floating_point() else v) for k, v in state.items()}
     size = ck.get("image_size")
     if not size:
         raise CheckpointError(f"{checkpoint} does not say what crop size it was trained on")
     meta = {"format": WEIGHTS_FORMAT, "model_config": json.dumps(model.cfg.as_dict()),
-            "image_size": str(size), "step": str(ck.get("step", "")),
+            "image_size": str(size), "step": str(ck.get("step", "")), **provenance,
             **(about or {})}
     save_weights(path, state, meta)
     return {"path": str(path), "bytes": Path(path).stat().st_size,
