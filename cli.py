@@ -1,11 +1,16 @@
 """The ``maskface`` command line: generate, types, preview, verify, export-folder, pairs, train,
-eval, unmask, demo, export."""
+eval, unmask, demo, export.
+
+Every command writes its result (the summary line, table, list or JSON a script captures) to
+stdout, and progress, per-item notes and warnings, pointers to where files went and errors to
+stderr, so that ``maskface CMD > result`` holds the result alone."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import logging
+import os
 import sys
 
 import click
@@ -116,9 +121,8 @@ def generate(src, out, types, per_face, jobs, seed, size, landmarks_cache, sched
                f"failures: {fails}; {s.seconds:.1f} s, {d['faces_per_s'] or 0:.1f} faces/s"
                + (f" ({s.skipped_shards} shards already done)" if s.skipped_shards else "")
                + (f" ({s.redone_shards} finished shards made again: the source changed)"
-                  if s.redone_shards else ""),
-               err=True)
-    click.echo(f"output: {out}", err=True)
+                  if s.redone_shards else ""))
+    click.echo(f"output: {out}", err=True)  # a pointer, not the result: stderr
 
 
 @main.command("types")
@@ -179,7 +183,7 @@ def preview(src, out, shard_dir, samples, types, faces, keys, wear, seed, size, 
                               celeba_root=celeba_root, templates=tuple(template_dirs),
                               keys=keys.split(",") if keys else None, wear=wear, crop=crop,
                               hands=hands, hair=hair, frame_cut=frame_cut)
-    click.echo(json.dumps(info), err=True)
+    click.echo(json.dumps(info))
 
 
 @main.command()
@@ -219,7 +223,7 @@ def export_folder_cmd(out, dest, split, with_clean) -> None:
         s = export_folder(out, dest, split=split, with_clean=with_clean)
     for sp, n in s.images.items():
         click.echo(f"{dest}/{sp}: {n} images of {s.identities[sp]} identities "
-                   f"(index {dest}/{sp}.csv)", err=True)
+                   f"(index {dest}/{sp}.csv)")
 
 
 @main.command()
@@ -243,7 +247,7 @@ def pairs(out, n, split, seed, path) -> None:
     with _click_errors(ExportError, ShardError):
         info = write_pairs(out, path or Path(out) / f"pairs-{split}.txt", n=n, split=split,
                            seed=seed)
-    click.echo(json.dumps(info), err=True)
+    click.echo(json.dumps(info))
 
 
 def _os_error(e: OSError) -> str:
@@ -359,7 +363,9 @@ def train(data, out, model, width, depth, norm, mask_head, augment, epochs, max_
         last = run(cfg)
     except (TrainError, ShardError) as e:
         raise click.ClickException(str(e)) from e
-    click.echo(json.dumps(last), err=True)
+    # Under torchrun every rank returns the metrics; one line keeps stdout a single JSON value.
+    if int(os.environ.get("RANK", "0")) == 0:
+        click.echo(json.dumps(last))
 
 
 @main.command("eval")
@@ -410,8 +416,8 @@ def eval_cmd(checkpoints, labels, data, split, out, device, batch_size, limit, b
         t = m.get("ms_per_sample_b1")
         click.echo(f"{name:28s} PSNR {fmt(m['psnr'], 2):>6}  SSIM {fmt(m['ssim'], 4)}  "
                    f"masked {fmt(m['psnr_masked'], 2):>6} / {fmt(m['ssim_masked'], 4)}"
-                   + (f"  {t:.2f} ms/sample" if t is not None else ""), err=True)
-    click.echo(f"report: {out}/report.md", err=True)
+                   + (f"  {t:.2f} ms/sample" if t is not None else ""))
+    click.echo(f"report: {out}/report.md", err=True)  # a pointer, not the result: stderr
 
 
 @main.command()
@@ -455,7 +461,7 @@ def unmask(photos, checkpoint, out, max_faces, composite, side_by_side, device) 
                f"({_count(s['faces_restored'], 'face')}, {s['pixels_changed']:,} pixels "
                f"changed), {s['no_mask']} with no mask found, {s['no_face']} without a face, "
                f"{s['unreadable']} unreadable, {s['errors']} failed; "
-               f"{s['seconds_per_photo']} s a photo. Output: {out}", err=True)
+               f"{s['seconds_per_photo']} s a photo. Output: {out}")
 
 
 @main.command()
@@ -468,7 +474,7 @@ def demo(out, steps, jobs) -> None:
     from .demo import DemoConfig, run_demo
 
     run_demo(DemoConfig(out=out, steps=steps, jobs=jobs))
-    click.echo(f"done: {out}/index.md", err=True)
+    click.echo(f"done: {out}/index.md")
 
 
 @main.command()
@@ -505,9 +511,9 @@ def export(checkpoint, onnx_path, weights_path, about, average_with, average_wei
         if weights_path:
             info = export_weights(checkpoint, weights_path, dict(a.split("=", 1) for a in about),
                                   average_with, average_weight)
-            click.echo(json.dumps(info), err=True)
-        if onnx_path:
-            click.echo(json.dumps(export_onnx(checkpoint, onnx_path, opset)), err=True)
+            click.echo(json.dumps(info))
+        if onnx_path:  # with both, a JSON line each
+            click.echo(json.dumps(export_onnx(checkpoint, onnx_path, opset)))
     except (CheckpointError, RuntimeError) as e:
         raise click.ClickException(str(e)) from e
 

@@ -215,7 +215,7 @@ def test_killed_run_resumes_to_the_same_result(tmp_path, face_folder):
     res = subprocess.run([sys.executable, "-m", "maskface.cli", *args, "--out", str(out)],
                          capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
-    assert "shards already done" in res.stderr
+    assert "shards already done" in res.stdout  # the summary is the result: stdout
     assert outputs(out) == outputs(whole)
 
 
@@ -421,6 +421,29 @@ def test_a_changed_source_is_re_planned_never_dropped(tmp_path, face_folder, bad
     assert outputs(out) == outputs(fresh)
     res = CliRunner().invoke(main, ["verify", str(out)])
     assert res.exit_code == 0 and "all whole" in res.stdout  # the result, on stdout
+
+
+def test_each_command_writes_its_result_alone_on_stdout(tmp_path, reference, mixed_folder):
+    """A script captures stdout and gets the result only (the summary line, or JSON that
+    parses on its own); pointers and notes go to stderr."""
+    out = tmp_path / "again"
+    shutil.copytree(reference, out)
+    res = CliRunner().invoke(main, [
+        "generate", "--no-progress", "--src", str(mixed_folder), "--out", str(out), "--jobs",
+        "1", "--shard-size", "3", "--seed", "5", "--per-face", "all", "--types", TYPES])
+    assert res.exit_code == 0, res.output
+    (summary,) = res.stdout.splitlines()
+    assert summary.startswith("faces in ") and "shards already done" in summary
+    assert f"output: {out}" in res.stderr
+    res = CliRunner().invoke(main, ["verify", str(out)])
+    assert res.exit_code == 0, res.output
+    m = json.loads((out / "manifest.json").read_text())
+    shards = sum(len(sp["shards"]) for sp in m["splits"].values())
+    assert res.stdout == f"{out}: {shards} shards, {m['pairs']} pairs, all whole\n"
+    res = CliRunner().invoke(main, ["preview", "--shards", str(out), "--out",
+                                    str(tmp_path / "p.png"), "--samples", "2"])
+    assert res.exit_code == 0, res.output
+    assert len(json.loads(res.stdout)["samples"]) == 2
 
 
 def test_verify_and_readers_refuse_a_damaged_shard(tmp_path, reference):

@@ -307,6 +307,7 @@ def test_a_shipped_model_file_holds_no_pickle_and_predicts_as_its_checkpoint(
     res = CliRunner().invoke(main, ["export", str(ck), "--safetensors", str(f), "--about",
                                     "trained_on=synthetic test pairs"])
     assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["path"] == str(f)  # the result alone on stdout: it parses
     x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     want = Predictor.load(ck, "cpu").predict(x)
 
@@ -546,6 +547,7 @@ def test_ddp_with_two_cpu_ranks(tmp_path, shards):
     # The run ends by checking that both ranks hold the same weights (gradients averaged).
     assert res.returncode == 0, res.stderr[-3000:]
     assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 4
+    assert json.loads(res.stdout)["step"] == 4  # one rank's metrics: a single JSON value
     assert 4 in losses(run)
 
 
