@@ -181,7 +181,7 @@ def preview(src, out, shard_dir, samples, types, faces, keys, wear, seed, size, 
         else:
             info = make_sheet(src, out, types=types, faces=faces, seed=seed, size=size,
                               celeba_root=celeba_root, templates=tuple(template_dirs),
-                              keys=keys.split(",") if keys else None, wear=wear, crop=crop,
+                              keys=_key_list(keys), wear=wear, crop=crop,
                               hands=hands, hair=hair, frame_cut=frame_cut)
     click.echo(json.dumps(info))
 
@@ -248,6 +248,14 @@ def pairs(out, n, split, seed, path) -> None:
         info = write_pairs(out, path or Path(out) / f"pairs-{split}.txt", n=n, split=split,
                            seed=seed)
     click.echo(json.dumps(info))
+
+
+def _key_list(keys: str | None) -> list[str] | None:
+    """``--keys a,b``, spaces after the commas allowed (no source key starts or ends with one
+    that a user would type on purpose)."""
+    if not keys:
+        return None
+    return [k.strip() for k in keys.split(",") if k.strip()] or None
 
 
 def _os_error(e: OSError) -> str:

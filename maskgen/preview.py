@@ -46,8 +46,7 @@ def make_sheet(src: str, out: str, *, types: str = "all", faces: int = 6, seed: 
         by_key = {i.key: i for i in items}
         missing = [k for k in keys if k not in by_key]
         if missing:
-            raise ValueError(f"{src} has no source named {', '.join(missing[:5])}"
-                             f"{' ...' if len(missing) > 5 else ''}")
+            raise ValueError(missing_keys_message(src, missing, [i.key for i in items]))
         items = [by_key[k] for k in dict.fromkeys(keys)]
         faces = max(faces, len(items))
     rows, used, skipped = [], [], []
@@ -84,6 +83,17 @@ def make_sheet(src: str, out: str, *, types: str = "all", faces: int = 6, seed: 
     cv2.imwrite(str(out), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
     return {"out": str(out), "faces": used, "columns": columns, "skipped": skipped,
             "rejected": rejected}
+
+
+def missing_keys_message(where: str, missing: list[str], known: list[str]) -> str:
+    """The error for ``--keys`` naming sources that ``where`` lacks: the missing keys, and how
+    many sources it has with the first few of them, so that a wrong guess at the key's form
+    (a path, an extension) shows itself without listing thousands of keys."""
+    more = f", and {len(missing) - 5} more" if len(missing) > 5 else ""
+    some = ", ".join(known[:5]) + (", ..." if len(known) > 5 else "")
+    count = f"{len(known):,} source{'' if len(known) == 1 else 's'}"
+    return (f"{where} has no source named {', '.join(missing[:5])}{more} (--keys takes source "
+            f"keys; it has {count}: {some})")
 
 
 def column_header(columns: list[str], tile: int) -> np.ndarray:

@@ -569,8 +569,14 @@ def test_preview_shows_the_keys_in_the_order_asked_and_names_a_missing_one(tmp_p
     sheet = make_sheet("demo", str(tmp_path / "sheet.png"), types="surgical",
                        keys=["cameraman", "astronaut"], size=64, faces=1)
     assert sheet["faces"] == ["cameraman", "astronaut"]  # every key, in the order given
-    with pytest.raises(ValueError, match="no-such-face"):
+    with pytest.raises(ValueError, match="no-such-face") as e:
         make_sheet("demo", str(tmp_path / "x.png"), keys=["astronaut", "no-such-face"])
+    # It shows what a key looks like there: how many sources, and the first few (not all).
+    assert "has 21 sources: astronaut, astronaut-dim, " in str(e.value)
+    assert str(e.value).endswith(", ...)") and "lfw" not in str(e.value)
+    res = CliRunner().invoke(main, ["preview", "--keys", "astronaut, no-such-face", "--out",
+                                    str(tmp_path / "x.png")])  # a space after the comma is fine
+    assert res.exit_code == 1 and "no source named no-such-face (" in res.stderr
 
 
 def test_preview_cuts_the_frame_as_generate_does(tmp_path):
