@@ -150,7 +150,8 @@ def types_cmd(template_dirs, detail) -> None:
 @click.option("--types", default="all", show_default=True)
 @click.option("--faces", default=6, show_default=True, help="Rows (faces) in the sheet.")
 @click.option("--keys", default=None,
-              help="Comma list of source keys to show, in this order (else the first --faces).")
+              help="Comma list of source keys to show, in this order (else the first --faces; "
+                   "with --shards, only these faces' pairs).")
 @click.option("--wear", default="proper", show_default=True,
               help="Wear style to show: proper, nose-exposed or under-chin.")
 @click.option("--seed", default=0, show_default=True)
@@ -175,9 +176,16 @@ def preview(src, out, shard_dir, samples, types, faces, keys, wear, seed, size, 
     from .maskgen.preview import make_sheet, sheet_from_shards
     from .maskgen.sources import SourceError
 
+    # An option the chosen mode does not use is refused rather than silently ignored: a
+    # sheet that looks right but was not made as asked is worse than an error.
+    if shard_dir:
+        _refuse_given(RENDER_ONLY, "only for rendering from --src; --shards shows the pairs "
+                                   "as generate wrote them (--keys and --samples choose which)")
+    else:
+        _refuse_given(("samples",), "only with --shards (rendering shows --faces rows)")
     with _click_errors(ValueError, SourceError):
         if shard_dir:
-            info = sheet_from_shards(shard_dir, out, samples=samples)
+            info = sheet_from_shards(shard_dir, out, samples=samples, keys=_key_list(keys))
         else:
             info = make_sheet(src, out, types=types, faces=faces, seed=seed, size=size,
                               celeba_root=celeba_root, templates=tuple(template_dirs),
@@ -248,6 +256,24 @@ def pairs(out, n, split, seed, path) -> None:
         info = write_pairs(out, path or Path(out) / f"pairs-{split}.txt", n=n, split=split,
                            seed=seed)
     click.echo(json.dumps(info))
+
+
+# preview's options that only rendering from sources uses (its parameters' names).
+RENDER_ONLY = ("src", "types", "faces", "wear", "seed", "size", "celeba_root", "template_dirs",
+               "crop", "hands", "hair", "frame_cut")
+
+
+def _refuse_given(names: tuple[str, ...], why: str) -> None:
+    """A usage error naming those of the current command's options ``names`` that the user
+    gave (on the command line or through the environment), with ``why``."""
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context()
+    given = [p for p in ctx.command.params if p.name in names
+             and ctx.get_parameter_source(p.name) not in (None, ParameterSource.DEFAULT)]
+    if given:
+        flags = ", ".join("/".join(p.opts + p.secondary_opts) for p in given)
+        raise click.UsageError(f"{flags}: {why}")
 
 
 def _key_list(keys: str | None) -> list[str] | None:

@@ -121,43 +121,66 @@ def _rejected_tile(img: np.ndarray, reason: str) -> np.ndarray:
 
 
 def sheet_from_shards(out_dir: str, path: str, *, samples: int = 24, columns: int = 4,
-                      split: str | None = None) -> dict:
+                      split: str | None = None, keys: list[str] | None = None) -> dict:
     """A PNG of generated pairs, as they were written: masked | mask | clean per sample,
     ``columns`` samples per row, from the run's shards in order: one pair per face first, so
     that a ``--per-face all`` run shows ``samples`` faces rather than every type of a few;
-    a face's other pairs fill the sheet when the run has fewer faces."""
+    a face's other pairs fill the sheet when the run has fewer faces.
+
+    ``keys`` (source keys): only those faces' pairs, a face's pairs together and the faces in
+    the order given; every face gets at least one pair, and its other pairs fill the sheet
+    up to ``samples`` in that order. A key the run has no pair of is an error naming it."""
     import json
 
     from .shards import decode_sample, iter_samples
 
     manifest = json.loads((Path(out_dir) / "manifest.json").read_text())
-    firsts: list[dict] = []
-    others: list[dict] = []
-    faces: set[str] = set()
-    for name, sp in manifest["splits"].items():
-        if split and name != split:
-            continue
-        for shard in sp["shards"]:
-            for raw in iter_samples(Path(out_dir) / shard["path"]):
-                # Only the metadata is read here; the chosen pairs' images are decoded below.
-                source = json.loads(raw["json"]).get("source", raw["__key__"])
-                if source not in faces:
-                    faces.add(source)
-                    firsts.append(raw)
-                elif len(others) < samples:
-                    others.append(raw)
-                if len(firsts) >= samples:
-                    break
+
+    def written():
+        """(source key, raw sample) over the run's shards, in order."""
+        for name, sp in manifest["splits"].items():
+            if split and name != split:
+                continue
+            for shard in sp["shards"]:
+                for raw in iter_samples(Path(out_dir) / shard["path"]):
+                    # Only the metadata is read here; the chosen pairs' images are decoded
+                    # below.
+                    yield json.loads(raw["json"]).get("source", raw["__key__"]), raw
+
+    if keys:
+        wanted: dict[str, list[dict]] = {k: [] for k in keys}
+        sources: set[str] = set()  # every face in the run, for the error
+        for source, raw in written():  # a face's pairs may lie anywhere: read every shard
+            sources.add(source)
+            if source in wanted:
+                wanted[source].append(raw)
+        missing = [k for k, pairs in wanted.items() if not pairs]
+        if missing:
+            raise ValueError(missing_keys_message(str(out_dir), missing, sorted(sources)))
+        spare = max(samples - len(wanted), 0)
+        chosen = []
+        for pairs in wanted.values():
+            chosen += pairs[:1 + spare]
+            spare -= len(pairs[1:1 + spare])
+    else:
+        firsts: list[dict] = []
+        others: list[dict] = []
+        faces: set[str] = set()
+        for source, raw in written():
+            if source not in faces:
+                faces.add(source)
+                firsts.append(raw)
+            elif len(others) < samples:
+                others.append(raw)
             if len(firsts) >= samples:
                 break
-        if len(firsts) >= samples:
-            break
-    tiles, keys = [], []
-    for raw in (firsts + others)[:samples]:
+        chosen = (firsts + others)[:samples]
+    tiles, names = [], []
+    for raw in chosen:
         s = decode_sample(raw)
         mask = np.repeat(s["mask"][..., None], 3, axis=2)
         tiles.append(np.hstack([s["masked"], mask, s["clean"]]))
-        keys.append(s["__key__"])
+        names.append(s["__key__"])
     if not tiles:
         raise ValueError(f"no samples in {out_dir}")
     while len(tiles) % columns:
@@ -168,4 +191,4 @@ def sheet_from_shards(out_dir: str, path: str, *, samples: int = 24, columns: in
     sheet = np.vstack(rows)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(path), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
-    return {"out": str(path), "samples": keys}
+    return {"out": str(path), "samples": names}

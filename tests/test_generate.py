@@ -611,3 +611,28 @@ def test_a_sheet_of_written_pairs_shows_one_pair_per_face_first(reference, tmp_p
     more = sheet_from_shards(str(reference), str(tmp_path / "m.png"), samples=len(faces) + 2)
     assert len(more["samples"]) == len(faces) + 2  # then a face's other pairs fill the sheet
     assert cv2.imread(str(tmp_path / "m.png")) is not None
+
+
+def test_a_sheet_of_written_pairs_shows_the_keys_asked_for_and_refuses_render_options(
+        reference, tmp_path):
+    from maskface.maskgen.preview import sheet_from_shards
+
+    by_face: dict[str, list[str]] = {}
+    for shard in sorted(reference.glob("*/*.tar")):
+        for raw in iter_samples(shard):
+            by_face.setdefault(json.loads(raw["json"])["source"], []).append(raw["__key__"])
+    a, b = sorted(f for f, pairs in by_face.items() if len(pairs) > 1)[:2]
+    sheet = sheet_from_shards(str(reference), str(tmp_path / "k.png"), keys=[b, a])
+    assert sheet["samples"] == by_face[b] + by_face[a]  # those faces only, in the order asked
+    few = sheet_from_shards(str(reference), str(tmp_path / "f.png"), keys=[b, a], samples=2)
+    assert few["samples"] == [by_face[b][0], by_face[a][0]]  # every face, however few samples
+    with pytest.raises(ValueError, match=f"no source named no-such-face .*{a}"):
+        sheet_from_shards(str(reference), str(tmp_path / "x.png"), keys=[a, "no-such-face"])
+    res = CliRunner().invoke(main, ["preview", "--shards", str(reference), "--keys", a,
+                                    "--out", str(tmp_path / "c.png")])
+    assert res.exit_code == 0 and json.loads(res.stdout)["samples"] == by_face[a]
+    for args, named in ((["--shards", str(reference), "--types", "surgical", "--no-hair"],
+                         "--types, --hair/--no-hair: only for rendering from --src"),
+                        (["--samples", "3"], "--samples: only with --shards")):
+        res = CliRunner().invoke(main, ["preview", *args, "--out", str(tmp_path / "r.png")])
+        assert res.exit_code == 2 and named in res.stderr, res.output
