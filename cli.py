@@ -145,7 +145,7 @@ def types_cmd(template_dirs, detail) -> None:
 @click.option("--out", default="preview.png", show_default=True, type=click.Path())
 @click.option("--shards", "shard_dir", type=click.Path(exists=True), default=None,
               help="Instead of rendering, show pairs a `generate` run wrote to this directory "
-                   "(masked | mask | clean).")
+                   "(masked | mask | clean under the source key and mask type).")
 @click.option("--samples", default=24, show_default=True, help="Pairs shown with --shards.")
 @click.option("--types", default="all", show_default=True)
 @click.option("--faces", default=6, show_default=True, help="Rows (faces) in the sheet.")

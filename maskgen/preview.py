@@ -96,10 +96,11 @@ def missing_keys_message(where: str, missing: list[str], known: list[str]) -> st
             f"keys; it has {count}: {some})")
 
 
-def column_header(columns: list[str], tile: int) -> np.ndarray:
+def column_header(columns: list[str], tile: int, height: int | None = None) -> np.ndarray:
     """A white strip naming each ``tile``-wide column in black, centred (long names shrunk to
-    fit): ``(tile // 8 or 16 px, tile * len(columns), 3)`` uint8."""
-    height = max(16, tile // 8)
+    fit): ``(height, tile * len(columns), 3)`` uint8; ``height`` defaults to ``tile // 8``
+    (at least 16 px)."""
+    height = height or max(16, tile // 8)
     strip = np.full((height, tile * len(columns), 3), 255, np.uint8)
     for k, name in enumerate(columns):
         scale = height / 40  # the font's capitals are ~22 px high at scale 1
@@ -122,10 +123,11 @@ def _rejected_tile(img: np.ndarray, reason: str) -> np.ndarray:
 
 def sheet_from_shards(out_dir: str, path: str, *, samples: int = 24, columns: int = 4,
                       split: str | None = None, keys: list[str] | None = None) -> dict:
-    """A PNG of generated pairs, as they were written: masked | mask | clean per sample,
-    ``columns`` samples per row, from the run's shards in order: one pair per face first, so
-    that a ``--per-face all`` run shows ``samples`` faces rather than every type of a few;
-    a face's other pairs fill the sheet when the run has fewer faces.
+    """A PNG of generated pairs, as they were written: masked | mask | clean per sample under
+    a label naming its source key and mask type, ``columns`` samples per row, from the run's
+    shards in order: one pair per face first, so that a ``--per-face all`` run shows
+    ``samples`` faces rather than every type of a few; a face's other pairs fill the sheet
+    when the run has fewer faces.
 
     ``keys`` (source keys): only those faces' pairs, a face's pairs together and the faces in
     the order given; every face gets at least one pair, and its other pairs fill the sheet
@@ -179,12 +181,21 @@ def sheet_from_shards(out_dir: str, path: str, *, samples: int = 24, columns: in
     for raw in chosen:
         s = decode_sample(raw)
         mask = np.repeat(s["mask"][..., None], 3, axis=2)
-        tiles.append(np.hstack([s["masked"], mask, s["clean"]]))
+        side = s["masked"].shape[1]
+        # Each pair under its source key and mask type (and wear style, where not the usual),
+        # in the per-face sheet's header style: a face's several pairs are told apart.
+        meta = s["json"]
+        label = f"{meta.get('source', s['__key__'])}: {meta.get('type', '?')}"
+        if meta.get("wear", "proper") != "proper":
+            label += f", {meta['wear']}"
+        tiles.append(np.vstack([column_header([label], 3 * side, max(16, side // 8)),
+                                np.hstack([s["masked"], mask, s["clean"]])]))
         names.append(s["__key__"])
     if not tiles:
         raise ValueError(f"no samples in {out_dir}")
     while len(tiles) % columns:
-        tiles.append(np.zeros_like(tiles[0]))
+        tiles.append(np.vstack([np.full_like(tiles[0][:-side], 255),
+                                np.zeros_like(tiles[0][-side:])]))
     gap = np.full((tiles[0].shape[0], 6, 3), 255, np.uint8)
     rows = [np.hstack([x for t in tiles[i:i + columns] for x in (t, gap)][:-1])
             for i in range(0, len(tiles), columns)]

@@ -636,3 +636,21 @@ def test_a_sheet_of_written_pairs_shows_the_keys_asked_for_and_refuses_render_op
                         (["--samples", "3"], "--samples: only with --shards")):
         res = CliRunner().invoke(main, ["preview", *args, "--out", str(tmp_path / "r.png")])
         assert res.exit_code == 2 and named in res.stderr, res.output
+
+
+def test_each_written_pair_on_the_sheet_is_labelled_with_its_face_and_type(reference, tmp_path):
+    from maskface.maskgen.preview import column_header, sheet_from_shards
+
+    sheet = sheet_from_shards(str(reference), str(tmp_path / "s.png"), samples=2, columns=2)
+    img = cv2.cvtColor(cv2.imread(str(tmp_path / "s.png")), cv2.COLOR_BGR2RGB)
+    metas = {}
+    for shard in sorted(reference.glob("*/*.tar")):
+        for raw in iter_samples(shard):
+            metas[raw["__key__"]] = json.loads(raw["json"])
+    side = metas[sheet["samples"][0]]["size"]
+    strip = max(16, side // 8)
+    assert img.shape[0] == strip + side  # one row: the labels above the pairs
+    for i, key in enumerate(sheet["samples"]):  # "SOURCE: TYPE" over masked | mask | clean
+        left = i * (3 * side + 6)
+        want = column_header([f"{metas[key]['source']}: {metas[key]['type']}"], 3 * side, strip)
+        assert (img[:strip, left:left + 3 * side] == want).all(), key
