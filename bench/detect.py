@@ -124,6 +124,10 @@ def main() -> None:
     ap.add_argument("--baselines", action="store_true",
                     help="also count (and time) photos where one plain FaceMesh pass, and the "
                          "generator's detect_landmarks (with its retries, unchecked), find a face")
+    ap.add_argument("--mask-model", default="bundled",
+                    help="the restoring model whose mask head gives detect_faces its mask "
+                         "opinion, as unmask does: 'bundled', a checkpoint or .safetensors "
+                         "path, or 'none' for the cascade alone")
     args = ap.parse_args()
     if not Path(args.src).exists():
         sys.exit(f"no source at {args.src} (pass --src)")
@@ -134,14 +138,23 @@ def main() -> None:
     if args.draw:
         Path(args.draw).mkdir(parents=True, exist_ok=True)
 
+    opinion = None
+    if args.mask_model != "none":
+        from maskface.cli import _bundled_model
+        from maskface.training.mask_opinion import mask_opinion
+        from maskface.training.predict import Predictor
+
+        path = _bundled_model() if args.mask_model == "bundled" else args.mask_model
+        opinion = mask_opinion(Predictor.load(path, "cpu"))
+
     # Load the models first (a blank picture runs every stage, a face the checks) so that the
     # timings are the steady state.
     from skimage import data
 
     t0 = time.perf_counter()
     with contextlib.suppress(NoFace):
-        detect_faces(np.full((64, 64, 3), 128, np.uint8))
-        detect_faces(data.astronaut())
+        detect_faces(np.full((64, 64, 3), 128, np.uint8), mask_opinion=opinion)
+        detect_faces(data.astronaut(), mask_opinion=opinion)
     startup_ms = 1000 * (time.perf_counter() - t0)
 
     ms: list[float] = []
@@ -163,7 +176,7 @@ def main() -> None:
             continue
         t, c = time.perf_counter(), time.process_time()
         try:
-            dets = detect_faces(rgb, max_faces=args.max_faces)
+            dets = detect_faces(rgb, max_faces=args.max_faces, mask_opinion=opinion)
         except NoFace as e:
             dets = []
             misses.append({"key": item.key, "size": f"{rgb.shape[1]}x{rgb.shape[0]}",
@@ -194,7 +207,8 @@ def main() -> None:
         Path(args.per_photo).write_text("".join(json.dumps(r) + "\n" for r in records))
     photos = len(ms)
     print(json.dumps({
-        "bench": "detect", "src": args.src, "photos": photos, "unreadable": unreadable,
+        "bench": "detect", "src": args.src, "mask_model": args.mask_model, "photos": photos,
+        "unreadable": unreadable,
         "photos_with_face": with_face, "found_rate": round(with_face / max(photos, 1), 4),
         "faces_total": faces_total,
         "photos_with_several_faces": len(several),

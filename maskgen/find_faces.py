@@ -295,6 +295,11 @@ def _roi_crop(rgb: np.ndarray, roi: Roi
 
 
 
+# How much of the lower face that a fit's landmarks imply a mask covers, 0..1, read on the photo
+# (``(rgb, points) -> share``): evidence that a fit is a masked face (detect_faces).
+MaskOpinion = Callable[[np.ndarray, np.ndarray], float]
+
+
 class Fit(NamedTuple):
     """One ROI's mesh: ``points`` (None when it is no face), the model's ``presence``, the
     ``reason`` it is no face ("" when it is one), and the second opinions already read on these
@@ -713,7 +718,8 @@ def _repeats(roi: Roi, tried: Roi) -> bool:
 
 
 def detect_faces(rgb: np.ndarray, max_faces: int | None = None,
-                 min_eye_distance: float = MIN_EYE_DISTANCE) -> list[Detection]:
+                 min_eye_distance: float = MIN_EYE_DISTANCE,
+                 mask_opinion: MaskOpinion | None = None) -> list[Detection]:
     """Every restorable face in an RGB uint8 photo of any size, largest first (at most
     ``max_faces``): faces whose eyes are at least ``min_eye_distance`` px apart.
 
@@ -734,6 +740,10 @@ def detect_faces(rgb: np.ndarray, max_faces: int | None = None,
     and a face found there carries ``("grey-world", 1.0)`` first in its evidence. Each
     Detection carries the scores it was kept on (``evidence``).
 
+    ``mask_opinion`` (optional; ``unmask`` passes its model's mask head) says how much of the
+    lower face a fit implies is masked: a fit that a detector proposed and the evidence above
+    would refuse is a face when it sees a mask there (see :func:`_weigh_evidence`).
+
     Raises:
         NoFace: ``no-face`` when no stage finds a face; the detail counts the regions tried
             and why their meshes were rejected.
@@ -743,13 +753,14 @@ def detect_faces(rgb: np.ndarray, max_faces: int | None = None,
     if max_faces is not None and max_faces < 1:
         raise ValueError(f"max_faces must be at least 1, got {max_faces}")
     rejected: dict[str, int] = {}
-    kept = _search(rgb, min_eye_distance, rejected)
+    kept = _search(rgb, min_eye_distance, rejected, mask_opinion)
     if not kept and needs_balance(rgb):
         # A second look in balanced colour, only where the photo's colour is off: a cast or a
         # washed-out channel (see colour_balance); the copies have the photo's geometry.
         for name, balance in SEARCHED_COPIES:
             kept = [(f, ((name, 1.0), *evidence))
-                    for f, evidence in _search(balance(rgb), min_eye_distance, rejected)]
+                    for f, evidence in _search(balance(rgb), min_eye_distance, rejected,
+                                               mask_opinion)]
             if kept:
                 break
     if not kept:
@@ -762,7 +773,8 @@ def detect_faces(rgb: np.ndarray, max_faces: int | None = None,
             for (fit, index, _, _), evidence in kept[:max_faces]]
 
 
-def _search(rgb: np.ndarray, min_eye_distance: float, rejected: dict[str, int]) -> list:
+def _search(rgb: np.ndarray, min_eye_distance: float, rejected: dict[str, int],
+            mask_opinion: MaskOpinion | None = None) -> list:
     """The faces of the first stage of :func:`detect_faces` that yields any, as ``((fit, stage
     index, ROI, prior), evidence)``; every mesh rejected is counted in ``rejected`` by reason."""
     found: list[tuple[Fit, int, Roi, float]] = []  # fit, stage, its ROI, the detector's prior
@@ -791,7 +803,7 @@ def _search(rgb: np.ndarray, min_eye_distance: float, rejected: dict[str, int]) 
             if _photo_covered([f[2] for f in found], w, h):
                 break
         for f in _drop_parts(found, rejected):
-            why, evidence = _weigh_evidence(rgb, f[0], f[3], colour)
+            why, evidence = _weigh_evidence(rgb, f[0], f[3], colour, mask_opinion)
             if why:
                 rejected[why] = rejected.get(why, 0) + 1
             else:
@@ -821,7 +833,8 @@ def _drop_parts(found: list, rejected: dict[str, int]) -> list:
     return keep
 
 
-def _weigh_evidence(rgb: np.ndarray, fit: Fit, prior: float, colour: bool
+def _weigh_evidence(rgb: np.ndarray, fit: Fit, prior: float, colour: bool,
+                    mask_opinion: MaskOpinion | None = None
                     ) -> tuple[str, tuple[tuple[str, float], ...]]:
     """``(reason, evidence)``: "" when a fit is a face, else why not, and the scores it was
     judged on, cheapest first, stopping at the first that suffices. A fit is a face when
@@ -833,7 +846,10 @@ def _weigh_evidence(rgb: np.ndarray, fit: Fit, prior: float, colour: bool
       upper face is mostly skin, SKIN_SHARE); or
     - in a colour photo, the mesh is sure (SURE_PRESENCE), a detector saw something
       (RETRY_PRIOR) and the upper face is mostly skin (SKIN_SHARE; masked faces looking down
-      or under caps, which the second models miss).
+      or under caps, which the second models miss); or
+    - with a ``mask_opinion``, a detector saw something (RETRY_PRIOR) and the mask opinion sees
+      a mask over the lower face (MASK_SHARE): the masked faces under caps, hoods and hair that
+      the second models, trained on bare faces, miss, and whose skin is hidden.
 
     But in a colour photo, a fit whose upper face shows no skin at all (under NO_SKIN, also
     in the photo's colour-balanced copies, :func:`_balanced_skin`) is a face only
@@ -865,12 +881,19 @@ def _weigh_evidence(rgb: np.ndarray, fit: Fit, prior: float, colour: bool
     evidence.append(("upright", upright))
     if upright >= UPRIGHT_SURE:
         return "", _rounded(evidence)
-    if not colour:  # a photo without colour says nothing about skin
-        return "no-evidence", _rounded(evidence)
-    evidence.append(("skin", skin))
-    weak_opinion = upright >= SECOND_OPINION and skin >= SKIN_SHARE
-    sure_mesh = presence >= SURE_PRESENCE and prior >= RETRY_PRIOR and skin >= SKIN_SHARE
-    return ("" if weak_opinion or sure_mesh else "no-evidence"), _rounded(evidence)
+    if colour:  # a photo without colour says nothing about skin
+        evidence.append(("skin", skin))
+        weak_opinion = upright >= SECOND_OPINION and skin >= SKIN_SHARE
+        sure_mesh = presence >= SURE_PRESENCE and prior >= RETRY_PRIOR and skin >= SKIN_SHARE
+        if weak_opinion or sure_mesh:
+            return "", _rounded(evidence)
+    if mask_opinion is not None and prior >= RETRY_PRIOR:
+        # Last, as it costs a restoring model's run: only fits otherwise refused pay for it.
+        masked = mask_opinion(rgb, pts)
+        evidence.append(("mask", masked))
+        if masked >= MASK_SHARE:
+            return "", _rounded(evidence)
+    return "no-evidence", _rounded(evidence)
 
 
 def _balanced_skin(rgb: np.ndarray, pts: np.ndarray) -> float:
@@ -891,3 +914,6 @@ SURE_PRESENCE = 0.9
 SKIN_SHARE = 0.6
 NO_SKIN = 0.2
 SURE_PLAIN = 0.92
+# A mask opinion at least this high (a mask over this share of the lower face, none above the
+# eyes) is evidence of a masked face; see training/mask_opinion.py for how it was set.
+MASK_SHARE = 0.3

@@ -29,10 +29,11 @@ import torch
 from ..maskgen.align import align_face, crop_footprint, paste_back
 from ..maskgen.decode import BadImage, decode_image
 from ..maskgen.facepoints import FACE_OVAL, LEFT_EYE, NOSE_BRIDGE, RIGHT_EYE, anchor_points
-from ..maskgen.find_faces import detect_faces
+from ..maskgen.find_faces import MaskOpinion, detect_faces
 from ..maskgen.landmarks import Detection, NoFace
 from ..maskgen.sources import image_files
 from .composite import change_mask, predicted_mask_weight
+from .mask_opinion import mask_opinion
 from .predict import Predictor
 
 log = logging.getLogger("maskface.unmask")
@@ -233,11 +234,12 @@ def unmask_files(paths: Iterable[str | Path], predictor: Predictor, out: str | P
     taken: set[str] = set()
     photos = find_photos(inputs)
     originals = {p.resolve() for p in photos}
+    opinion = mask_opinion(predictor)  # the mask head's say on faces the cascade doubts
     for path in photos:
         t = time.perf_counter()
         name = _out_name(path, taken, out, originals)
-        res = _unmask_one(path, out, name, predictor, max_faces, composite, side_by_side,
-                          sheet if len(sheet) < sheet_max else None)
+        res = _unmask_one(path, out, name, predictor, opinion, max_faces, composite,
+                          side_by_side, sheet if len(sheet) < sheet_max else None)
         res.seconds = round(time.perf_counter() - t, 3)
         results.append(res)
         if progress is not None:
@@ -270,7 +272,8 @@ def unmask_files(paths: Iterable[str | Path], predictor: Predictor, out: str | P
 
 
 def _unmask_one(path: Path, out: Path, name: str, predictor: Predictor,
-                max_faces: int | None, composite: bool, side_by_side: bool,
+                opinion: MaskOpinion | None, max_faces: int | None, composite: bool,
+                side_by_side: bool,
                 sheet: list[np.ndarray] | None) -> PhotoResult:
     try:
         rgb = decode_image(path.read_bytes(), max_side=MAX_PHOTO_SIDE)
@@ -279,7 +282,7 @@ def _unmask_one(path: Path, out: Path, name: str, predictor: Predictor,
         log.warning("%s: unreadable (%s), copied unchanged", path, reason)
         return _pass_through(path, out, name, "unreadable", reason)
     try:
-        dets = detect_faces(rgb, max_faces=max_faces)
+        dets = detect_faces(rgb, max_faces=max_faces, mask_opinion=opinion)
     except NoFace as e:
         log.warning("%s: no face found (%s); copied unchanged", path, e)
         if sheet is not None:
