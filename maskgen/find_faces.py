@@ -316,10 +316,11 @@ def _no_fit(presence: float, reason: str) -> Fit:
     return Fit(None, presence, reason, {})
 
 
-def _fit_mesh(rgb: np.ndarray, roi: Roi, confirm: bool = True, min_iod: float = 0.0) -> Fit:
+def _fit_mesh(rgb: np.ndarray, roi: Roi, confirm: bool = True, min_iod: float = 0.0,
+              mask_opinion: MaskOpinion | None = None) -> Fit:
     """The mesh for one ROI, refined from its own landmarks and checked (eye distance at least
-    ``min_iod``; a second opinion when ``confirm``); points None and a reason when there is no
-    face."""
+    ``min_iod``; a second opinion when ``confirm``, ``mask_opinion`` among them); points None
+    and a reason when there is no face."""
     mesher = get_roi_mesher(True)
     pts, score = mesher(rgb, roi)
     if pts is None:
@@ -342,11 +343,12 @@ def _fit_mesh(rgb: np.ndarray, roi: Roi, confirm: bool = True, min_iod: float = 
     h, w = rgb.shape[:2]
     opinions: dict[str, float] = {}
     why = (implausible(pts, w, h) or ("face-too-small" if eye_distance(pts) < min_iod else "")
-           or (_unconfirmed(rgb, pts, opinions) if confirm else ""))
+           or (_unconfirmed(rgb, pts, opinions, mask_opinion) if confirm else ""))
     return _no_fit(score, why) if why else Fit(pts, score, "", opinions)
 
 
-def _fit_face(rgb: np.ndarray, roi: Roi, confirm: bool, min_iod: float = 0.0) -> Fit:
+def _fit_face(rgb: np.ndarray, roi: Roi, confirm: bool, min_iod: float = 0.0,
+              mask_opinion: MaskOpinion | None = None) -> Fit:
     """:func:`_fit_mesh`; and for an unconfirmed stage's mesh that the mirrored photo does not
     reproduce, fits at the ROI turned by a quarter and a half turn too: a turned fit that is
     larger and that the mirrored photo does reproduce replaces it.
@@ -356,9 +358,9 @@ def _fit_face(rgb: np.ndarray, roi: Roi, confirm: bool, min_iod: float = 0.0) ->
     an eye taken for the mouth, with presence 1.0, and fits it differently in the mirror image;
     at the right roll it fits the whole face, which is larger, the same both ways round.
     """
-    fit = _fit_mesh(rgb, roi, confirm, min_iod)
+    fit = _fit_mesh(rgb, roi, confirm, min_iod, mask_opinion)
     if fit.points is None and fit.reason == "not-a-face" and roi.prior >= RETRY_PRIOR:
-        fit = _retry_nearby(rgb, roi, confirm, min_iod, fit)
+        fit = _retry_nearby(rgb, roi, confirm, min_iod, fit, mask_opinion)
     if fit.points is None or confirm or _opinion(rgb, fit, "mirror") <= SURE_MIRROR_DRIFT:
         return _inside_the_box(fit, roi)
     size = roi_from_landmarks(fit.points).size
@@ -383,14 +385,15 @@ def _inside_the_box(fit: Fit, roi: Roi) -> Fit:
     return fit
 
 
-def _retry_nearby(rgb: np.ndarray, roi: Roi, confirm: bool, min_iod: float, failed: Fit) -> Fit:
+def _retry_nearby(rgb: np.ndarray, roi: Roi, confirm: bool, min_iod: float, failed: Fit,
+                  mask_opinion: MaskOpinion | None = None) -> Fit:
     """The first fit that is a face among ROIs near a sure detector box whose own ROI gave
     none (RETRY_ROIS: a little smaller, a little higher); ``failed`` when none is."""
     down = np.array([-math.sin(roi.angle), math.cos(roi.angle)])  # the face's down, on screen
     for scale, shift in RETRY_ROIS:
         cx, cy = np.array([roi.cx, roi.cy]) + shift * roi.size * down
         fit = _fit_mesh(rgb, Roi(float(cx), float(cy), roi.size * scale, roi.angle, roi.prior),
-                        confirm, min_iod)
+                        confirm, min_iod, mask_opinion)
         if fit.points is not None:
             return fit
     return failed
@@ -401,10 +404,12 @@ def _anchor_shift(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(anchor_points(a) - anchor_points(b)).max() / max(eye_distance(a), 1e-6))
 
 
-def _unconfirmed(rgb: np.ndarray, pts: np.ndarray, opinions: dict[str, float]) -> str:
+def _unconfirmed(rgb: np.ndarray, pts: np.ndarray, opinions: dict[str, float],
+                 mask_opinion: MaskOpinion | None = None) -> str:
     """"" when a second opinion confirms the face under a mesh, else "unconfirmed" (cheapest
-    opinion first: one plain-model run, then two detector runs, then two mesh fits); the
-    opinions read are left in ``opinions``."""
+    opinion first: one plain-model run, then two detector runs, then two mesh fits, then the
+    mask opinion where it may speak, :func:`_mask_vouches`); the opinions read are left in
+    ``opinions``."""
     fit = Fit(pts, 0.0, "", opinions)
     if _opinion(rgb, fit, "plain") >= PLAIN_PRESENCE:
         return ""
@@ -413,7 +418,25 @@ def _unconfirmed(rgb: np.ndarray, pts: np.ndarray, opinions: dict[str, float]) -
         return ""
     if upright >= UPRIGHT_WEAK and _opinion(rgb, fit, "mirror") <= MIRROR_DRIFT:
         return ""
+    if mask_opinion is not None:
+        skin = upper_face_skin(rgb, pts) if photo_has_colour(rgb) else math.nan
+        if _mask_vouches(rgb, fit, mask_opinion, skin, 0.0):
+            return ""
     return "unconfirmed"
+
+
+def _mask_vouches(rgb: np.ndarray, fit: Fit, mask_opinion: MaskOpinion | None, skin: float,
+                  prior: float) -> bool:
+    """Whether the mask opinion makes a fit a masked face: it sees a mask over the lower face
+    (MASK_SHARE), and it may speak for this fit, one a detector proposed (RETRY_PRIOR) or whose
+    upper face shows skin (MASK_SKIN). Why the second condition: on regions nobody proposed,
+    the frame's own, the mask head also sees "masks" on a coffee cup and would on a mask lying
+    on a table; neither shows skin above it. The opinion read is kept in ``fit.opinions``."""
+    if mask_opinion is None or not (prior >= RETRY_PRIOR or skin >= MASK_SKIN):
+        return False
+    if "mask" not in fit.opinions:
+        fit.opinions["mask"] = float(mask_opinion(rgb, fit.points))
+    return fit.opinions["mask"] >= MASK_SHARE
 
 
 def _opinion(rgb: np.ndarray, fit: Fit, name: str) -> float:
@@ -741,8 +764,9 @@ def detect_faces(rgb: np.ndarray, max_faces: int | None = None,
     Detection carries the scores it was kept on (``evidence``).
 
     ``mask_opinion`` (optional; ``unmask`` passes its model's mask head) says how much of the
-    lower face a fit implies is masked: a fit that a detector proposed and the evidence above
-    would refuse is a face when it sees a mask there (see :func:`_weigh_evidence`).
+    lower face a fit implies is masked: a fit that the second opinions and evidence above would
+    refuse is a face when it sees a mask there, if a detector proposed the fit or its upper
+    face shows skin (:func:`_mask_vouches`).
 
     Raises:
         NoFace: ``no-face`` when no stage finds a face; the detail counts the regions tried
@@ -788,7 +812,8 @@ def _search(rgb: np.ndarray, min_eye_distance: float, rejected: dict[str, int],
                 if any(_covered(roi, f[2]) for f in found) or any(
                         _repeats(roi, t) for t in failed):
                     continue
-                fit = _fit_face(rgb, roi, stage in CONFIRMED_STAGES, min_eye_distance)
+                fit = _fit_face(rgb, roi, stage in CONFIRMED_STAGES, min_eye_distance,
+                                mask_opinion)
                 if fit.points is None:
                     rejected[fit.reason] = rejected.get(fit.reason, 0) + 1
                     failed.append(roi)
@@ -847,9 +872,10 @@ def _weigh_evidence(rgb: np.ndarray, fit: Fit, prior: float, colour: bool,
     - in a colour photo, the mesh is sure (SURE_PRESENCE), a detector saw something
       (RETRY_PRIOR) and the upper face is mostly skin (SKIN_SHARE; masked faces looking down
       or under caps, which the second models miss); or
-    - with a ``mask_opinion``, a detector saw something (RETRY_PRIOR) and the mask opinion sees
-      a mask over the lower face (MASK_SHARE): the masked faces under caps, hoods and hair that
-      the second models, trained on bare faces, miss, and whose skin is hidden.
+    - with a ``mask_opinion``, it sees a mask over the lower face (MASK_SHARE) of a fit that a
+      detector proposed (RETRY_PRIOR) or whose upper face shows skin (MASK_SKIN):
+      :func:`_mask_vouches`. The masked faces under caps, hoods and hair that the second
+      models, trained on bare faces, miss, and whose skin is partly hidden.
 
     But in a colour photo, a fit whose upper face shows no skin at all (under NO_SKIN, also
     in the photo's colour-balanced copies, :func:`_balanced_skin`) is a face only
@@ -887,13 +913,11 @@ def _weigh_evidence(rgb: np.ndarray, fit: Fit, prior: float, colour: bool,
         sure_mesh = presence >= SURE_PRESENCE and prior >= RETRY_PRIOR and skin >= SKIN_SHARE
         if weak_opinion or sure_mesh:
             return "", _rounded(evidence)
-    if mask_opinion is not None and prior >= RETRY_PRIOR:
-        # Last, as it costs a restoring model's run: only fits otherwise refused pay for it.
-        masked = mask_opinion(rgb, pts)
-        evidence.append(("mask", masked))
-        if masked >= MASK_SHARE:
-            return "", _rounded(evidence)
-    return "no-evidence", _rounded(evidence)
+    # Last, as it costs a restoring model's run: only fits otherwise refused pay for it.
+    vouches = _mask_vouches(rgb, fit, mask_opinion, skin, prior)
+    if "mask" in fit.opinions:
+        evidence.append(("mask", fit.opinions["mask"]))
+    return ("" if vouches else "no-evidence"), _rounded(evidence)
 
 
 def _balanced_skin(rgb: np.ndarray, pts: np.ndarray) -> float:
@@ -917,3 +941,7 @@ SURE_PLAIN = 0.92
 # A mask opinion at least this high (a mask over this share of the lower face, none above the
 # eyes) is evidence of a masked face; see training/mask_opinion.py for how it was set.
 MASK_SHARE = 0.3
+# On a region no detector proposed, the mask opinion speaks only for a fit whose upper face
+# shows at least this much skin (upper_face_skin): the masked faces under caps found by the
+# frame stage show 0.35-0.85; a mask lying on a white table would show none.
+MASK_SKIN = 0.3

@@ -348,6 +348,35 @@ def test_the_mask_opinion_reads_the_lower_face_and_refuses_a_masked_forehead():
     prob[:20] = 0.9  # and the forehead too
     assert mask_share(prob) == 0.0
     assert mask_share(np.zeros((256, 256), np.float32)) == 0.0
+    ragged = np.zeros((128, 128), np.float32)
+    ragged[64:, 16:112] = 0.9
+    ragged[64:120:8, 16:104] = 0.0  # a grid of thin cuts: islands, and the largest region a
+    ragged[64:120, 16:104:8] = 0.0  # frame round them, far from solid
+    ragged[64:, 16:20] = 0.9
+    assert mask_share(ragged) == 0.0
+
+
+def test_the_mask_opinion_speaks_for_fits_a_detector_proposed_or_that_show_skin():
+    """Nobody proposed the frame's own regions: there the mask opinion is asked only about a
+    fit whose upper face shows skin (a mask lying on a table shows none above it)."""
+    from maskface.maskgen.find_faces import MASK_SHARE, MASK_SKIN, Fit, _mask_vouches
+
+    asked = []
+
+    def opinion(rgb, pts):
+        asked.append(1)
+        return MASK_SHARE
+
+    rgb, pts = np.zeros((8, 8, 3), np.uint8), np.zeros((478, 3), np.float32)
+    assert not _mask_vouches(rgb, Fit(pts, 1.0, "", {}), opinion, MASK_SKIN - 0.01, 0.0)
+    assert not _mask_vouches(rgb, Fit(pts, 1.0, "", {}), opinion, float("nan"), 0.0)
+    assert asked == []
+    fit = Fit(pts, 1.0, "", {})
+    assert _mask_vouches(rgb, fit, opinion, MASK_SKIN, 0.0) and fit.opinions["mask"] == MASK_SHARE
+    assert _mask_vouches(rgb, Fit(pts, 1.0, "", {}), opinion, float("nan"), 0.5)
+    assert not _mask_vouches(rgb, Fit(pts, 1.0, "", {}), lambda r, p: MASK_SHARE - 0.01,
+                             float("nan"), 0.9)
+    assert not _mask_vouches(rgb, Fit(pts, 1.0, "", {}), None, 1.0, 0.9)
 
 
 def test_the_mask_opinion_is_asked_only_about_fits_the_cascade_would_refuse(astronaut):
@@ -378,13 +407,17 @@ def test_the_bundled_mask_opinion_finds_no_face_in_face_free_pictures(picture):
 
 
 @pytest.mark.shared
-@pytest.mark.parametrize("folder, key", [("real-masked-dev", "0035"),
-                                         ("real-masked-scenes-dev", "0167")])
-def test_a_masked_face_no_bare_face_model_confirms_is_kept_on_the_mask_heads_word(folder, key):
+@pytest.mark.parametrize("folder, key, stage", [("real-masked-dev", "0035", "detector"),
+                                                ("real-masked-scenes-dev", "0167", "detector"),
+                                                ("real-masked-dev", "0298", "frame")])
+def test_a_masked_face_no_bare_face_model_confirms_is_kept_on_the_mask_heads_word(
+        folder, key, stage):
     """A blurred face in a blue mask under a dark hood (crop 0035) and a face in a black mask
     under its hair (scene 0167): a detector proposed each (0.6), but neither second model,
-    trained on bare faces, confirms it, so the cascade alone refuses it. The bundled model's
-    mask head sees the mask over the lower face, and the face is kept on that evidence."""
+    trained on bare faces, confirms it, so the cascade alone refuses it. A close-up under a cap
+    brim (crop 0298): no detector finds it, only the frame's own region, whose upper face shows
+    skin. The bundled model's mask head sees the mask over the lower face of each, and the
+    face is kept on that evidence."""
     from maskface.maskgen.decode import decode_image
     from maskface.maskgen.facepoints import anchor_points, eye_distance
     from maskface.maskgen.find_faces import MASK_SHARE, detect_faces
@@ -400,7 +433,7 @@ def test_a_masked_face_no_bare_face_model_confirms_is_kept_on_the_mask_heads_wor
         with pytest.raises(NoFace):
             detect_faces(rgb, mask_opinion=refusing)
     (det,) = detect_faces(rgb, mask_opinion=mask_opinion(Predictor.load(DEFAULT_MODEL, "cpu")))
-    assert dict(det.evidence)["mask"] >= MASK_SHARE
+    assert dict(det.evidence)["mask"] >= MASK_SHARE and det.stage == stage
     eyes = anchor_points(det.points)[:2]
     h, w = rgb.shape[:2]
     assert ((eyes >= 0) & (eyes < (w, h))).all() and eye_distance(det.points) >= 12
