@@ -1,7 +1,7 @@
 """Face finding on real photos: how many faces `detect_faces` finds, how fast, and by which stage.
 
     python bench/detect.py [--src ../shared/data/real-masked-dev] [--limit N] [--draw DIR]
-                           [--per-photo FILE] [--baselines]
+                           [--per-photo FILE] [--baselines] [--mask-model bundled|PATH|none]
 
 Runs `maskgen.find_faces.detect_faces` over every image of a folder (one process, models loaded
 before timing starts) and prints one JSON object: photos, photos with a face, found rate, faces
@@ -19,6 +19,10 @@ the white bar in each cell's corner is the smallest eye distance `detect_faces` 
 `--per-photo FILE` writes one JSON line per photo (each face's landmark box, score, stage,
 evidence and a hash of its landmarks; a miss's reason): two runs' files are equal line for
 line exactly when a change left detection as it was.
+
+`--mask-model` (default: the bundled model, as `unmask` uses it) is the restoring model whose
+mask head gives `detect_faces` its mask opinion; `none` measures the cascade alone, and so
+does a machine without torch (the JSON's `mask_model` says which ran).
 """
 
 from __future__ import annotations
@@ -140,12 +144,15 @@ def main() -> None:
 
     opinion = None
     if args.mask_model != "none":
-        from maskface.cli import _bundled_model
-        from maskface.training.mask_opinion import mask_opinion
-        from maskface.training.predict import Predictor
-
-        path = _bundled_model() if args.mask_model == "bundled" else args.mask_model
-        opinion = mask_opinion(Predictor.load(path, "cpu"))
+        try:
+            from maskface.cli import _bundled_model
+            from maskface.training.mask_opinion import mask_opinion
+            from maskface.training.predict import Predictor
+        except ImportError as e:  # the training half's torch is not installed
+            args.mask_model = f"none ({e.name} is not installed)"
+        else:
+            path = _bundled_model() if args.mask_model == "bundled" else args.mask_model
+            opinion = mask_opinion(Predictor.load(path, "cpu"))
 
     # Load the models first (a blank picture runs every stage, a face the checks) so that the
     # timings are the steady state.
