@@ -243,9 +243,9 @@ def _index(cfg: DemoConfig, steps: dict, photos: list[str]) -> str:
         f"tiny (RA-UNet, width {cfg.width}, depth {cfg.depth}, with a mask head) and trained "
         f"for {_count(cfg.steps, 'step')} on {_count(g['pairs'], 'pair')} from "
         f"{_count(g['faces'], 'face')}: it shows the pieces working together. The bundled "
-        "model beside it (width 16, depth 5, 128 px, trained in three runs of 107, 69 and "
-        "53 minutes on a 2-core CPU on CelebA pairs, two of them averaged) shows what longer "
-        "training does; unmask uses it.", "",
+        "model beside it (width 16, depth 5, 128 px, trained in four runs of 107, 69, 53 and "
+        "29 minutes on a 2-core CPU on CelebA pairs, the last two averaged in) shows what "
+        "longer training does; unmask uses it.", "",
         f"1. **generate** ({g['seconds']} s): {g['masked']} of {_count(g['faces'], 'face')} "
         f"masked, {_count(g['pairs'], 'pair')} in `data/`. Not written: "
         f"{_failures(g['failures'])}.",
