@@ -22,6 +22,10 @@ implies, finding the eyes where the mesh put them.
 
 A face turned far from its ROI's roll (sideways, upside down) gets a confident but wrong mesh,
 a smaller pseudo-face with an eye taken for the mouth; see _fit_face for how that is caught.
+
+Both second models were trained on bare faces and often miss masked faces under caps, hoods
+and hair. ``unmask`` therefore lends the cascade its restoring model's mask head as a last
+opinion (``mask_opinion``, read in ``training/mask_opinion.py``; this module needs no torch).
 """
 
 from __future__ import annotations
