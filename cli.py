@@ -469,9 +469,14 @@ def eval_cmd(checkpoints, labels, data, split, out, device, batch_size, limit, b
                    "the whole lower face (a mask-head model always blends by its own mask).")
 @click.option("--side-by-side", is_flag=True,
               help="Also write compare/NAME.jpg (before | after).")
+@click.option("--skin-tone/--no-skin-tone", default=True, show_default=True,
+              help="A restored lower face the model painted in no skin colour (a grey or "
+                   "blue-grey smear) takes the colour of the face's own skin; its shape and "
+                   "lightness stay the model's.")
 @click.option("--device", default="auto", show_default=True,
               type=click.Choice(["auto", "cpu", "cuda"]))
-def unmask(photos, checkpoint, out, max_faces, composite, side_by_side, device) -> None:
+def unmask(photos, checkpoint, out, max_faces, composite, side_by_side, skin_tone,
+           device) -> None:
     """Remove masks from photos (files or folders): every face is found, restored and blended
     back. Photos without a face, or without a mask, are copied unchanged and listed in
     summary.json."""
@@ -483,7 +488,7 @@ def unmask(photos, checkpoint, out, max_faces, composite, side_by_side, device) 
         pred = Predictor.load(checkpoint or _bundled_model(), device)
         total = len(find_photos(photos))
         s = unmask_files(photos, pred, out, max_faces=max_faces, composite=composite,
-                         side_by_side=side_by_side,
+                         side_by_side=side_by_side, skin_tone=skin_tone,
                          progress=_progress_bar("unmask", total, "photo"))
     except (CheckpointError, UnmaskError) as e:
         raise click.ClickException(str(e)) from e

@@ -90,7 +90,8 @@ def test_mask_photo_draws_only_on_the_lower_face(astronaut, masked_astronaut):
 
 def test_restored_face_is_blended_back_and_the_rest_is_untouched(masked_astronaut):
     masked, mask = masked_astronaut
-    out, faces = restore_faces(masked, [detect_landmarks(masked).points], grey_predictor())
+    out, faces = restore_faces(masked, [detect_landmarks(masked).points], grey_predictor(),
+                               skin_tone=False)
     assert len(faces) == 1 and out.shape == masked.shape
     changed = (out != masked).any(-1)
     assert changed[mask > 0].mean() > 0.95  # the mask is painted over
@@ -107,7 +108,7 @@ def test_restored_face_is_blended_back_and_the_rest_is_untouched(masked_astronau
     w = faces[0]["weight"]
     assert 0.05 < np.median(w[(w > 0) & (w < 1)]) < 0.95
     # Composite: only what the "model" clearly changed (the grey), not its small changes.
-    comp, _ = restore_faces(masked, [pts], grey_predictor(), composite=True)
+    comp, _ = restore_faces(masked, [pts], grey_predictor(), composite=True, skin_tone=False)
     changed_c = (comp != masked).any(-1)
     assert changed_c[mask > 0].mean() > 0.8 and changed_c.sum() < changed.sum()
 
@@ -437,3 +438,24 @@ def test_a_masked_face_no_bare_face_model_confirms_is_kept_on_the_mask_heads_wor
     eyes = anchor_points(det.points)[:2]
     h, w = rgb.shape[:2]
     assert ((eyes >= 0) & (eyes < (w, h))).all() and eye_distance(det.points) >= 12
+
+
+def test_a_lower_face_painted_grey_takes_the_faces_own_skin_colour(astronaut, masked_astronaut):
+    """The stand-in paints the mask's place flat grey, as a model often paints a black mask's:
+    the restored region takes the chroma of the astronaut's skin above the mask and keeps the
+    grey's lightness; a region already in skin colour is left as it was painted."""
+    from maskface.training.skin_tone import is_skin, match_skin_tone
+
+    masked, mask = masked_astronaut
+    pts = detect_landmarks(masked).points
+    toned, _ = restore_faces(masked, [pts], grey_predictor())
+    grey, faces = restore_faces(masked, [pts], grey_predictor(), skin_tone=False)
+    inside = mask > 0
+    ycc = cv2.cvtColor(toned, cv2.COLOR_RGB2YCrCb)[inside].astype(float)
+    was = cv2.cvtColor(grey, cv2.COLOR_RGB2YCrCb)[inside].astype(float)
+    assert not is_skin(np.median(was, 0)) and is_skin(np.median(ycc, 0))
+    assert abs(np.median(ycc[:, 0]) - np.median(was[:, 0])) <= 2  # the lightness is kept
+    assert np.array_equal(toned[300:], masked[300:])  # far from the face nothing moved
+    # Her own lower face, unmasked, is skin-coloured already: it stays as it is.
+    bare, _, _ = align_face(astronaut, pts, faces[0]["crop"].shape[0], border="grey")
+    assert match_skin_tone(bare, bare, faces[0]["weight"]) is bare

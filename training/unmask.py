@@ -35,6 +35,7 @@ from ..maskgen.sources import image_files
 from .composite import change_mask, predicted_mask_weight
 from .mask_opinion import mask_opinion
 from .predict import Predictor
+from .skin_tone import match_skin_tone
 
 log = logging.getLogger("maskface.unmask")
 
@@ -96,10 +97,13 @@ def edge_fade(size: int) -> np.ndarray:
 
 
 def restore_faces(rgb: np.ndarray, faces: list[np.ndarray], predictor: Predictor,
-                  composite: bool = False) -> tuple[np.ndarray, list[dict]]:
+                  composite: bool = False, skin_tone: bool = True
+                  ) -> tuple[np.ndarray, list[dict]]:
     """Restore the faces whose landmarks are ``faces`` in an RGB photo; returns the new photo
     and, per face, its crop, restored crop, weight, alignment matrix and how many photo pixels
-    it changed (0: no mask found, the face left as it was)."""
+    it changed (0: no mask found, the face left as it was). With ``skin_tone``, a restored
+    region the model painted in no skin colour takes the face's own
+    (:func:`.skin_tone.match_skin_tone`)."""
     size = predictor.image_size
     crops, ms, pts = [], [], []
     for p in faces:
@@ -117,6 +121,8 @@ def restore_faces(rgb: np.ndarray, faces: list[np.ndarray], predictor: Predictor
         w = _blend_weight(c, r, q, size, None if found is None else found[i], composite)
         changed = 0
         if w.max() > 0:
+            if skin_tone:
+                r = match_skin_tone(c, r, w)
             before = out
             out = paste_back(out, r, m, w)
             # Only the crop's footprint can change: compare there, not the whole photo.
@@ -216,7 +222,7 @@ def _check_output(paths: list[Path], out: Path) -> None:
 
 def unmask_files(paths: Iterable[str | Path], predictor: Predictor, out: str | Path, *,
                  max_faces: int | None = None, composite: bool = False,
-                 side_by_side: bool = False, sheet_max: int = 240,
+                 side_by_side: bool = False, sheet_max: int = 240, skin_tone: bool = True,
                  progress: Callable[[int], None] | None = None) -> dict:
     """Unmask photos into ``out``: ``NAME.png`` per photo (the original bytes when no face is
     found or the file does not decode), ``compare/NAME.jpg`` (before | after) with
@@ -239,7 +245,7 @@ def unmask_files(paths: Iterable[str | Path], predictor: Predictor, out: str | P
         t = time.perf_counter()
         name = _out_name(path, taken, out, originals)
         res = _unmask_one(path, out, name, predictor, opinion, max_faces, composite,
-                          side_by_side, sheet if len(sheet) < sheet_max else None)
+                          side_by_side, sheet if len(sheet) < sheet_max else None, skin_tone)
         res.seconds = round(time.perf_counter() - t, 3)
         results.append(res)
         if progress is not None:
@@ -266,6 +272,7 @@ def unmask_files(paths: Iterable[str | Path], predictor: Predictor, out: str | P
         "model": predictor.label, "device": str(predictor.device),
         "blend": ("the model's mask" if predictor.has_mask_head
                   else "what the model changed" if composite else "the lower face"),
+        "skin_tone": skin_tone,
         "results": [r.__dict__ for r in results]}
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary
@@ -274,7 +281,7 @@ def unmask_files(paths: Iterable[str | Path], predictor: Predictor, out: str | P
 def _unmask_one(path: Path, out: Path, name: str, predictor: Predictor,
                 opinion: MaskOpinion | None, max_faces: int | None, composite: bool,
                 side_by_side: bool,
-                sheet: list[np.ndarray] | None) -> PhotoResult:
+                sheet: list[np.ndarray] | None, skin_tone: bool = True) -> PhotoResult:
     try:
         rgb = decode_image(path.read_bytes(), max_side=MAX_PHOTO_SIDE)
     except (OSError, BadImage) as e:
@@ -289,7 +296,8 @@ def _unmask_one(path: Path, out: Path, name: str, predictor: Predictor,
             sheet.append(_sheet_tile(rgb, rgb, label=path.name))
         return _pass_through(path, out, name, "no-face", str(e))
     try:
-        restored, faces = restore_faces(rgb, [d.points for d in dets], predictor, composite)
+        restored, faces = restore_faces(rgb, [d.points for d in dets], predictor, composite,
+                                        skin_tone)
         changed = sum(f["pixels_changed"] for f in faces)
         face_info = [{"eyes_mouth": _anchors(d.points), "pixels_changed": f["pixels_changed"],
                       "status": "restored" if f["pixels_changed"] else "no mask found",
