@@ -60,10 +60,15 @@ def upper_face_skin(rgb: np.ndarray, pts: np.ndarray) -> float:
     if not inside.any():
         return 0.0
     ycc = cv2.cvtColor(np.ascontiguousarray(rgb[y0:y1, x0:x1]), cv2.COLOR_RGB2YCrCb)
-    y, cr, cb = (ycc[..., i][inside].astype(np.float64) for i in range(3))
-    skin = ((y >= SKIN_MIN_Y) & (cr >= SKIN_CR[0]) & (cr <= SKIN_CR[1])
+    return float(is_skin(ycc[inside].astype(np.float64)).mean())
+
+
+def is_skin(ycc: np.ndarray) -> np.ndarray:
+    """Which YCrCb pixels (..., 3; 8-bit values) are skin-coloured (SKIN_CR, SKIN_CB and
+    SKIN_MIN_Y)."""
+    y, cr, cb = ycc[..., 0], ycc[..., 1], ycc[..., 2]
+    return ((y >= SKIN_MIN_Y) & (cr >= SKIN_CR[0]) & (cr <= SKIN_CR[1])
             & (cb >= SKIN_CB[0]) & (cb <= SKIN_CB[1]))
-    return float(skin.mean())
 
 
 def face_frame(pts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

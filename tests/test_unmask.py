@@ -444,7 +444,8 @@ def test_a_lower_face_painted_grey_takes_the_faces_own_skin_colour(astronaut, ma
     """The stand-in paints the mask's place flat grey, as a model often paints a black mask's:
     the restored region takes the chroma of the astronaut's skin above the mask and keeps the
     grey's lightness; a region already in skin colour is left as it was painted."""
-    from maskface.training.skin_tone import is_skin, match_skin_tone
+    from maskface.maskgen.face_evidence import is_skin
+    from maskface.training.skin_tone import match_skin_tone
 
     masked, mask = masked_astronaut
     pts = detect_landmarks(masked).points

@@ -16,7 +16,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from ..maskgen.face_evidence import SKIN_CB, SKIN_CR, SKIN_MIN_Y
+from ..maskgen.face_evidence import is_skin
 
 # The face's own skin is read below this share of the crop's side (the brows, the eyes' band,
 # the cheeks above the mask; above it, hair and caps) and outside the blend.
@@ -27,13 +27,6 @@ MIN_SKIN = 0.02
 REGION = 0.5
 # The largest chroma shift (8-bit YCrCb units): a bigger one means the reference is wrong.
 MAX_SHIFT = 30.0
-
-
-def is_skin(ycc: np.ndarray) -> np.ndarray:
-    """Which YCrCb pixels (..., 3) are skin-coloured (:mod:`.face_evidence`'s box)."""
-    y, cr, cb = ycc[..., 0], ycc[..., 1], ycc[..., 2]
-    return ((y >= SKIN_MIN_Y) & (cr >= SKIN_CR[0]) & (cr <= SKIN_CR[1])
-            & (cb >= SKIN_CB[0]) & (cb <= SKIN_CB[1]))
 
 
 def match_skin_tone(crop: np.ndarray, restored: np.ndarray, weight: np.ndarray) -> np.ndarray:
