@@ -341,6 +341,11 @@ def _click_errors(*kinds: type[Exception]):
               type=click.FloatRange(min=0, max=1, max_open=True),
               help="Share of pairs whose mask (input only) gets a random colour and "
                    "brightness, for masks in colours the templates lack (mask-head models).")
+@click.option("--mask-rim", default=0.0, show_default=True,
+              type=click.FloatRange(min=0, max=1, max_open=True),
+              help="Share of pairs given a rim around the mask (a hem, a light lining, a "
+                   "shadow; 1 px to 3 % of the side wide), which the mask head learns as part of "
+                   "the mask (mask-head models).")
 @click.option("--grey-fraction", default=0.0, show_default=True,
               type=click.FloatRange(min=0, max=1, max_open=True),
               help="Share of pairs turned grey, input and target alike.")
@@ -376,8 +381,8 @@ def _click_errors(*kinds: type[Exception]):
               help="Validation batches (of --batch-size) each time.")
 def train(data, out, model, width, depth, norm, mask_head, augment, epochs, max_steps,
           max_minutes, batch_size, lr, lr_schedule, hole_weight, bare_fraction, mask_recolour,
-          grey_fraction, erase_fraction, init, loss, device, precision, compile_, resume,
-          workers, seed, checkpoint_every, val_every, log_every, val_batches) -> None:
+          mask_rim, grey_fraction, erase_fraction, init, loss, device, precision, compile_,
+          resume, workers, seed, checkpoint_every, val_every, log_every, val_batches) -> None:
     """Train the RA-UNet (or a variant) on generated shards. Multi-GPU: torchrun."""
     from .maskgen.shards import ShardError
     from .training.train import TrainConfig, TrainError
@@ -389,7 +394,8 @@ def train(data, out, model, width, depth, norm, mask_head, augment, epochs, max_
             mask_head=mask_head, augment=augment, epochs=epochs, max_steps=max_steps,
             max_minutes=max_minutes, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule,
             hole_weight=hole_weight, bare_fraction=bare_fraction, mask_recolour=mask_recolour,
-            grey_fraction=grey_fraction, erase_fraction=erase_fraction, init=init, loss=loss,
+            mask_rim=mask_rim, grey_fraction=grey_fraction, erase_fraction=erase_fraction,
+            init=init, loss=loss,
             device=device, precision=precision, compile=compile_, resume=resume or "no",
             workers=workers, seed=seed,
             checkpoint_every=checkpoint_every, val_every=val_every, log_every=log_every,

@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader  # noqa: E402
 
 from maskface.cli import main  # noqa: E402
 from maskface.maskgen.shards import iter_samples  # noqa: E402
-from maskface.training.augment import grey_pairs, recolour_masks  # noqa: E402
+from maskface.training.augment import grey_pairs, recolour_masks, rim_masks  # noqa: E402
 from maskface.training.checkpoint import (  # noqa: E402
     CheckpointError,
     load_checkpoint,
@@ -85,6 +85,33 @@ def test_the_hole_loss_sees_only_the_mask_and_bare_pairs_are_clean_and_unmasked(
     for i in range(4):
         assert torch.equal(x[i], clean[i] if bare[i] else masked[i])
         assert torch.equal(mask[i], torch.zeros_like(m[i]) if bare[i] else m[i])
+
+
+def test_a_rim_is_drawn_around_the_mask_and_the_mask_grows_to_cover_it():
+    x = torch.rand(8, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    m = torch.zeros(8, 1, 32, 32)
+    m[:, :, 16:28, 6:26] = 1  # the mask's body
+    m[:, :, 10:16, 6] = 1  # a strap, one pixel wide
+    m[7] = 0  # a bare pair: nothing to draw around
+    out, grown = rim_masks(x, m, 0.5, torch.Generator().manual_seed(0))
+    rimmed = [not torch.equal(out[i], x[i]) for i in range(8)]
+    assert 0 < sum(rimmed) < 8 and not rimmed[7]
+    for i in range(8):
+        # The mask only grows, and only where the input changed; the mask itself is kept.
+        assert torch.all(grown[i] >= m[i])
+        assert torch.equal(out[i][:, m[i, 0] > 0.5], x[i][:, m[i, 0] > 0.5])
+        changed = (out[i] != x[i]).any(0)
+        near = torch.nn.functional.max_pool2d(grown[i:i + 1], 3, stride=1, padding=1)[0, 0]
+        assert torch.all(near[changed] > 0), "a rim beyond the mask the head learns"
+        if not rimmed[i]:
+            assert torch.equal(grown[i], m[i])
+            continue
+        assert grown[i, 0, 15, 16] == 1, "the band just above the body is part of the mask"
+        assert grown[i, 0, 5:8, 16].sum() == 0, "a rim is at most 3 % of the side (1 px here)"
+        assert grown[i, 0, 12, 8] == 0, "no rim around a thin strap"
+    assert out.min() >= 0 and out.max() <= 1
+    again = rim_masks(x, m, 0.5, torch.Generator().manual_seed(0))
+    assert torch.equal(out, again[0]) and torch.equal(grown, again[1])
 
 
 def test_a_recoloured_mask_changes_only_the_masks_pixels_and_grey_pairs_are_grey():

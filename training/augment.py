@@ -6,8 +6,9 @@ contrast x[0.2, 1.5]. Saturation blends with the grey image and hue rotates the 
 of YIQ, the usual tensor forms of the HSV operations the paper's TensorFlow code used.
 ``flip``: the flip only. ``none``: neither.
 
-Beside these, two options of their own (``--mask-recolour``, ``--grey-fraction``) widen what a
-mask and a photo look like: a recoloured mask region (input only) and grey pairs.
+Beside these, options of their own (``--mask-recolour``, ``--mask-rim``, ``--grey-fraction``)
+widen what a mask and a photo look like: a recoloured mask region (input only), a rim around
+the mask (input, and the mask the head learns) and grey pairs.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 
 from .registry import AUGMENTS  # noqa: F401 - the names this module implements
 
@@ -83,6 +85,58 @@ def recolour_masks(x: torch.Tensor, mask: torch.Tensor, fraction: float,
     y = ((grey + (y - grey) * sat) * bri).clamp(0, 1)
     m = mask.to(x.dtype) * pick
     return x * (1 - m) + y * m
+
+
+# A rim is 1 px up to this share of the crop side wide (4 px at 128, 8 at 256): a real mask's
+# hem, its inside lining folded over, the shadow it casts, the nose wire's ridge.
+RIM_WIDTH = 0.03
+RIM_LIGHT = 0.4  # share of rims that are a light lining rather than the mask's own colour
+
+
+def _opening(m: torch.Tensor, k: int) -> torch.Tensor:
+    """Erode then dilate a binary N1HW map with a k x k square."""
+    eroded = -F.max_pool2d(-m, k, stride=1, padding=k // 2)
+    return F.max_pool2d(eroded, k, stride=1, padding=k // 2)
+
+
+def rim_masks(x: torch.Tensor, mask: torch.Tensor, fraction: float, g: torch.Generator
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The input batch and the true mask with, for each pair with probability ``fraction``, a
+    rim drawn around the mask: a band of random width in the input, darker or lighter than
+    the mask, or a light lining (white to beige), and the mask grown to cover it, so the
+    mask head takes a real mask's edge for part of the mask and the network paints the face
+    there. Without this the generated masks' edges are clean, and on real photos the model
+    kept the hem's line, under the eyes, as if it were the face. The target stays the clean
+    face. ``mask``: N1HW in [0, 1]."""
+    n, dev = x.shape[0], x.device
+    side = x.shape[-1]
+    pick = torch.rand(n, generator=g) < fraction
+    widest = max(1, round(RIM_WIDTH * side))
+    width = torch.randint(1, widest + 1, (n,), generator=g)
+    shade = torch.rand(n, generator=g) * 1.2 + 0.4  # x[0.4, 1.6] the mask's mean colour
+    light = torch.rand(n, generator=g) < RIM_LIGHT
+    lining = torch.rand(n, 3, generator=g) * torch.tensor([0.15, 0.2, 0.3]) + torch.tensor(
+        [0.85, 0.78, 0.7])  # white, cream, beige
+    hard = (mask > 0.5).to(x.dtype)
+    area = hard.sum(dim=(2, 3)).clamp_min(1)
+    mean = (x * hard).sum(dim=(2, 3)) / area  # N3: the mask's mean colour in the input
+    out_x, out_m = x.clone(), mask.clone()
+    for i in torch.nonzero(pick).flatten().tolist():
+        if not bool(hard[i].any()):
+            continue
+        # The mask's body only: an opening drops straps and ear loops thinner than 5 px,
+        # which have no hem to speak of.
+        body = _opening(hard[i:i + 1], 5)
+        k = 2 * int(width[i]) + 1
+        grown = torch.maximum(F.max_pool2d(body, k, stride=1, padding=k // 2), hard[i:i + 1])
+        # Drawn anti-aliased, like the rendered masks' own edges; learnt as a binary mask,
+        # like theirs.
+        soft = F.avg_pool2d(grown, 3, stride=1, padding=1, count_include_pad=False)
+        band = (soft - mask[i:i + 1].to(x.dtype)).clamp_(0, 1)
+        colour = (lining[i] if light[i] else (mean[i] * shade[i]).clamp(0, 1)).to(dev, x.dtype)
+        out_x[i:i + 1] = x[i:i + 1] * (1 - band) + colour.view(1, 3, 1, 1) * band
+        out_m[i:i + 1] = torch.maximum(mask[i:i + 1], grown.to(mask.dtype))
+    return out_x, out_m
 
 
 def grey_pairs(pair: list[torch.Tensor], fraction: float,

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from .augment import AUGMENTS, grey_pairs, jitter_pair, recolour_masks
+from .augment import AUGMENTS, grey_pairs, jitter_pair, recolour_masks, rim_masks
 from .checkpoint import (
     CheckpointError,
     load_checkpoint,
@@ -81,6 +81,9 @@ class TrainConfig:
     # Fraction of pairs whose mask region (input only) gets a random colour and brightness:
     # real masks come in colours the templates' palette lacks (0: as generated).
     mask_recolour: float = 0.0
+    # Fraction of pairs given a rim around the mask (input, and the mask the head learns):
+    # real masks' hems, linings and shadows, which the generated masks lack.
+    mask_rim: float = 0.0
     grey_fraction: float = 0.0  # fraction of pairs turned grey, input and target alike
     # Fraction of pairs whose mask, grown a little, is erased to flat grey in the input: the
     # model learns to paint a face into a hole and then restores in two passes (refill.py).
@@ -123,13 +126,14 @@ class TrainConfig:
         if self.lr_schedule not in LR_SCHEDULES:
             raise TrainError(f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}, got "
                              f"{self.lr_schedule!r}")
-        for name in ("bare_fraction", "mask_recolour", "grey_fraction", "erase_fraction"):
+        for name in ("bare_fraction", "mask_recolour", "mask_rim", "grey_fraction",
+                     "erase_fraction"):
             if not 0 <= getattr(self, name) < 1:
                 raise TrainError(f"--{name.replace('_', '-')} must be in [0, 1), got "
                                  f"{getattr(self, name)}")
-        if (self.hole_weight or self.bare_fraction or self.mask_recolour
+        if (self.hole_weight or self.bare_fraction or self.mask_recolour or self.mask_rim
                 or self.erase_fraction) and not self.mask_head:
-            raise TrainError("--hole-weight, --bare-fraction, --mask-recolour and "
+            raise TrainError("--hole-weight, --bare-fraction, --mask-recolour, --mask-rim and "
                              "--erase-fraction are for a --mask-head model (they need the true "
                              "mask)")
         if self.augment not in AUGMENTS:
@@ -437,6 +441,8 @@ class _Run:
         # New draws come after the older ones, so runs without these options are unchanged.
         if cfg.mask_recolour:
             x = recolour_masks(x, mask, cfg.mask_recolour, g)
+        if cfg.mask_rim:
+            x, mask = rim_masks(x, mask, cfg.mask_rim, g)
         if cfg.grey_fraction:
             x, y = grey_pairs([x, y], cfg.grey_fraction, g)
         if cfg.bare_fraction:
