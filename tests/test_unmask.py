@@ -25,7 +25,7 @@ from maskface.maskgen.templates import registry  # noqa: E402
 from maskface.training.checkpoint import save_checkpoint  # noqa: E402
 from maskface.training.model import build_model  # noqa: E402
 from maskface.training.predict import Predictor  # noqa: E402
-from maskface.training.unmask import face_weight, restore_faces  # noqa: E402
+from maskface.training.unmask import face_weight, keep_eyes, restore_faces  # noqa: E402
 
 
 class Painter(torch.nn.Module):
@@ -236,6 +236,25 @@ def test_a_mask_head_model_blends_only_where_it_found_the_mask(masked_astronaut)
         inside = np.zeros(changed.shape, np.uint8)
         cv2.fillConvexPoly(inside, np.round(pts[list(eye), :2]).astype(np.int32), 1)
         assert not changed[inside > 0].any()
+
+
+def test_the_eyes_guard_ends_just_under_the_eyes_where_masks_start(astronaut):
+    # Real masks' top edges sit a few pixels under the lower lids; a guard reaching further
+    # kept their hem as a line under the eyes, half blended in.
+    pts = detect_landmarks(astronaut).points
+    _, _, q = align_face(astronaut, pts, 128)
+    guard = keep_eyes(q, 128)
+    for eye in (LEFT_EYE, RIGHT_EYE):
+        ring = np.round(q[list(eye), :2]).astype(np.int32)
+        inside = np.zeros((128, 128), np.uint8)
+        cv2.fillConvexPoly(inside, ring, 1)
+        assert guard[inside > 0].max() == 0, "the eye itself is never blended"
+        x0, x1 = ring[:, 0].min(), ring[:, 0].max()
+        low = ring[:, 1].max()
+        # 5 px (4 % of the crop) under the lowest lid point and further: blended fully.
+        assert guard[low + 5:low + 12, x0:x1 + 1].min() > 0.95
+    between = int(round((q[list(LEFT_EYE), 0].mean() + q[list(RIGHT_EYE), 0].mean()) / 2))
+    assert guard[:, between].min() > 0.95, "the bridge of the nose is no eye"
 
 
 class TintPainter(MaskPainter):

@@ -46,7 +46,7 @@ log = logging.getLogger("maskface.unmask")
 # gaiters cover the neck below the chin.
 NECK_DROP = 0.12
 FEATHER = 0.03  # Gaussian sigma of the seam, as a fraction of the crop side
-EYE_MARGIN = 0.02  # the eyes, grown by this much, are never blended
+EYE_MARGIN = 0.01  # the eyes, grown by this much, are never blended (see keep_eyes)
 EDGE_FADE = 0.06  # the weight fades to 0 over this much of the crop's border
 # A crop whose pixels' channels differ by at most this much (99th percentile, 8-bit) is a grey
 # photo: over 900 photos (both real-masked dev folders, 300 celeba-wild) the two grey ones
@@ -77,8 +77,11 @@ def face_weight(points: np.ndarray, size: int) -> np.ndarray:
 
 
 def keep_eyes(points: np.ndarray, size: int) -> np.ndarray:
-    """0 on the eyes (grown by EYE_MARGIN), rising softly to 1 around them: the bridge is level
-    with the lower eyelids on many faces, and the eyes must keep the photo's own pixels."""
+    """0 on the eyes (grown by EYE_MARGIN), rising to 1 within a few pixels around them: the
+    bridge is level with the lower eyelids on many faces, and the eyes must keep the photo's
+    own pixels. The rise is short because real masks' top edges (a hem, a lining, the nose
+    wire) sit just under the lids: a guard twice as wide blended them in by half, a line under
+    the eyes on many real photos."""
     eyes = np.zeros((size, size), np.float32)
     for eye in (LEFT_EYE, RIGHT_EYE):
         ring = cv2.convexHull(points[list(eye), :2].astype(np.float32))
