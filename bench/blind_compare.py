@@ -62,17 +62,20 @@ def pages(a: Path, b: Path, out: Path, first: int, count: int, seed: int) -> dic
     out.mkdir(parents=True, exist_ok=True)
     in_b = {Path(r["source"]).name: r for r in _summary(b)}
     rng = random.Random(seed)
-    rows, key = [], {}
+    rows, key, skipped = [], {}, []
     for ra in _summary(a)[first:first + count]:
         name = Path(ra["source"]).name
         rb = in_b.get(name)
         if rb is None:
+            skipped.append(f"{name}: not in {b}")
             continue
         before = cv2.imread(ra["source"])
         # A photo left unchanged keeps its own file name; outputs may be relative to --out.
         after_a = cv2.imread(str(a / Path(ra["output"]).name))
         after_b = cv2.imread(str(b / Path(rb["output"]).name))
         if before is None or after_a is None or after_b is None:
+            # Sources are as unmask was given them: run from the folder unmask ran in.
+            skipped.append(f"{name}: an image did not read")
             continue
         x0, y0, x1, y1 = _face_box(ra if ra.get("faces") else rb, before.shape)
         tiles = [im[y0:y1, x0:x1] for im in (before, after_a, after_b)]
@@ -89,7 +92,8 @@ def pages(a: Path, b: Path, out: Path, first: int, count: int, seed: int) -> dic
         cv2.imwrite(str(out / f"page-{first + start:04d}.png"), page)
     (out / "key.json").write_text(json.dumps({"A": str(a), "B": str(b), "sides": key},
                                              indent=1) + "\n")
-    return {"photos": len(rows), "pages": -(-len(rows) // ROWS_PER_PAGE), "out": str(out)}
+    return {"photos": len(rows), "pages": -(-len(rows) // ROWS_PER_PAGE), "out": str(out),
+            "skipped": skipped}
 
 
 def score(judged: Path, key_file: Path) -> dict:

@@ -43,7 +43,7 @@ def test_pages_shuffle_the_sides_and_the_score_undoes_it(tmp_path):
     a = _run(tmp_path, "a", photos, 40)
     b = _run(tmp_path, "b", photos, 220)
     res = bc.pages(a, b, tmp_path / "pages", 0, 10, seed=1)
-    assert res == {"photos": 10, "pages": 2, "out": str(tmp_path / "pages")}
+    assert res == {"photos": 10, "pages": 2, "out": str(tmp_path / "pages"), "skipped": []}
     key = json.loads((tmp_path / "pages" / "key.json").read_text())
     assert set(key["sides"].values()) == {"A|B", "B|A"}, "the order must vary per photo"
 
