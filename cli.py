@@ -341,6 +341,11 @@ def _click_errors(*kinds: type[Exception]):
               type=click.FloatRange(min=0, max=1, max_open=True),
               help="Share of pairs whose mask (input only) gets a random colour and "
                    "brightness, for masks in colours the templates lack (mask-head models).")
+@click.option("--mask-texture", default=0.0, show_default=True,
+              type=click.FloatRange(min=0, max=1, max_open=True),
+              help="Share of pairs whose mask is made opaque: its own colour, smooth shading and "
+                   "folds instead of the face's shading the renderer gives it, as on real masks "
+                   "(mask-head models).")
 @click.option("--mask-rim", default=0.0, show_default=True,
               type=click.FloatRange(min=0, max=1, max_open=True),
               help="Share of pairs given a rim around the mask (a hem, a light lining, a "
@@ -380,9 +385,10 @@ def _click_errors(*kinds: type[Exception]):
 @click.option("--val-batches", default=50, show_default=True, type=click.IntRange(min=1),
               help="Validation batches (of --batch-size) each time.")
 def train(data, out, model, width, depth, norm, mask_head, augment, epochs, max_steps,
-          max_minutes, batch_size, lr, lr_schedule, hole_weight, bare_fraction, mask_recolour,
-          mask_rim, grey_fraction, erase_fraction, init, loss, device, precision, compile_,
-          resume, workers, seed, checkpoint_every, val_every, log_every, val_batches) -> None:
+          max_minutes, batch_size, lr, lr_schedule, hole_weight, bare_fraction, mask_texture,
+          mask_recolour, mask_rim, grey_fraction, erase_fraction, init, loss, device, precision,
+          compile_, resume, workers, seed, checkpoint_every, val_every, log_every,
+          val_batches) -> None:
     """Train the RA-UNet (or a variant) on generated shards. Multi-GPU: torchrun."""
     from .maskgen.shards import ShardError
     from .training.train import TrainConfig, TrainError
@@ -393,8 +399,9 @@ def train(data, out, model, width, depth, norm, mask_head, augment, epochs, max_
             data=data, out=out, model=model, width=width, depth=depth, norm=norm,
             mask_head=mask_head, augment=augment, epochs=epochs, max_steps=max_steps,
             max_minutes=max_minutes, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule,
-            hole_weight=hole_weight, bare_fraction=bare_fraction, mask_recolour=mask_recolour,
-            mask_rim=mask_rim, grey_fraction=grey_fraction, erase_fraction=erase_fraction,
+            hole_weight=hole_weight, bare_fraction=bare_fraction, mask_texture=mask_texture,
+            mask_recolour=mask_recolour, mask_rim=mask_rim, grey_fraction=grey_fraction,
+            erase_fraction=erase_fraction,
             init=init, loss=loss,
             device=device, precision=precision, compile=compile_, resume=resume or "no",
             workers=workers, seed=seed,

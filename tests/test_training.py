@@ -25,7 +25,13 @@ from torch.utils.data import DataLoader  # noqa: E402
 
 from maskface.cli import main  # noqa: E402
 from maskface.maskgen.shards import iter_samples  # noqa: E402
-from maskface.training.augment import grey_pairs, recolour_masks, rim_masks  # noqa: E402
+from maskface.training.augment import (  # noqa: E402
+    TEXTURE_KEEP,
+    grey_pairs,
+    recolour_masks,
+    rim_masks,
+    texture_masks,
+)
 from maskface.training.checkpoint import (  # noqa: E402
     CheckpointError,
     load_checkpoint,
@@ -112,6 +118,34 @@ def test_a_rim_is_drawn_around_the_mask_and_the_mask_grows_to_cover_it():
     assert out.min() >= 0 and out.max() <= 1
     again = rim_masks(x, m, 0.5, torch.Generator().manual_seed(0))
     assert torch.equal(out, again[0]) and torch.equal(grown, again[1])
+
+
+def test_an_opaque_mask_hides_the_face_under_it_and_keeps_the_rest():
+    # The mask region carries a strong pattern, as a rendered mask carries the face's shading.
+    pattern = torch.zeros(1, 1, 32, 32)
+    pattern[..., ::2, :] = 0.3
+    x = (0.4 + pattern + 0.05 * torch.rand(8, 3, 32, 32, generator=torch.Generator()
+                                              .manual_seed(3))).clamp(0, 1)
+    m = torch.zeros(8, 1, 32, 32)
+    m[:, :, 14:30, 4:28] = 1
+    m[7] = 0  # a bare pair
+    out = texture_masks(x, m, 0.5, torch.Generator().manual_seed(0))
+    assert torch.equal(out[:, :, :14], x[:, :, :14]), "pixels outside the mask must stay"
+    opaque = [not torch.equal(out[i], x[i]) for i in range(8)]
+    assert 0 < sum(opaque) < 8 and not opaque[7]
+    p = pattern[0, 0, 14:30, 4:28] - pattern[0, 0, 14:30, 4:28].mean()
+    for i in range(8):
+        inside = out[i, :, 14:30, 4:28]
+        # How much of the face's pattern is left: all of it, or at most TEXTURE_KEEP.
+        left = float(((inside - inside.mean()) * p).sum() / (p * p).sum() / 3)
+        if opaque[i]:
+            assert left < TEXTURE_KEEP + 0.06, f"pair {i} still shows {left:.2f} of the face"
+            # The mask keeps its own colour, on average.
+            assert abs(float(inside.mean() - x[i, :, 14:30, 4:28].mean())) < 0.05
+        else:
+            assert left > 0.95
+    assert out.min() >= 0 and out.max() <= 1
+    assert torch.equal(out, texture_masks(x, m, 0.5, torch.Generator().manual_seed(0)))
 
 
 def test_a_recoloured_mask_changes_only_the_masks_pixels_and_grey_pairs_are_grey():

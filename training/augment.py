@@ -6,9 +6,10 @@ contrast x[0.2, 1.5]. Saturation blends with the grey image and hue rotates the 
 of YIQ, the usual tensor forms of the HSV operations the paper's TensorFlow code used.
 ``flip``: the flip only. ``none``: neither.
 
-Beside these, options of their own (``--mask-recolour``, ``--mask-rim``, ``--grey-fraction``)
-widen what a mask and a photo look like: a recoloured mask region (input only), a rim around
-the mask (input, and the mask the head learns) and grey pairs.
+Beside these, options of their own (``--mask-texture``, ``--mask-recolour``, ``--mask-rim``,
+``--grey-fraction``) widen what a mask and a photo look like: a mask of its own shading and
+folds, a recoloured mask region (input only), a rim around the mask (input, and the mask the
+head learns) and grey pairs.
 """
 
 from __future__ import annotations
@@ -84,6 +85,63 @@ def recolour_masks(x: torch.Tensor, mask: torch.Tensor, fraction: float,
     grey = _grey(y)
     y = ((grey + (y - grey) * sat) * bri).clamp(0, 1)
     m = mask.to(x.dtype) * pick
+    return x * (1 - m) + y * m
+
+
+# An opaque mask keeps at most this share of the generated mask's pixels, which carry the
+# shading of the face under it (the renderer shades the template by the face).
+TEXTURE_KEEP = 0.5
+TEXTURE_FIELD = 0.25  # the largest amplitude of the mask's own smooth shading, x its colour
+TEXTURE_FOLDS = 0.15  # the largest amplitude of its folds (pleats, creases)
+
+
+def _smooth_field(n: int, h: int, w: int, g: torch.Generator) -> torch.Tensor:
+    """(n, 1, h, w) smooth random shading, zero mean and unit deviation per image: a 4 x 4
+    grid of noise upsampled, the light and shadow of a mask's own shape at the scale of a face."""
+    coarse = torch.randn(n, 1, 4, 4, generator=g)
+    f = F.interpolate(coarse, size=(h, w), mode="bicubic", align_corners=False)
+    f = f - f.mean(dim=(2, 3), keepdim=True)
+    return f / f.std(dim=(2, 3), keepdim=True).clamp_min(1e-6)
+
+
+def _folds(n: int, h: int, w: int, g: torch.Generator) -> torch.Tensor:
+    """(n, 1, h, w) near-horizontal folds in [-1, 1]: a period of 3-8 % of the side, tilted
+    by up to 0.15, sharpened toward creases."""
+    period = torch.rand(n, generator=g) * 0.05 + 0.03
+    tilt = (torch.rand(n, generator=g) - 0.5) * 0.3
+    phase = torch.rand(n, generator=g) * 2 * math.pi
+    yy = torch.linspace(0, 1, h).view(1, h, 1)
+    xx = torch.linspace(0, 1, w).view(1, 1, w)
+    t = (yy + tilt.view(-1, 1, 1) * xx) / period.view(-1, 1, 1)
+    wave = torch.sin(2 * math.pi * t + phase.view(-1, 1, 1))
+    return (torch.tanh(3 * wave) / math.tanh(3)).unsqueeze(1)
+
+
+def texture_masks(x: torch.Tensor, mask: torch.Tensor, fraction: float,
+                  g: torch.Generator) -> torch.Tensor:
+    """The input batch with, for each pair with probability ``fraction``, the mask made
+    opaque: its mean colour, shaded by a smooth field of its own and, on half of them, folds,
+    with at most TEXTURE_KEEP of the generated mask's pixels left in. A rendered mask is
+    shaded by the face under it, so a model trained on it alone learns to read the face
+    through the mask; a real mask shows its own shape, and the model then returned the mask's
+    colour and pleats as the face (grey faces for black masks, whitish ones for white). Here
+    the mask tells as little as a real one and the face must come from around it. Pixels
+    outside the mask, the target and the true mask stay. ``mask``: N1HW in [0, 1]."""
+    n, dev = x.shape[0], x.device
+    h, w = x.shape[-2:]
+    pick = (torch.rand(n, generator=g) < fraction).view(-1, 1, 1, 1)
+    keep = torch.rand(n, 1, 1, 1, generator=g) * TEXTURE_KEEP
+    field = torch.rand(n, 1, 1, 1, generator=g) * TEXTURE_FIELD * _smooth_field(n, h, w, g)
+    folded = torch.rand(n, 1, 1, 1, generator=g) < 0.5
+    folds = torch.rand(n, 1, 1, 1, generator=g) * TEXTURE_FOLDS * folded * _folds(n, h, w, g)
+    shade = (1 + field + folds).to(dev, x.dtype)
+    hard = (mask > 0.5).to(x.dtype)
+    area = hard.sum(dim=(2, 3), keepdim=True).clamp_min(1)
+    mean = (x * hard).sum(dim=(2, 3), keepdim=True) / area  # N311: the mask's mean colour
+    own = (mean * shade).clamp(0, 1)
+    keep = keep.to(dev, x.dtype)
+    y = keep * x + (1 - keep) * own
+    m = mask.to(x.dtype) * pick.to(dev, x.dtype)
     return x * (1 - m) + y * m
 
 

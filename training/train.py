@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from .augment import AUGMENTS, grey_pairs, jitter_pair, recolour_masks, rim_masks
+from .augment import AUGMENTS, grey_pairs, jitter_pair, recolour_masks, rim_masks, texture_masks
 from .checkpoint import (
     CheckpointError,
     load_checkpoint,
@@ -78,6 +78,9 @@ class TrainConfig:
     # learns that a face without a mask has nothing to restore (0: every pair masked).
     bare_fraction: float = 0.0
     augment: str = "paper"  # "paper": flip + the paper's colour jitter; "flip"; "none"
+    # Fraction of pairs whose mask (input only) is made opaque: its own colour, smooth shading
+    # and folds instead of the rendered face's shading, which real masks do not show.
+    mask_texture: float = 0.0
     # Fraction of pairs whose mask region (input only) gets a random colour and brightness:
     # real masks come in colours the templates' palette lacks (0: as generated).
     mask_recolour: float = 0.0
@@ -126,16 +129,16 @@ class TrainConfig:
         if self.lr_schedule not in LR_SCHEDULES:
             raise TrainError(f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}, got "
                              f"{self.lr_schedule!r}")
-        for name in ("bare_fraction", "mask_recolour", "mask_rim", "grey_fraction",
-                     "erase_fraction"):
+        for name in ("bare_fraction", "mask_texture", "mask_recolour", "mask_rim",
+                     "grey_fraction", "erase_fraction"):
             if not 0 <= getattr(self, name) < 1:
                 raise TrainError(f"--{name.replace('_', '-')} must be in [0, 1), got "
                                  f"{getattr(self, name)}")
-        if (self.hole_weight or self.bare_fraction or self.mask_recolour or self.mask_rim
-                or self.erase_fraction) and not self.mask_head:
-            raise TrainError("--hole-weight, --bare-fraction, --mask-recolour, --mask-rim and "
-                             "--erase-fraction are for a --mask-head model (they need the true "
-                             "mask)")
+        if (self.hole_weight or self.bare_fraction or self.mask_texture or self.mask_recolour
+                or self.mask_rim or self.erase_fraction) and not self.mask_head:
+            raise TrainError("--hole-weight, --bare-fraction, --mask-texture, --mask-recolour, "
+                             "--mask-rim and --erase-fraction are for a --mask-head model (they "
+                             "need the true mask)")
         if self.augment not in AUGMENTS:
             raise TrainError(f"--augment must be one of {', '.join(AUGMENTS)}, got "
                              f"{self.augment!r}")
@@ -439,6 +442,8 @@ class _Run:
         if cfg.augment == "paper":
             x, y = jitter_pair([x, y], g)
         # New draws come after the older ones, so runs without these options are unchanged.
+        if cfg.mask_texture:  # before the recolouring, which then colours it too
+            x = texture_masks(x, mask, cfg.mask_texture, g)
         if cfg.mask_recolour:
             x = recolour_masks(x, mask, cfg.mask_recolour, g)
         if cfg.mask_rim:
