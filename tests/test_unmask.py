@@ -335,6 +335,24 @@ def test_unmask_never_writes_over_an_input(tmp_path, astronaut):
     assert s["results"][0]["output"] == str(d / "a-2.png") and (d / "a-2.png").exists()
 
 
+def test_a_second_run_into_the_same_folder_names_what_is_not_its_own(tmp_path, astronaut,
+                                                                       masked_astronaut):
+    from maskface.training.unmask import unmask_files
+
+    src = tmp_path / "photos"
+    src.mkdir()
+    write_rgb(src / "masked.png", masked_astronaut[0])
+    write_rgb(src / "other.png", masked_astronaut[0])
+    out = tmp_path / "out"
+    first = unmask_files([src], mask_head_predictor(), out)
+    assert first["earlier_outputs"] == [] and (out / "sheets" / "sheet-01.jpg").exists()
+    second = unmask_files([src / "masked.png"], mask_head_predictor(), out, sheet_max=0)
+    # other.png's result is still in the folder, and is named as not this run's; the earlier
+    # contact sheet, which showed both photos, is gone.
+    assert second["earlier_outputs"] == [str(out / "other.png")]
+    assert (out / "other.png").exists() and not (out / "sheets" / "sheet-01.jpg").exists()
+
+
 def test_the_bundled_model_leaves_a_bare_face_byte_identical_and_removes_a_mask(
         tmp_path, astronaut, masked_astronaut):
     from maskface.training.checkpoint import DEFAULT_MODEL

@@ -243,6 +243,7 @@ def unmask_files(paths: Iterable[str | Path], predictor: Predictor, out: str | P
     taken: set[str] = set()
     photos = find_photos(inputs)
     originals = {p.resolve() for p in photos}
+    earlier = _earlier_outputs(out)
     opinion = mask_opinion(predictor)  # the mask head's say on faces the cascade doubts
     for path in photos:
         t = time.perf_counter()
@@ -253,6 +254,10 @@ def unmask_files(paths: Iterable[str | Path], predictor: Predictor, out: str | P
         results.append(res)
         if progress is not None:
             progress(1)
+    # An earlier run's pages would read as this run's: they go (never a photo given as input).
+    for old in (out / "sheets").glob("sheet-*.jpg"):
+        if old.resolve() not in originals:
+            old.unlink()
     if sheet:
         (out / "sheets").mkdir(exist_ok=True)
     for page, start in enumerate(range(0, len(sheet), SHEET_PAGE)):
@@ -276,9 +281,24 @@ def unmask_files(paths: Iterable[str | Path], predictor: Predictor, out: str | P
         "blend": ("the model's mask" if predictor.has_mask_head
                   else "what the model changed" if composite else "the lower face"),
         "skin_tone": skin_tone,
+        "earlier_outputs": sorted(earlier - {r.output for r in results}),
         "results": [r.__dict__ for r in results]}
+    if summary["earlier_outputs"]:
+        log.warning("%s: %d file(s) of an earlier run are still there (not this run's; listed "
+                    "in summary.json as earlier_outputs)", out, len(summary["earlier_outputs"]))
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary
+
+
+def _earlier_outputs(out: Path) -> set[str]:
+    """The photos an earlier run wrote into ``out`` (from its summary.json) that are still
+    there: a second run into the same folder must not pass them off as its own."""
+    try:
+        results = json.loads((out / "summary.json").read_text())["results"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return set()
+    return {r["output"] for r in results
+            if isinstance(r, dict) and r.get("output") and Path(r["output"]).is_file()}
 
 
 def _unmask_one(path: Path, out: Path, name: str, predictor: Predictor,
