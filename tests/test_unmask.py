@@ -474,14 +474,16 @@ def test_masks_the_head_sees_on_a_cup_or_a_colour_wheel_are_no_opinion(picture, 
 
 
 @pytest.mark.shared
-@pytest.mark.parametrize("folder, key, stage", [("real-masked-dev", "0035", "detector"),
+@pytest.mark.parametrize("folder, key, stage", [("real-masked-dev", "0035", "facemesh"),
                                                 ("real-masked-scenes-dev", "0167", "detector"),
                                                 ("real-masked-dev", "0298", "frame")])
 def test_a_masked_face_no_bare_face_model_confirms_is_kept_on_the_mask_heads_word(
         folder, key, stage, bundled):
     """A blurred face in a blue mask under a dark hood (crop 0035) and a face in a black mask
-    under its hair (scene 0167): a detector proposed each (0.6), but neither second model,
-    trained on bare faces, confirms it, so the cascade alone refuses it. A close-up under a cap
+    under its hair (scene 0167): no second model, trained on bare faces, confirms either, so
+    the cascade alone refuses them. The mesh's fit on the whole of 0035 is kept on the mask
+    head's word (the bundled file before run 9 needed the fit on a detector's box, 0.6); a
+    detector proposed 0167's (0.6). A close-up under a cap
     brim (crop 0298): no detector finds it, only the frame's own region, whose upper face shows
     skin. The bundled model's mask head sees the mask over the lower face of each, and the
     face is kept on that evidence."""
