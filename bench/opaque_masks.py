@@ -9,7 +9,9 @@ and, beside each batch as generated, the same batch with every mask made opaque 
 batch's index, so every model sees the same pairs). Per model (a checkpoint or .safetensors
 with a mask head; ``bundled`` for the bundled file) it prints, in one JSON object, the masked
 PSNR of the output composited by the model's own mask on both kinds of pair, and the mask
-head's IoU with the true mask on the opaque ones. fp32 on the CPU unless ``--device`` says.
+head's IoU with the true mask on the opaque ones, scored in 8 bits as ``maskface eval`` scores
+(its masked figure "composited" is the plain column's). fp32 on the CPU unless ``--device``
+says.
 """
 
 from __future__ import annotations
@@ -26,6 +28,10 @@ from maskface.training.composite import composite, predicted_mask_weight
 from maskface.training.data import ShardPairs, to_device
 from maskface.training.metrics import mask_iou, masked_psnr
 from maskface.training.predict import Predictor
+
+
+def _eight_bit(x: torch.Tensor) -> torch.Tensor:
+    return torch.round(x * 255) / 255
 
 
 def main() -> None:
@@ -51,13 +57,14 @@ def main() -> None:
             break
         b = to_device(b, preds[0].device)
         x, y, mask = b["masked"], b["clean"], b["mask"]
-        opaque = texture_masks(x, mask, 1.0 - 1e-9, torch.Generator().manual_seed(k))
+        # In 8 bits, as a photo is: the opaque input, and the output as `eval` scores it.
+        opaque = _eight_bit(texture_masks(x, mask, 1.0, torch.Generator().manual_seed(k)))
         n += x.shape[0]
         for m, p in zip(args.models, preds, strict=True):
             for tag, inp in (("plain", x), ("opaque", opaque)):
-                with torch.no_grad():
-                    out = p.model(inp).float().clamp(0, 1)
-                restored = composite(inp, out[:, :3], predicted_mask_weight(out[:, 3:4]))
+                out = p.predict(inp)  # the path eval and unmask take (a refill model: 2 passes)
+                restored = _eight_bit(composite(inp, out[:, :3],
+                                                predicted_mask_weight(out[:, 3:4])))
                 sums[m][tag] += float(masked_psnr(restored, y, mask).sum())
                 if tag == "opaque":
                     sums[m]["iou_opaque"] += float(mask_iou(out[:, 3:4], mask).sum())
