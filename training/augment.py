@@ -95,26 +95,33 @@ TEXTURE_FIELD = 0.25  # the largest amplitude of the mask's own smooth shading, 
 TEXTURE_FOLDS = 0.15  # the largest amplitude of its folds (pleats, creases)
 
 
-def _smooth_field(n: int, h: int, w: int, g: torch.Generator) -> torch.Tensor:
+# The draws come from the CPU generator (the same for a resumed run on any device); the
+# full-size fields are built on the batch's device, as a GPU step should not wait for them.
+def _smooth_field(n: int, h: int, w: int, g: torch.Generator, device) -> torch.Tensor:
     """(n, 1, h, w) smooth random shading, zero mean and unit deviation per image: a 4 x 4
     grid of noise upsampled, the light and shadow of a mask's own shape at the scale of a face."""
-    coarse = torch.randn(n, 1, 4, 4, generator=g)
+    coarse = torch.randn(n, 1, 4, 4, generator=g).to(device)
     f = F.interpolate(coarse, size=(h, w), mode="bicubic", align_corners=False)
     f = f - f.mean(dim=(2, 3), keepdim=True)
     return f / f.std(dim=(2, 3), keepdim=True).clamp_min(1e-6)
 
 
-def _folds(n: int, h: int, w: int, g: torch.Generator) -> torch.Tensor:
+def _folds(n: int, h: int, w: int, g: torch.Generator, device) -> torch.Tensor:
     """(n, 1, h, w) near-horizontal folds in [-1, 1]: a period of 3-8 % of the side, tilted
     by up to 0.15, sharpened toward creases."""
-    period = torch.rand(n, generator=g) * 0.05 + 0.03
-    tilt = (torch.rand(n, generator=g) - 0.5) * 0.3
-    phase = torch.rand(n, generator=g) * 2 * math.pi
-    yy = torch.linspace(0, 1, h).view(1, h, 1)
-    xx = torch.linspace(0, 1, w).view(1, 1, w)
-    t = (yy + tilt.view(-1, 1, 1) * xx) / period.view(-1, 1, 1)
-    wave = torch.sin(2 * math.pi * t + phase.view(-1, 1, 1))
+    period = (torch.rand(n, generator=g) * 0.05 + 0.03).to(device).view(-1, 1, 1)
+    tilt = ((torch.rand(n, generator=g) - 0.5) * 0.3).to(device).view(-1, 1, 1)
+    phase = (torch.rand(n, generator=g) * 2 * math.pi).to(device).view(-1, 1, 1)
+    yy = torch.linspace(0, 1, h, device=device).view(1, h, 1)
+    xx = torch.linspace(0, 1, w, device=device).view(1, 1, w)
+    wave = torch.sin(2 * math.pi * (yy + tilt * xx) / period + phase)
     return (torch.tanh(3 * wave) / math.tanh(3)).unsqueeze(1)
+
+
+def _mask_colour(x: torch.Tensor, hard: torch.Tensor) -> torch.Tensor:
+    """(N, 3, 1, 1): the mean colour of ``x`` where ``hard`` (N, 1, H, W in {0, 1}) is set."""
+    area = hard.sum(dim=(2, 3), keepdim=True).clamp_min(1)
+    return (x * hard).sum(dim=(2, 3), keepdim=True) / area
 
 
 def texture_masks(x: torch.Tensor, mask: torch.Tensor, fraction: float,
@@ -129,19 +136,17 @@ def texture_masks(x: torch.Tensor, mask: torch.Tensor, fraction: float,
     outside the mask, the target and the true mask stay. ``mask``: N1HW in [0, 1]."""
     n, dev = x.shape[0], x.device
     h, w = x.shape[-2:]
-    pick = (torch.rand(n, generator=g) < fraction).view(-1, 1, 1, 1)
-    keep = torch.rand(n, 1, 1, 1, generator=g) * TEXTURE_KEEP
-    field = torch.rand(n, 1, 1, 1, generator=g) * TEXTURE_FIELD * _smooth_field(n, h, w, g)
+    pick = (torch.rand(n, generator=g) < fraction).view(-1, 1, 1, 1).to(dev, x.dtype)
+    keep = (torch.rand(n, 1, 1, 1, generator=g) * TEXTURE_KEEP).to(dev, x.dtype)
+    field = (torch.rand(n, 1, 1, 1, generator=g) * TEXTURE_FIELD).to(dev) * _smooth_field(
+        n, h, w, g, dev)
     folded = torch.rand(n, 1, 1, 1, generator=g) < 0.5
-    folds = torch.rand(n, 1, 1, 1, generator=g) * TEXTURE_FOLDS * folded * _folds(n, h, w, g)
-    shade = (1 + field + folds).to(dev, x.dtype)
-    hard = (mask > 0.5).to(x.dtype)
-    area = hard.sum(dim=(2, 3), keepdim=True).clamp_min(1)
-    mean = (x * hard).sum(dim=(2, 3), keepdim=True) / area  # N311: the mask's mean colour
-    own = (mean * shade).clamp(0, 1)
-    keep = keep.to(dev, x.dtype)
+    folds = (torch.rand(n, 1, 1, 1, generator=g) * TEXTURE_FOLDS * folded).to(dev) * _folds(
+        n, h, w, g, dev)
+    own = (_mask_colour(x, (mask > 0.5).to(x.dtype)) * (1 + field + folds).to(x.dtype)
+           ).clamp(0, 1)
     y = keep * x + (1 - keep) * own
-    m = mask.to(x.dtype) * pick.to(dev, x.dtype)
+    m = mask.to(x.dtype) * pick
     return x * (1 - m) + y * m
 
 
@@ -176,8 +181,7 @@ def rim_masks(x: torch.Tensor, mask: torch.Tensor, fraction: float, g: torch.Gen
     lining = torch.rand(n, 3, generator=g) * torch.tensor([0.15, 0.2, 0.3]) + torch.tensor(
         [0.85, 0.78, 0.7])  # white, cream, beige
     hard = (mask > 0.5).to(x.dtype)
-    area = hard.sum(dim=(2, 3)).clamp_min(1)
-    mean = (x * hard).sum(dim=(2, 3)) / area  # N3: the mask's mean colour in the input
+    mean = _mask_colour(x, hard).flatten(1)  # N3: the mask's mean colour in the input
     out_x, out_m = x.clone(), mask.clone()
     # The mask's body only: an opening drops straps and ear loops thinner than 5 px, which
     # have no hem to speak of. One pass per rim width (at most 8 at 256 px), not per pair.
