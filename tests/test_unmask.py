@@ -351,6 +351,9 @@ def test_a_second_run_into_the_same_folder_names_what_is_not_its_own(tmp_path, a
     # contact sheet, which showed both photos, is gone.
     assert second["earlier_outputs"] == [str(out / "other.png")]
     assert (out / "other.png").exists() and not (out / "sheets" / "sheet-01.jpg").exists()
+    # A third run still knows it: the second run's summary named it.
+    third = unmask_files([src / "masked.png"], mask_head_predictor(), out, sheet_max=0)
+    assert third["earlier_outputs"] == [str(out / "other.png")]
 
 
 def test_the_bundled_model_leaves_a_bare_face_byte_identical_and_removes_a_mask(

@@ -291,14 +291,16 @@ def unmask_files(paths: Iterable[str | Path], predictor: Predictor, out: str | P
 
 
 def _earlier_outputs(out: Path) -> set[str]:
-    """The photos an earlier run wrote into ``out`` (from its summary.json) that are still
-    there: a second run into the same folder must not pass them off as its own."""
+    """The photos earlier runs wrote into ``out`` that are still there: the last run's results
+    and what it listed as earlier than itself (from its summary.json), so a later run into the
+    same folder never passes them off as its own, however many runs ago they were written."""
     try:
-        results = json.loads((out / "summary.json").read_text())["results"]
-    except (OSError, ValueError, KeyError, TypeError):
+        last = json.loads((out / "summary.json").read_text())
+        named = [r.get("output") for r in last["results"] if isinstance(r, dict)]
+        named += list(last.get("earlier_outputs", []))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return set()
-    return {r["output"] for r in results
-            if isinstance(r, dict) and r.get("output") and Path(r["output"]).is_file()}
+    return {p for p in named if isinstance(p, str) and p and Path(p).is_file()}
 
 
 def _unmask_one(path: Path, out: Path, name: str, predictor: Predictor,
