@@ -96,6 +96,22 @@ def pages(a: Path, b: Path, out: Path, first: int, count: int, seed: int) -> dic
             "skipped": skipped}
 
 
+CATEGORIES = ("gone", "partly", "left")
+BETTER = ("left", "right", "same")
+REMOVED = ("yes", "no", "")
+
+
+def _bad_values(row: dict) -> str:
+    """What in a judged row is none of the allowed values ('' when all are): a typo must
+    not be counted as something it is not."""
+    wrong = [f"{k}={row.get(k)!r}" for k in ("left", "right") if row.get(k) not in CATEGORIES]
+    if row.get("better") not in BETTER:
+        wrong.append(f"better={row.get('better')!r}")
+    wrong += [f"{k}={row[k]!r}" for k in ("left_removed", "right_removed")
+              if row.get(k) is not None and row[k] not in REMOVED]
+    return ", ".join(wrong)
+
+
 def score(judged: Path, key_file: Path) -> dict:
     """Counts per run from a judged CSV and the key that undoes the shuffle."""
     key = json.loads(key_file.read_text())
@@ -109,14 +125,16 @@ def score(judged: Path, key_file: Path) -> dict:
             order = sides.get(name, sides.get(r["photo"]))
             if order is None:
                 raise SystemExit(f"{r['photo']} is not in {key_file}")
+            bad = _bad_values(r)
+            if bad:
+                raise SystemExit(f"{judged}: {r['photo']}: {bad} (see this script's help)")
             left, right = order.split("|")
             counts[left][r["left"]] += 1
             counts[right][r["right"]] += 1
             if r.get("left_removed"):
                 removed[left][r["left_removed"]] += 1
                 removed[right][r["right_removed"]] += 1
-            pick = r["better"]
-            better[{"left": left, "right": right}.get(pick, "same")] += 1
+            better[{"left": left, "right": right, "same": "same"}[r["better"]]] += 1
     return {"A": key["A"], "B": key["B"], "photos": sum(better.values()),
             "categories": {k: dict(v) for k, v in counts.items()},
             "removed_lenient": {k: dict(v) for k, v in removed.items() if v},

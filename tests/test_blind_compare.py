@@ -69,3 +69,16 @@ def test_pages_shuffle_the_sides_and_the_score_undoes_it(tmp_path):
     s = bc.score(judged, tmp_path / "pages" / "key.json")
     assert s["categories"] == {"A": {"partly": 10}, "B": {"gone": 10}}
     assert s["better"] == {"B": 10} and s["photos"] == 10
+
+    # A typo is refused, not counted as "same".
+    rows[0]["better"] = "rigth"
+    with judged.open("w", newline="") as f:
+        w = csv.DictWriter(f, ["photo", "left", "right", "better"])
+        w.writeheader()
+        w.writerows(rows)
+    try:
+        bc.score(judged, tmp_path / "pages" / "key.json")
+    except SystemExit as e:
+        assert "rigth" in str(e)
+    else:
+        raise AssertionError("a judged CSV with a typo was scored")
