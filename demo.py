@@ -232,6 +232,27 @@ def _failures(failures: dict[str, int]) -> str:
             "sample, its mask type)")
 
 
+def _bundled_about() -> str:
+    """The bundled model in a sentence, read from its own metadata, so the demo describes the
+    file it ran and not an older one."""
+    from .training.checkpoint import DEFAULT_MODEL
+    from .training.weights import WeightsError, load_weights
+
+    try:
+        _, meta = load_weights(DEFAULT_MODEL)
+        cfg = json.loads(meta["model_config"])
+    except (WeightsError, KeyError, ValueError):
+        return "No bundled model was found, so unmask used the model trained here."
+    runs = sum(k == "train_command" or k.startswith("finetune_command") for k in meta)
+    averaged = sum(k.startswith("average_command") for k in meta)
+    how = f" and {_count(averaged, 'weight average')}" if averaged else ""
+    return (f"The bundled model beside it (width {cfg['width']}, depth {cfg['depth']}, "
+            f"{meta.get('image_size', '?')} px, made in {_count(runs, 'training run')}{how} "
+            f"on CelebA pairs; machine: {meta.get('machine', 'not recorded')}; the commands are "
+            "in its metadata and docs/results.md) shows what longer training does; unmask "
+            "uses it.")
+
+
 def _index(cfg: DemoConfig, steps: dict, photos: list[str]) -> str:
     from .training.evaluate import fmt
 
@@ -242,10 +263,8 @@ def _index(cfg: DemoConfig, steps: dict, photos: list[str]) -> str:
         f"Everything below ran on this machine in {total:.0f} s. The model trained here is "
         f"tiny (RA-UNet, width {cfg.width}, depth {cfg.depth}, with a mask head) and trained "
         f"for {_count(cfg.steps, 'step')} on {_count(g['pairs'], 'pair')} from "
-        f"{_count(g['faces'], 'face')}: it shows the pieces working together. The bundled "
-        "model beside it (width 16, depth 5, 128 px, trained in four runs of 107, 69, 53 and "
-        "29 minutes on a 2-core CPU on CelebA pairs, the last two averaged in) shows what "
-        "longer training does; unmask uses it.", "",
+        f"{_count(g['faces'], 'face')}: it shows the pieces working together. "
+        f"{_bundled_about()}", "",
         f"1. **generate** ({g['seconds']} s): {g['masked']} of {_count(g['faces'], 'face')} "
         f"masked, {_count(g['pairs'], 'pair')} in `data/`. Not written: "
         f"{_failures(g['failures'])}.",

@@ -91,3 +91,25 @@ def test_demo_runs_every_step_and_writes_its_index(tmp_path, caplog):
     # The photo without a face is there on purpose: no warning about it.
     assert not [r for r in caplog.records
                 if r.levelno >= logging.WARNING and NO_FACE_PHOTO in r.getMessage()]
+
+
+def test_the_demo_describes_the_bundled_file_it_ran_from_the_files_own_metadata(
+        tmp_path, monkeypatch):
+    pytest.importorskip("torch")
+    import torch
+
+    from maskface import demo
+    from maskface.training import checkpoint
+    from maskface.training.weights import save_weights
+
+    f = tmp_path / "model.safetensors"
+    save_weights(f, {"w": torch.zeros(1)}, {
+        "model_config": json.dumps({"width": 24, "depth": 4}), "image_size": "96",
+        "machine": "a test box", "train_command": "a", "finetune_command_1": "b",
+        "finetune_command_2": "c", "average_command": "d"})
+    monkeypatch.setattr(checkpoint, "DEFAULT_MODEL", f)
+    said = demo._bundled_about()
+    assert "width 24, depth 4, 96 px" in said and "3 training runs and 1 weight average" in said
+    assert "a test box" in said
+    monkeypatch.setattr(checkpoint, "DEFAULT_MODEL", tmp_path / "absent.safetensors")
+    assert "No bundled model" in demo._bundled_about()
